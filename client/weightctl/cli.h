@@ -1,0 +1,46 @@
+// The commands of weightctl. Each takes the parsed options and its positional
+// arguments, prints to stdout (results) and stderr (errors, progress), and returns
+// the process exit code: 0 success, 1 the operation failed, 2 bad usage.
+// Not thread-safe (one command per process).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace weightd::ctl {
+
+struct CliOptions {
+  std::string address;        // gRPC address of the daemon
+  std::string handle_socket;  // the daemon's handle socket
+  bool json = false;
+  int rank = -1;              // -1: every rank (manifest) or rank 0 (export)
+  bool force = false;
+  std::string path;           // load: path source, as the daemon resolves it
+  std::string push;           // load: a local .safetensors file or directory to push
+  std::string scheme = "per-tensor";
+  std::vector<std::string> ignore;
+  std::string nonfinite = "fail";
+  uint32_t tp_size = 1;
+  bool progress = true;
+};
+
+using Args = std::vector<std::string>;
+
+int RunLoad(const CliOptions& options, const Args& args);
+int RunPush(const CliOptions& options, const Args& args);
+int RunManifest(const CliOptions& options, const Args& args);
+int RunList(const CliOptions& options, const Args& args);
+int RunStatus(const CliOptions& options, const Args& args);
+int RunUnload(const CliOptions& options, const Args& args);
+int RunExport(const CliOptions& options, const Args& args);
+int RunVerify(const CliOptions& options, const Args& args);
+
+// Prints "weightctl: CODE: message" to stderr and returns 1.
+int ReportError(const absl::Status& status);
+// Prints "weightctl: usage: ..." to stderr and returns 2.
+int Usage(const std::string& text);
+
+}  // namespace weightd::ctl

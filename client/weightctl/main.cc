@@ -1,0 +1,89 @@
+// weightctl: the command-line client of weightd. Flags are parsed here only.
+#include <unistd.h>
+
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "base/dashed_flags.h"
+#include "client/weightctl/cli.h"
+
+ABSL_FLAG(std::string, address, "unix:/run/weightd/weightd.sock",
+          "gRPC address of the daemon, e.g. unix:/run/weightd/weightd.sock or 127.0.0.1:9500");
+ABSL_FLAG(std::string, handle_socket, "/run/weightd/handles.sock",
+          "The daemon's handle socket (export), e.g. /run/weightd/handles.sock");
+ABSL_FLAG(bool, json, false, "Print read commands' results as JSON, e.g. weightctl list --json");
+ABSL_FLAG(int, rank, -1, "Tensor-parallel rank for manifest and export (default: all / 0)");
+ABSL_FLAG(bool, force, false, "unload: drop the model even while workers hold leases");
+ABSL_FLAG(std::string, path, "", "load: checkpoint directory as the daemon sees it, e.g. llama-8b");
+ABSL_FLAG(std::string, push, "", "load: local .safetensors file or checkpoint directory to push");
+ABSL_FLAG(std::string, scheme, "per-tensor", "per-tensor, per-channel, block or none");
+ABSL_FLAG(std::vector<std::string>, ignore, {},
+          "Tensors left unquantized: exact names or re:REGEX, comma-separated, e.g. re:.*mlp\\.down_proj.*");
+ABSL_FLAG(std::string, nonfinite, "fail", "NaN/Inf in a weight: fail (default) or saturate");
+ABSL_FLAG(uint32_t, tp, 1, "Tensor-parallel size");
+ABSL_FLAG(bool, progress, true, "Show load progress on stderr");
+
+namespace {
+
+constexpr char kUsage[] = R"(weightctl COMMAND [ARGS] [FLAGS]
+
+Commands:
+  load MODEL --path DIR | --push DIR  load a checkpoint (progress on stderr), e.g.
+                                      weightctl load llama --push ./llama-8b
+  push MODEL FILE...                  push shard files into a load that waits for them
+  manifest MODEL [--rank R] [--json]  tensors, dtypes, shapes and allocations
+  list [--json]                       models and their states
+  status [--json]                     devices (used, peak, capacity) and models
+  unload MODEL [--force]              free a model (refused while leased unless --force)
+  export MODEL DIR [--rank R]         map a rank's memory and write DIR/model.safetensors
+  verify CHECKPOINT EXPORT            check an export byte for byte against the CPU reference
+
+Run weightctl --help for every flag.)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  std::vector<std::string> storage;
+  std::vector<char*> args = weightd::AcceptDashedFlags(argc, argv, storage);
+  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (positional.size() < 2) {
+    std::fprintf(stderr, "%s\n", kUsage);
+    return 2;
+  }
+  weightd::ctl::CliOptions options;
+  options.address = absl::GetFlag(FLAGS_address);
+  options.handle_socket = absl::GetFlag(FLAGS_handle_socket);
+  options.json = absl::GetFlag(FLAGS_json);
+  options.rank = absl::GetFlag(FLAGS_rank);
+  options.force = absl::GetFlag(FLAGS_force);
+  options.path = absl::GetFlag(FLAGS_path);
+  options.push = absl::GetFlag(FLAGS_push);
+  options.scheme = absl::GetFlag(FLAGS_scheme);
+  options.ignore = absl::GetFlag(FLAGS_ignore);
+  options.nonfinite = absl::GetFlag(FLAGS_nonfinite);
+  options.tp_size = absl::GetFlag(FLAGS_tp);
+  options.progress = absl::GetFlag(FLAGS_progress);
+
+  using Command = std::function<int(const weightd::ctl::CliOptions&, const weightd::ctl::Args&)>;
+  const std::map<std::string, Command> commands = {
+      {"load", weightd::ctl::RunLoad},         {"push", weightd::ctl::RunPush},
+      {"manifest", weightd::ctl::RunManifest}, {"list", weightd::ctl::RunList},
+      {"status", weightd::ctl::RunStatus},     {"unload", weightd::ctl::RunUnload},
+      {"export", weightd::ctl::RunExport},     {"verify", weightd::ctl::RunVerify},
+  };
+  auto command = commands.find(positional[1]);
+  if (command == commands.end()) {
+    std::fprintf(stderr, "weightctl: unknown command '%s'\n\n%s\n", positional[1], kUsage);
+    return 2;
+  }
+  weightd::ctl::Args command_args(positional.begin() + 2, positional.end());
+  return command->second(options, command_args);
+}

@@ -1,0 +1,17 @@
+// Pushes one local shard file into a daemon's load over the PushShards stream, on
+// its own HTTP/2 connection, in 4 MiB messages read straight from the file.
+// Thread-safe: each call is independent (loads push their shards in parallel).
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "weightd/v1/loader.pb.h"
+
+namespace weightd::ctl {
+
+// `shard_name`: the file name the load expects (as in PushSource.shard_files).
+absl::StatusOr<v1::PushSummary> PushShardFile(const std::string& address, const std::string& model_id,
+                                              const std::string& file_path, const std::string& shard_name);
+
+}  // namespace weightd::ctl

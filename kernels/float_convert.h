@@ -1,0 +1,87 @@
+// Element loaders: element i of a little-endian, possibly unaligned buffer of one
+// DType, widened exactly to fp32. Function objects rather than a switch so that a
+// kernel picks one per tensor and its loop inlines the conversion.
+//
+// Thread-safety: pure functions.
+#pragma once
+
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/dtype.h"
+#include "kernels/fp8_e4m3.h"
+
+namespace weightd::kernels {
+
+// safetensors data is little-endian; a plain memcpy load is only right on such hosts.
+static_assert(std::endian::native == std::endian::little, "weightd assumes a little-endian host");
+
+template <typename T>
+inline T LoadLittleEndian(const void* src, size_t i) {
+  T value;
+  std::memcpy(&value, static_cast<const unsigned char*>(src) + i * sizeof(T), sizeof(T));
+  return value;
+}
+
+// BF16 is the upper half of an fp32.
+constexpr float FloatFromBf16Bits(uint16_t bits) {
+  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
+}
+
+// IEEE binary16 -> binary32, exact for every pattern; NaN payloads are kept.
+constexpr float FloatFromHalfBits(uint16_t bits) {
+  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+  const uint32_t exponent = (bits >> 10) & 0x1Fu;
+  const uint32_t mantissa = bits & 0x3FFu;
+  if (exponent == 0) {
+    const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;  // exact
+    return sign != 0 ? -magnitude : magnitude;
+  }
+  if (exponent == 0x1F) return std::bit_cast<float>(sign | 0x7F800000u | (mantissa << 13));
+  return std::bit_cast<float>(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+}
+
+struct Bf16Loader {
+  float operator()(const void* src, size_t i) const {
+    return FloatFromBf16Bits(LoadLittleEndian<uint16_t>(src, i));
+  }
+};
+
+struct F16Loader {
+  float operator()(const void* src, size_t i) const {
+    return FloatFromHalfBits(LoadLittleEndian<uint16_t>(src, i));
+  }
+};
+
+struct F32Loader {
+  float operator()(const void* src, size_t i) const {
+    return std::bit_cast<float>(LoadLittleEndian<uint32_t>(src, i));
+  }
+};
+
+struct E4M3Loader {
+  float operator()(const void* src, size_t i) const {
+    return fp8::FloatFromE4M3(static_cast<const uint8_t*>(src)[i]);
+  }
+};
+
+// For a value outside the DType enum: reads nothing rather than out of bounds.
+struct ZeroLoader {
+  float operator()(const void*, size_t) const { return 0.0f; }
+};
+
+// Calls body(loader) with the loader of `dtype`; the switch runs once per call.
+template <typename Body>
+decltype(auto) WithLoader(DType dtype, Body&& body) {
+  switch (dtype) {
+    case DType::kBF16: return body(Bf16Loader{});
+    case DType::kF16: return body(F16Loader{});
+    case DType::kF32: return body(F32Loader{});
+    case DType::kF8E4M3: return body(E4M3Loader{});
+  }
+  return body(ZeroLoader{});
+}
+
+}  // namespace weightd::kernels

@@ -1,0 +1,57 @@
+// The seam between the load pipeline and the memory it fills: `host`
+// (memfd-backed virtual devices, CPU kernels) and, later, `cuda`. An allocation
+// is one exportable block of device memory; the pipeline writes tensors into it
+// at offsets the planner chose. Implementations are thread-safe: distinct
+// regions of one allocation may be written from several threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/dtype.h"
+#include "kernels/quantize.h"
+#include "weightd/v1/loader.pb.h"
+
+namespace weightd {
+
+class DeviceAllocation {
+ public:
+  virtual ~DeviceAllocation() = default;  // frees the memory (a worker's mapping may outlive it)
+  virtual int device() const = 0;
+  virtual uint64_t size() const = 0;
+  virtual v1::HandleType handle_type() const = 0;
+  // The descriptor the handle socket passes to workers (memfd, VMM fd); -1 if none.
+  virtual int export_fd() const = 0;
+};
+
+class DeviceBackend {
+ public:
+  virtual ~DeviceBackend() = default;
+
+  virtual v1::DeviceKind kind() const = 0;
+  virtual int device_count() const = 0;
+  virtual uint64_t capacity(int device) const = 0;
+  // Allocation sizes are rounded up to this (host: page size; VMM: 2 MiB typically).
+  virtual uint64_t granularity(int device) const = 0;
+
+  virtual absl::StatusOr<std::unique_ptr<DeviceAllocation>> Allocate(int device, uint64_t bytes,
+                                                                     const std::string& label) = 0;
+  // Stores `bytes` unchanged at `offset`.
+  virtual absl::Status Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) = 0;
+  // Quantizes `count` elements of `src` to E4M3FN at `offset` with `scale`.
+  virtual absl::Status QuantizeE4M3(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                    const void* src, size_t count, float scale,
+                                    kernels::NonFinitePolicy policy) = 0;
+  // Copies `size` bytes at `offset` back to the host (tests, export of host devices).
+  virtual absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) = 0;
+};
+
+inline uint64_t RoundUp(uint64_t value, uint64_t multiple) {
+  return multiple == 0 ? value : (value + multiple - 1) / multiple * multiple;
+}
+
+}  // namespace weightd

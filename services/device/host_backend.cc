@@ -1,0 +1,94 @@
+#include "services/device/host_backend.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "base/unique_fd.h"
+
+namespace weightd {
+namespace {
+
+class HostAllocation : public DeviceAllocation {
+ public:
+  HostAllocation(int device, uint64_t size, UniqueFd fd, uint8_t* base)
+      : device_(device), size_(size), fd_(std::move(fd)), base_(base) {}
+  ~HostAllocation() override {
+    if (base_ != nullptr) ::munmap(base_, size_);
+  }
+  int device() const override { return device_; }
+  uint64_t size() const override { return size_; }
+  v1::HandleType handle_type() const override { return v1::HANDLE_TYPE_MEMFD; }
+  int export_fd() const override { return fd_.get(); }
+  uint8_t* base() const { return base_; }
+
+ private:
+  int device_;
+  uint64_t size_;
+  UniqueFd fd_;
+  uint8_t* base_;
+};
+
+absl::StatusOr<uint8_t*> Region(DeviceAllocation& alloc, uint64_t offset, uint64_t size) {
+  if (offset > alloc.size() || size > alloc.size() - offset) {
+    return absl::InternalError(absl::StrCat("write of ", size, " bytes at ", offset,
+                                            " outside an allocation of ", alloc.size()));
+  }
+  return static_cast<HostAllocation&>(alloc).base() + offset;
+}
+
+}  // namespace
+
+HostBackend::HostBackend(int devices, uint64_t capacity) : devices_(devices), capacity_(capacity) {}
+
+uint64_t HostBackend::granularity(int device) const {
+  return static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+absl::StatusOr<std::unique_ptr<DeviceAllocation>> HostBackend::Allocate(int device, uint64_t bytes,
+                                                                        const std::string& label) {
+  if (device < 0 || device >= devices_) {
+    return absl::InvalidArgumentError(absl::StrCat("no host device ", device));
+  }
+  uint64_t size = RoundUp(bytes == 0 ? 1 : bytes, granularity(device));
+  UniqueFd fd(::memfd_create(("weightd:" + label).c_str(), MFD_CLOEXEC));
+  if (!fd.valid()) {
+    return absl::ResourceExhaustedError(absl::StrCat("memfd_create: ", std::strerror(errno)));
+  }
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("ftruncate ", size, ": ", std::strerror(errno)));
+  }
+  void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
+  if (base == MAP_FAILED) {
+    return absl::ResourceExhaustedError(absl::StrCat("mmap ", size, ": ", std::strerror(errno)));
+  }
+  return std::make_unique<HostAllocation>(device, size, std::move(fd), static_cast<uint8_t*>(base));
+}
+
+absl::Status HostBackend::Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) {
+  auto dst = Region(alloc, offset, bytes.size());
+  if (!dst.ok()) return dst.status();
+  std::memcpy(*dst, bytes.data(), bytes.size());
+  return absl::OkStatus();
+}
+
+absl::Status HostBackend::QuantizeE4M3(DeviceAllocation& alloc, uint64_t offset,
+                                       kernels::DType dtype, const void* src, size_t count,
+                                       float scale, kernels::NonFinitePolicy policy) {
+  auto dst = Region(alloc, offset, count);
+  if (!dst.ok()) return dst.status();
+  kernels::QuantizeE4M3(dtype, src, count, scale, policy, *dst);
+  return absl::OkStatus();
+}
+
+absl::Status HostBackend::Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) {
+  auto src = Region(alloc, offset, size);
+  if (!src.ok()) return src.status();
+  std::memcpy(out, *src, size);
+  return absl::OkStatus();
+}
+
+}  // namespace weightd

@@ -1,0 +1,35 @@
+// Host "virtual devices": each allocation is a memfd mapped into the daemon,
+// quantized by the CPU kernels, and exported as the memfd itself. It runs the
+// whole product on a machine without a GPU. Thread-safe.
+#pragma once
+
+#include <vector>
+
+#include "services/device/device_backend.h"
+
+namespace weightd {
+
+class HostBackend : public DeviceBackend {
+ public:
+  // `capacity` bytes per virtual device.
+  HostBackend(int devices, uint64_t capacity);
+
+  v1::DeviceKind kind() const override { return v1::DEVICE_KIND_HOST; }
+  int device_count() const override { return devices_; }
+  uint64_t capacity(int device) const override { return capacity_; }
+  uint64_t granularity(int device) const override;
+
+  absl::StatusOr<std::unique_ptr<DeviceAllocation>> Allocate(int device, uint64_t bytes,
+                                                             const std::string& label) override;
+  absl::Status Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) override;
+  absl::Status QuantizeE4M3(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                            const void* src, size_t count, float scale,
+                            kernels::NonFinitePolicy policy) override;
+  absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;
+
+ private:
+  int devices_;
+  uint64_t capacity_;
+};
+
+}  // namespace weightd

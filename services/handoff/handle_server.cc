@@ -1,0 +1,262 @@
+#include "services/handoff/handle_server.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "base/fd_passing.h"
+#include "base/log.h"
+
+namespace weightd::handoff {
+namespace {
+
+// An AttachRequest is a model id and a rank; anything near this is not one.
+constexpr size_t kMaxRequestBytes = 64 << 10;
+// Bounds how long one stalled reader can hold the poll thread inside a send.
+constexpr int kSendTimeoutSeconds = 5;
+
+absl::Status Errno(const std::string& what) { return absl::ErrnoToStatus(errno, what); }
+
+uint32_t FrameLength(const std::string& frame) {
+  const auto* h = reinterpret_cast<const unsigned char*>(frame.data());
+  return uint32_t{h[0]} | uint32_t{h[1]} << 8 | uint32_t{h[2]} << 16 | uint32_t{h[3]} << 24;
+}
+
+}  // namespace
+
+struct HandleServer::Connection {
+  UniqueFd fd;
+  PeerCredentials peer{};
+  absl::Time request_deadline;
+  std::string request;  // the request frame as it arrives, header included
+  bool leased = false;
+  std::function<void()> on_lease_end;
+};
+
+HandleServer::HandleServer(const HandleServerOptions& options, AttachHandler* handler)
+    : options_(options), handler_(handler), allowed_uids_(options.allowed_uids) {
+  if (allowed_uids_.empty()) allowed_uids_ = {::geteuid(), 0};
+}
+
+HandleServer::~HandleServer() { Shutdown(); }
+
+absl::StatusOr<std::unique_ptr<HandleServer>> HandleServer::Start(const HandleServerOptions& options,
+                                                                  AttachHandler* handler) {
+  const std::string& path = options.socket_path;
+  struct sockaddr_un addr = {};
+  addr.sun_family = AF_UNIX;
+  if (handler == nullptr) return absl::InvalidArgumentError("handle server needs an attach handler");
+  if (path.empty()) return absl::InvalidArgumentError("handle socket path is empty");
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(absl::StrCat("handle socket path is ", path.size(),
+                                                   " bytes, the limit is ", sizeof(addr.sun_path) - 1,
+                                                   ": ", path));
+  }
+  path.copy(addr.sun_path, path.size());
+  const auto* sa = reinterpret_cast<const struct sockaddr*>(&addr);
+
+  struct stat st;
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a socket"));
+    }
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (probe.valid() && ::connect(probe.get(), sa, sizeof(addr)) == 0) {
+      return absl::FailedPreconditionError(absl::StrCat("another server is listening on ", path));
+    }
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Errno("unlink " + path);
+  }
+
+  std::unique_ptr<HandleServer> server(new HandleServer(options, handler));
+  server->listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!server->listener_.valid()) return Errno("socket");
+  if (::bind(server->listener_.get(), sa, sizeof(addr)) != 0) return Errno("bind " + path);
+  if (::stat(path.c_str(), &st) != 0) return Errno("stat " + path);
+  server->socket_dev_ = st.st_dev;
+  server->socket_ino_ = st.st_ino;
+  // Before listen(): nobody can connect while the mode is still the umask's.
+  if (::chmod(path.c_str(), options.mode) != 0) return Errno("chmod " + path);
+  if (::listen(server->listener_.get(), SOMAXCONN) != 0) return Errno("listen " + path);
+  server->wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!server->wake_.valid()) return Errno("eventfd");
+  server->thread_ = std::thread(&HandleServer::Run, server.get());
+  return server;
+}
+
+void HandleServer::Shutdown() {
+  std::lock_guard<std::mutex> lock(shutdown_mu_);
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    while (::write(wake_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+    thread_.join();
+  }
+  listener_.reset();
+  struct stat st;
+  // Only our own socket: a newer server may have replaced the file since.
+  if (socket_ino_ != 0 && ::stat(options_.socket_path.c_str(), &st) == 0 && st.st_dev == socket_dev_ &&
+      st.st_ino == socket_ino_) {
+    ::unlink(options_.socket_path.c_str());
+  }
+}
+
+void HandleServer::Run() {
+  absl::Time accept_paused_until = absl::InfinitePast();
+  std::vector<struct pollfd> pfds;
+  for (;;) {
+    absl::Time now = absl::Now();
+    absl::Time wake_at = accept_paused_until > now ? accept_paused_until : absl::InfiniteFuture();
+    pfds.clear();
+    pfds.push_back({wake_.get(), POLLIN, 0});
+    pfds.push_back({accept_paused_until > now ? -1 : listener_.get(), POLLIN, 0});
+    for (const auto& conn : connections_) {
+      pfds.push_back({conn->fd.get(), POLLIN, 0});
+      if (!conn->leased) wake_at = std::min(wake_at, conn->request_deadline);
+    }
+    int timeout_ms = -1;
+    if (wake_at != absl::InfiniteFuture()) {
+      absl::Duration left = std::max(wake_at - now, absl::ZeroDuration());
+      timeout_ms = static_cast<int>(absl::ToInt64Milliseconds(absl::Ceil(left, absl::Milliseconds(1))));
+    }
+    int n = ::poll(pfds.data(), pfds.size(), timeout_ms);
+    if (n < 0 && errno != EINTR) {
+      WEIGHTD_LOG(ERROR) << "handle server: poll failed: " << strerror(errno);
+      break;
+    }
+    if (n > 0 && pfds[0].revents != 0) break;
+    now = absl::Now();
+    for (size_t i = 0; i < connections_.size(); ++i) {
+      Connection& conn = *connections_[i];
+      bool keep = true;
+      if (n > 0 && pfds[i + 2].revents != 0) keep = ServeReadable(conn);
+      if (keep && !conn.leased && now >= conn.request_deadline) keep = false;
+      if (!keep) Close(conn);
+    }
+    std::erase_if(connections_, [](const auto& conn) { return !conn->fd.valid(); });
+    // A failing accept (out of descriptors) leaves the listener readable: back off.
+    if (n > 0 && pfds[1].revents != 0 && !AcceptAll()) accept_paused_until = now + absl::Milliseconds(100);
+  }
+  for (auto& conn : connections_) Close(*conn);
+  connections_.clear();
+}
+
+bool HandleServer::AcceptAll() {
+  for (;;) {
+    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!fd.valid()) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+      WEIGHTD_LOG(WARNING) << "handle server: accept failed: " << strerror(errno);
+      return false;
+    }
+    if (connections_.size() >= options_.max_connections) {
+      WEIGHTD_LOG(WARNING) << "handle server: refusing a connection, " << connections_.size() << " open";
+      continue;
+    }
+    auto conn = std::make_unique<Connection>();
+    struct ucred cred = {};
+    socklen_t len = sizeof(cred);
+    struct timeval send_timeout = {kSendTimeoutSeconds, 0};
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout)) != 0) {
+      continue;
+    }
+    conn->fd = std::move(fd);
+    conn->peer = {cred.pid, cred.uid, cred.gid};
+    conn->request_deadline = absl::Now() + options_.request_timeout;
+    connections_.push_back(std::move(conn));
+  }
+}
+
+bool HandleServer::ServeReadable(Connection& conn) {
+  if (!conn.leased) return ServeRequest(conn);
+  char byte;
+  ssize_t n = ::recv(conn.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return true;
+  if (n > 0) {
+    v1::AttachResponse response;
+    response.set_code(static_cast<int>(absl::StatusCode::kFailedPrecondition));
+    response.set_message("this connection already holds a lease; open a new connection per lease");
+    (void)SendFrame(conn.fd.get(), response.SerializeAsString());
+  }
+  return false;
+}
+
+// Reads what has arrived of the request, without blocking, and answers it once
+// it is whole. A refusal closes the connection.
+bool HandleServer::ServeRequest(Connection& conn) {
+  auto refuse = [&conn](absl::StatusCode code, const std::string& message) {
+    v1::AttachResponse response;
+    response.set_code(static_cast<int>(code));
+    response.set_message(message);
+    (void)SendFrame(conn.fd.get(), response.SerializeAsString());
+    return false;
+  };
+  size_t want = conn.request.size() >= 4 ? 4 + FrameLength(conn.request) : 4;
+  size_t have = conn.request.size();
+  conn.request.resize(want);
+  // Exactly up to the frame's end: a byte past it would be a second request.
+  ssize_t n = ::recv(conn.fd.get(), conn.request.data() + have, want - have, MSG_DONTWAIT);
+  if (n == 0) return false;  // closed before a whole request
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
+    n = 0;
+  }
+  conn.request.resize(have + static_cast<size_t>(n));
+  if (have < 4 && conn.request.size() >= 4) {
+    if (std::find(allowed_uids_.begin(), allowed_uids_.end(), conn.peer.uid) == allowed_uids_.end()) {
+      return refuse(absl::StatusCode::kPermissionDenied, absl::StrCat("uid ", conn.peer.uid, " is not allowed"));
+    }
+    uint32_t len = FrameLength(conn.request);
+    if (len > kMaxRequestBytes) {
+      return refuse(absl::StatusCode::kInvalidArgument,
+                    absl::StrCat("request frame length ", len, " exceeds the limit of ", kMaxRequestBytes));
+    }
+    if (len > 0) return true;  // the body follows (usually already queued: poll fires again)
+  }
+  if (conn.request.size() < 4 || conn.request.size() < want) return true;
+
+  v1::AttachRequest request;
+  if (!request.ParseFromArray(conn.request.data() + 4, static_cast<int>(conn.request.size() - 4))) {
+    return refuse(absl::StatusCode::kInvalidArgument, "malformed AttachRequest");
+  }
+  conn.request.clear();
+  AttachGrant grant = handler_->Attach(conn.peer, request);
+  if (grant.response.code() != 0) {
+    if (grant.on_lease_end) grant.on_lease_end();
+    (void)SendFrame(conn.fd.get(), grant.response.SerializeAsString());
+    return false;
+  }
+  absl::Status sent = SendFrame(conn.fd.get(), grant.response.SerializeAsString(), grant.fds);
+  if (!sent.ok()) {
+    WEIGHTD_LOG(WARNING) << "handle server: cannot send lease to pid " << conn.peer.pid << ": " << sent;
+    if (grant.on_lease_end) grant.on_lease_end();
+    return false;
+  }
+  conn.leased = true;
+  conn.on_lease_end = std::move(grant.on_lease_end);
+  active_leases_.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+// The lease ends before the descriptor closes: a client that waits for the close
+// (Lease::Release) knows the daemon no longer counts its lease.
+void HandleServer::Close(Connection& conn) {
+  if (conn.leased) {
+    conn.leased = false;
+    active_leases_.fetch_sub(1, std::memory_order_relaxed);
+    if (conn.on_lease_end) std::exchange(conn.on_lease_end, nullptr)();
+  }
+  conn.fd.reset();
+}
+
+}  // namespace weightd::handoff

@@ -1,0 +1,241 @@
+#include "services/load/load_job.h"
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "services/load/quant_config.h"
+
+namespace weightd {
+namespace {
+
+kernels::NonFinitePolicy PolicyOf(const v1::Quantization& q) {
+  return q.nonfinite() == v1::NONFINITE_SATURATE ? kernels::NonFinitePolicy::kSaturate
+                                                 : kernels::NonFinitePolicy::kFail;
+}
+
+std::vector<int> DevicesOf(const v1::Placement& placement) {
+  uint32_t tp = placement.tp_size() == 0 ? 1 : placement.tp_size();
+  std::vector<int> devices;
+  for (uint32_t r = 0; r < tp; ++r) {
+    devices.push_back(r < static_cast<uint32_t>(placement.devices_size())
+                          ? static_cast<int>(placement.devices(r))
+                          : static_cast<int>(r));
+  }
+  return devices;
+}
+
+}  // namespace
+
+LoadJob::LoadJob(std::string model_id, v1::LoadModelRequest spec, DeviceBackend& backend,
+                 DeviceAccounting& accounting, DoneCallback done)
+    : model_id_(std::move(model_id)),
+      spec_(std::move(spec)),
+      backend_(backend),
+      accounting_(accounting),
+      done_(std::move(done)) {}
+
+LoadJob::~LoadJob() = default;
+
+void LoadJob::ExpectShards(std::vector<std::string> files, std::string config_json) {
+  std::lock_guard<std::mutex> lock(mu_);
+  config_json_ = std::move(config_json);
+  shards_.clear();
+  shard_index_.clear();
+  for (std::string& f : files) {
+    shard_index_[f] = shards_.size();
+    shards_.push_back(Shard{std::move(f), std::nullopt, nullptr, false, false});
+  }
+}
+
+bool LoadJob::ExpectsShard(const std::string& file) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return shard_index_.count(file) > 0;
+}
+
+absl::Status LoadJob::status() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+void LoadJob::OnShardHeader(const std::string& file, safetensors::ShardHeader header,
+                            std::function<void(absl::Status)> resume) {
+  // Exactly one call of `resume` per call of this function, always outside the lock.
+  absl::Status refused;  // this stream alone is turned away; the load goes on
+  absl::Status plan_error;
+  std::vector<std::function<void(absl::Status)>> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = shard_index_.find(file);
+    if (!status_.ok()) {
+      refused = status_;
+    } else if (it == shard_index_.end()) {
+      refused = absl::InvalidArgumentError(
+          absl::StrCat("model '", model_id_, "' expects no shard named '", file, "'"));
+    } else if (shards_[it->second].header.has_value()) {
+      refused = absl::AlreadyExistsError(
+          absl::StrCat("shard '", file, "' of model '", model_id_, "' is already being received"));
+    } else {
+      shards_[it->second].header = std::move(header);
+      waiting_.push_back(std::move(resume));
+      for (const Shard& s : shards_) {
+        if (!s.header.has_value()) return;
+      }
+      plan_error = PlanAndAllocateLocked();
+      if (plan_error.ok()) {
+        planned_ = true;
+        progress_.set_phase(v1::PHASE_LOADING);
+        wake.swap(waiting_);
+      }
+    }
+  }
+  if (!refused.ok()) {
+    resume(refused);
+  } else if (!plan_error.ok()) {
+    Fail(plan_error);  // resumes every waiter, this one included
+  } else {
+    for (auto& w : wake) w(absl::OkStatus());
+  }
+}
+
+absl::Status LoadJob::PlanAndAllocateLocked() {
+  std::vector<ShardInput> inputs;
+  for (const Shard& s : shards_) inputs.push_back(ShardInput{s.file, *s.header});
+  PlanOptions options;
+  options.scheme = spec_.quantization().scheme();
+  options.ignore.assign(spec_.quantization().ignore().begin(), spec_.quantization().ignore().end());
+  options.devices = DevicesOf(spec_.placement());
+  for (int d = 0; d < backend_.device_count(); ++d) options.device_granularity.push_back(backend_.granularity(d));
+  WEIGHTD_ASSIGN_OR_RETURN(plan_, PlanLoad(inputs, options));
+  WEIGHTD_ASSIGN_OR_RETURN(config_json_, ConfigWithQuantization(config_json_, spec_.quantization()));
+  progress_.set_totals(plan_.source_bytes, plan_.source_tensors);
+  progress_.set_phase(v1::PHASE_PLANNED);
+
+  WEIGHTD_RETURN_IF_ERROR(accounting_.Reserve(plan_.DeviceBytes(), absl::StrCat("model '", model_id_, "'")));
+  for (const RankPlan& rank : plan_.ranks) {
+    WEIGHTD_ASSIGN_OR_RETURN(
+        std::shared_ptr<Arena> arena,
+        Arena::Create(backend_, accounting_, rank.device, rank.arena_bytes,
+                      absl::StrCat(model_id_, ":rank", rank.rank)));
+    arenas_.push_back(std::move(arena));
+  }
+  // The reservation of ranks that never got an arena (a failed Create) is still held.
+  if (arenas_.size() != plan_.ranks.size()) return absl::InternalError("arena count");
+  LogEvent(LogLevel::kInfo, "load_planned",
+           {{"model", model_id_}, {"tensors", plan_.source_tensors},
+            {"quantized", plan_.quantized_tensors}, {"source_bytes", plan_.source_bytes},
+            {"arena_bytes", plan_.ranks[0].arena_bytes}});
+
+  kernels::NonFinitePolicy policy = PolicyOf(spec_.quantization());
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    shards_[s].writer = std::make_unique<ShardWriter>(shards_[s].file, *shards_[s].header,
+                                                      plan_.tasks[s], plan_.ranks[0], arenas_[0],
+                                                      backend_, policy, progress_, aborted_);
+  }
+  return absl::OkStatus();
+}
+
+ShardWriter* LoadJob::Writer(const std::string& file) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = shard_index_.find(file);
+  if (it == shard_index_.end() || !planned_ || !status_.ok()) return nullptr;
+  Shard& shard = shards_[it->second];
+  shard.active = shard.writer != nullptr;
+  return shard.writer.get();
+}
+
+void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
+  if (!status.ok()) Fail(status);
+  absl::StatusOr<ResidentModel> result;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = shard_index_.find(file);
+    if (it == shard_index_.end()) return;
+    Shard& shard = shards_[it->second];
+    shard.active = false;
+    if (!status_.ok() || finished_) {
+      shard.writer.reset();
+      return;
+    }
+    shard.done = true;
+    for (const Shard& s : shards_) {
+      if (!s.done) return;
+    }
+    auto manifest = BuildManifestLocked();
+    if (!manifest.ok()) {
+      status_ = manifest.status();
+      result = manifest.status();
+    } else {
+      result = ResidentModel{std::move(*manifest), arenas_};
+    }
+    finished_ = true;
+    // The writers hold the arenas too; drop them now that every byte is in.
+    for (Shard& s : shards_) s.writer.reset();
+    arenas_.clear();
+  }
+  if (result.ok()) progress_.set_phase(v1::PHASE_READY);
+  Finish(std::move(result));
+}
+
+absl::StatusOr<v1::Manifest> LoadJob::BuildManifestLocked() {
+  v1::Manifest m;
+  m.set_model_id(model_id_);
+  m.set_state(v1::MODEL_STATE_READY);
+  *m.mutable_spec() = spec_;
+  m.set_config_json(config_json_);
+  m.set_source_bytes(plan_.source_bytes);
+  uint64_t resident = 0;
+  for (size_t r = 0; r < plan_.ranks.size(); ++r) {
+    const RankPlan& plan = plan_.ranks[r];
+    v1::RankManifest* rank = m.add_ranks();
+    rank->set_rank(plan.rank);
+    rank->set_device(static_cast<uint32_t>(plan.device));
+    rank->set_device_kind(backend_.kind());
+    v1::Allocation* alloc = rank->add_allocations();
+    alloc->set_id(0);
+    alloc->set_size(arenas_[r]->allocation().size());
+    alloc->set_handle_type(arenas_[r]->allocation().handle_type());
+    resident += arenas_[r]->reserved_bytes();
+    for (const OutputTensor& t : plan.tensors) {
+      v1::TensorEntry* e = rank->add_tensors();
+      e->set_name(t.name);
+      e->set_dtype(std::string(kernels::DTypeName(t.dtype)));
+      for (int64_t d : t.shape) e->add_shape(d);
+      e->set_allocation(0);
+      e->set_offset(t.offset);
+      e->set_size(t.size);
+    }
+  }
+  m.set_resident_bytes(resident);
+  return m;
+}
+
+void LoadJob::Fail(const absl::Status& status) {
+  std::vector<std::function<void(absl::Status)>> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!status_.ok() || finished_) return;
+    status_ = status;
+    finished_ = true;
+    aborted_ = true;
+    wake.swap(waiting_);
+    // A writer in use holds the arena until its stream ends; the memory goes with the last.
+    for (Shard& s : shards_) {
+      if (!s.active) s.writer.reset();
+    }
+    arenas_.clear();
+  }
+  for (auto& w : wake) w(status);
+  Finish(status);
+}
+
+void LoadJob::Finish(absl::StatusOr<ResidentModel> result) {
+  DoneCallback done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done = std::move(done_);
+    done_ = nullptr;
+  }
+  if (done) done(this, std::move(result));
+}
+
+}  // namespace weightd

@@ -1,0 +1,103 @@
+// One load of one model: gathers every shard's header, plans, reserves and
+// allocates the arenas, hands each shard stream its writer, and reports the
+// resident model (or the first error) exactly once. Sources (path reader, push
+// streams) drive it; the registry owns it and its outcome.
+//
+// Thread-safe: shard streams call in concurrently. Failure is sticky: after the
+// first error every later call sees it, waiting streams resume with it, and the
+// memory goes once the last writer drains.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "services/device/accounting.h"
+#include "services/device/device_backend.h"
+#include "services/load/arena.h"
+#include "services/load/planner.h"
+#include "services/load/progress.h"
+#include "services/load/shard_writer.h"
+#include "weightd/v1/loader.pb.h"
+
+namespace weightd {
+
+// What a finished load leaves behind: the memory and its description.
+struct ResidentModel {
+  v1::Manifest manifest;
+  std::vector<std::shared_ptr<Arena>> arenas;  // by rank
+};
+
+class LoadJob {
+ public:
+  // Receives the job itself, so the owner can tell a stale load from a newer one.
+  using DoneCallback = std::function<void(const LoadJob*, absl::StatusOr<ResidentModel>)>;
+
+  LoadJob(std::string model_id, v1::LoadModelRequest spec, DeviceBackend& backend,
+          DeviceAccounting& accounting, DoneCallback done);
+  ~LoadJob();
+
+  const std::string& model_id() const { return model_id_; }
+  const v1::LoadModelRequest& spec() const { return spec_; }
+  LoadProgress& progress() { return progress_; }
+
+  // Set once by the source, before any header: the shard files in order, and config.json.
+  void ExpectShards(std::vector<std::string> files, std::string config_json);
+  bool ExpectsShard(const std::string& file) const;
+
+  // A shard stream has parsed its header. `resume` runs exactly once: with OK when every
+  // shard's header is in and the memory is allocated (the stream may then feed data
+  // to Writer(file)), or with the load's error.
+  void OnShardHeader(const std::string& file, safetensors::ShardHeader header,
+                     std::function<void(absl::Status)> resume);
+  // Only after resume(OK). The caller must call OnShardDone(file, ...) when its stream ends.
+  ShardWriter* Writer(const std::string& file);
+  // The stream of `file` has ended (OK when the parser finished cleanly); its writer is dropped.
+  void OnShardDone(const std::string& file, const absl::Status& status);
+
+  // Aborts the load with `status` (idempotent; the first error wins).
+  void Fail(const absl::Status& status);
+  bool failed() const { return aborted_.load(); }
+  absl::Status status() const;
+
+ private:
+  struct Shard {
+    std::string file;
+    std::optional<safetensors::ShardHeader> header;
+    std::unique_ptr<ShardWriter> writer;  // holds the arena while a stream may write
+    bool active = false;                  // a stream took the writer and has not ended
+    bool done = false;
+  };
+
+  // Called with mu_ held once all headers are in; fills plan_ and arenas_.
+  absl::Status PlanAndAllocateLocked();
+  absl::StatusOr<v1::Manifest> BuildManifestLocked();
+  void Finish(absl::StatusOr<ResidentModel> result);
+
+  const std::string model_id_;
+  const v1::LoadModelRequest spec_;
+  DeviceBackend& backend_;
+  DeviceAccounting& accounting_;
+  DoneCallback done_;
+  LoadProgress progress_;
+  std::atomic<bool> aborted_{false};
+
+  mutable std::mutex mu_;
+  absl::Status status_;
+  bool finished_ = false;
+  std::string config_json_;
+  std::vector<Shard> shards_;
+  std::map<std::string, size_t> shard_index_;
+  std::vector<std::function<void(absl::Status)>> waiting_;
+  bool planned_ = false;
+  LoadPlan plan_;
+  std::vector<std::shared_ptr<Arena>> arenas_;
+};
+
+}  // namespace weightd

@@ -1,0 +1,76 @@
+#include "services/load/shard_writer.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace weightd {
+
+ShardWriter::ShardWriter(std::string file, const safetensors::ShardHeader& header,
+                         const std::vector<TensorTask>& tasks, const RankPlan& rank,
+                         std::shared_ptr<Arena> arena, DeviceBackend& backend,
+                         kernels::NonFinitePolicy policy, LoadProgress& progress,
+                         const std::atomic<bool>& aborted)
+    : file_(std::move(file)),
+      header_(header),
+      tasks_(tasks),
+      rank_(rank),
+      arena_(std::move(arena)),
+      backend_(backend),
+      policy_(policy),
+      progress_(progress),
+      aborted_(aborted) {}
+
+std::string ShardWriter::Where(size_t index) const {
+  return absl::StrCat("shard '", file_, "': tensor '", header_.tensors[index].name, "'");
+}
+
+absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::string_view bytes) {
+  if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
+  const TensorTask& task = tasks_[index];
+  if (task.kind == TaskKind::kStore) {
+    WEIGHTD_RETURN_IF_ERROR(
+        backend_.Write(arena_->allocation(), rank_.tensors[task.output].offset + offset, bytes));
+  } else {
+    if (offset == 0) {
+      staging_.clear();
+      staging_.reserve(header_.tensors[index].size());
+    }
+    staging_.append(bytes);
+  }
+  progress_.add_bytes(bytes.size());
+  return absl::OkStatus();
+}
+
+absl::Status ShardWriter::OnTensorComplete(size_t index) {
+  if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
+  if (tasks_[index].kind == TaskKind::kQuantizePerTensor) WEIGHTD_RETURN_IF_ERROR(Quantize(index));
+  progress_.add_tensor();
+  return absl::OkStatus();
+}
+
+absl::Status ShardWriter::Quantize(size_t index) {
+  const safetensors::TensorHeader& t = header_.tensors[index];
+  const TensorTask& task = tasks_[index];
+  size_t count = static_cast<size_t>(t.num_elements());
+  auto amax = kernels::AbsMax(t.dtype, staging_.data(), count, policy_);
+  if (!amax.ok()) {
+    // Error path only: find the element again to name its byte offset in the file.
+    size_t i = 0;
+    while (i < count && std::isfinite(kernels::LoadAsFloat(t.dtype, staging_.data(), i))) ++i;
+    uint64_t at = header_.data_start() + t.begin + i * kernels::DTypeSize(t.dtype);
+    return absl::InvalidArgumentError(absl::StrCat(Where(index), ": non-finite value at element ", i,
+                                                   " (file byte offset ", at, ")"));
+  }
+  float scale = kernels::ScaleFromAmax(*amax);
+  WEIGHTD_RETURN_IF_ERROR(backend_.QuantizeE4M3(arena_->allocation(), rank_.tensors[task.output].offset,
+                                                t.dtype, staging_.data(), count, scale, policy_));
+  WEIGHTD_RETURN_IF_ERROR(backend_.Write(
+      arena_->allocation(), rank_.tensors[task.scale].offset,
+      std::string_view(reinterpret_cast<const char*>(&scale), sizeof(scale))));
+  std::string().swap(staging_);
+  return absl::OkStatus();
+}
+
+}  // namespace weightd

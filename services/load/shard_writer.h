@@ -1,0 +1,49 @@
+// Receives the data section of one shard from the parser and puts each tensor
+// where the plan says: stored tensors are written through as their bytes
+// arrive; quantized tensors are gathered on the host (their scale needs the
+// whole tensor's amax), then quantized into the arena with their scale.
+// Not thread-safe: one writer per shard stream. Distinct writers of one load
+// run concurrently; they write disjoint regions of the arena.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/quantize.h"
+#include "services/load/arena.h"
+#include "services/load/planner.h"
+#include "services/load/progress.h"
+#include "services/safetensors/parser.h"
+
+namespace weightd {
+
+class ShardWriter : public safetensors::TensorSink {
+ public:
+  ShardWriter(std::string file, const safetensors::ShardHeader& header,
+              const std::vector<TensorTask>& tasks, const RankPlan& rank,
+              std::shared_ptr<Arena> arena, DeviceBackend& backend,
+              kernels::NonFinitePolicy policy, LoadProgress& progress,
+              const std::atomic<bool>& aborted);
+
+  absl::Status OnTensorBytes(size_t index, uint64_t offset, std::string_view bytes) override;
+  absl::Status OnTensorComplete(size_t index) override;
+
+ private:
+  absl::Status Quantize(size_t index);
+  std::string Where(size_t index) const;
+
+  std::string file_;
+  const safetensors::ShardHeader& header_;
+  const std::vector<TensorTask>& tasks_;
+  const RankPlan& rank_;
+  std::shared_ptr<Arena> arena_;
+  DeviceBackend& backend_;
+  kernels::NonFinitePolicy policy_;
+  LoadProgress& progress_;
+  const std::atomic<bool>& aborted_;
+  std::string staging_;  // source bytes of the tensor being quantized
+};
+
+}  // namespace weightd

@@ -1,0 +1,85 @@
+// weightd: loads checkpoints into FP8 device memory and hands it to workers.
+// Flags live here and only here.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "base/dashed_flags.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_split.h"
+#include "base/byte_size.h"
+#include "base/log.h"
+#include "services/server/daemon.h"
+
+ABSL_FLAG(std::string, listen, "unix:/run/weightd/weightd.sock",
+          "gRPC addresses, comma-separated: unix:/path for a Unix socket (mode 0660), host:port for TCP");
+ABSL_FLAG(std::string, handle_socket, "/run/weightd/handles.sock",
+          "Unix socket that passes memory handles to workers; a connection is a lease");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9400",
+          "Prometheus endpoint host:port (port 0 picks a free one); empty turns it off");
+ABSL_FLAG(std::string, backend, "auto", "Device backend: host (memfd virtual devices), cuda, or auto");
+ABSL_FLAG(int, host_devices, 1, "Number of host virtual devices (host backend)");
+ABSL_FLAG(std::string, device_memory_limit, "0",
+          "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
+ABSL_FLAG(std::string, model_root, "", "Directory that path sources must lie in; empty turns path sources off");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
+ABSL_FLAG(std::string, log_format, "auto", "json (one object per line), text, or auto (text on a terminal)");
+
+namespace {
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "weightd: %s\n", message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("weightd [--listen=unix:/run/weightd/weightd.sock] [--model-root=DIR] ...");
+  std::vector<std::string> storage;
+  std::vector<char*> args = weightd::AcceptDashedFlags(argc, argv, storage);
+  absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+
+  weightd::LogLevel level;
+  if (!weightd::ParseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) return Fail("bad --log-level");
+  weightd::SetLogLevel(level);
+  std::string format = absl::GetFlag(FLAGS_log_format);
+  if (format == "auto") format = ::isatty(STDERR_FILENO) ? "text" : "json";
+  if (format != "json" && format != "text") return Fail("--log-format must be json, text or auto");
+  weightd::SetLogFormat(format == "json" ? weightd::LogFormat::kJson : weightd::LogFormat::kText);
+
+  weightd::DaemonOptions options;
+  for (auto part : absl::StrSplit(absl::GetFlag(FLAGS_listen), ',', absl::SkipEmpty())) {
+    options.listen.emplace_back(part);
+  }
+  options.handle_socket = absl::GetFlag(FLAGS_handle_socket);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.backend = absl::GetFlag(FLAGS_backend);
+  options.host_devices = absl::GetFlag(FLAGS_host_devices);
+  auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));
+  if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));
+  options.device_memory_limit = *limit;
+  options.model_root = absl::GetFlag(FLAGS_model_root);
+
+  // Signals are taken by sigwait below, never by a handler on a random thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto daemon = weightd::Daemon::Start(options);
+  if (!daemon.ok()) return Fail(std::string(daemon.status().ToString()));
+  int sig = 0;
+  sigwait(&signals, &sig);
+  weightd::LogEvent(weightd::LogLevel::kInfo, "signal", {{"signal", strsignal(sig)}});
+  (*daemon)->Shutdown();
+  daemon->reset();
+  return 0;
+}

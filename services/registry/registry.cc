@@ -1,0 +1,304 @@
+#include "services/registry/registry.h"
+
+#include <google/protobuf/util/message_differencer.h>
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+
+namespace weightd {
+namespace {
+
+constexpr auto kProgressInterval = std::chrono::milliseconds(100);
+
+uint64_t ResidentBytes(const ResidentModel& m) {
+  uint64_t total = 0;
+  for (const auto& a : m.arenas) total += a->reserved_bytes();
+  return total;
+}
+
+}  // namespace
+
+Registry::Registry(DeviceBackend& backend, DeviceAccounting& accounting)
+    : backend_(backend), accounting_(accounting) {}
+
+Registry::~Registry() { Shutdown(); }
+
+void Registry::set_outcome_observer(std::function<void(const LoadOutcome&)> observer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  outcome_observer_ = std::move(observer);
+}
+
+void Registry::TransitionLocked(const std::string& model_id, Entry& entry, v1::ModelState to) {
+  LogEvent(LogLevel::kInfo, "model_state",
+           {{"model", model_id}, {"from", v1::ModelState_Name(entry.state)},
+            {"to", v1::ModelState_Name(to)}});
+  entry.state = to;
+}
+
+absl::Status Registry::LoadOrAttach(const v1::LoadModelRequest& spec,
+                                    std::shared_ptr<LoadWatcher> watcher,
+                                    const std::function<void(std::shared_ptr<LoadJob>)>& start) {
+  const std::string& id = spec.model_id();
+  std::shared_ptr<LoadJob> job;
+  bool started = false;
+  absl::StatusOr<v1::Manifest> ready = absl::UnknownError("");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return absl::UnavailableError("weightd is shutting down");
+    auto it = models_.find(id);
+    if (it != models_.end() && it->second.state != v1::MODEL_STATE_FAILED) {
+      Entry& e = it->second;
+      if (!google::protobuf::util::MessageDifferencer::Equals(e.spec, spec)) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "model '", id, "' is ", v1::ModelState_Name(e.state),
+            " with a different spec; unload it first or use another model id"));
+      }
+      if (e.state == v1::MODEL_STATE_UNLOADING) {
+        return absl::FailedPreconditionError(absl::StrCat("model '", id, "' is unloading"));
+      }
+      if (e.state == v1::MODEL_STATE_READY) {
+        ready = e.resident.manifest;
+      } else {
+        e.watchers.push_back(watcher);
+        job = e.job;
+      }
+    } else {
+      // New, or a failed load tried again (with this spec).
+      Entry& e = models_[id];
+      e = Entry{};
+      e.spec = spec;
+      LogEvent(LogLevel::kInfo, "model_state", {{"model", id}, {"from", "NONE"}, {"to", "MODEL_STATE_LOADING"}});
+      e.watchers.push_back(watcher);
+      job = std::make_shared<LoadJob>(
+          id, spec, backend_, accounting_,
+          [this, id](const LoadJob* finished, absl::StatusOr<ResidentModel> result) {
+            OnLoadFinished(id, finished, std::move(result));
+          });
+      if (spec.source().has_push()) {
+        // Before the job is visible to push streams.
+        const auto& push = spec.source().push();
+        job->ExpectShards({push.shard_files().begin(), push.shard_files().end()}, push.config_json());
+      }
+      e.job = job;
+      started = true;
+    }
+  }
+  if (job) {
+    watcher->OnProgress(job->progress().Snapshot());  // "accepted": pushes may start
+    if (started) start(job);
+    return absl::OkStatus();
+  }
+  watcher->OnFinished(ready);
+  return absl::OkStatus();
+}
+
+void Registry::OnLoadFinished(const std::string& model_id, const LoadJob* job,
+                              absl::StatusOr<ResidentModel> result) {
+  std::vector<std::shared_ptr<LoadWatcher>> watchers;
+  absl::StatusOr<v1::Manifest> manifest = absl::UnknownError("load ended without a result");
+  LoadOutcome outcome;
+  std::function<void(const LoadOutcome&)> observer;
+  std::shared_ptr<LoadJob> finished_job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(model_id);
+    // A load that was unloaded (and perhaps started again) reports into nothing.
+    if (it == models_.end() || it->second.job.get() != job) return;
+    Entry& e = it->second;
+    finished_job = std::move(e.job);  // released outside the lock
+    outcome.model_id = model_id;
+    outcome.seconds = finished_job->progress().seconds();
+    if (result.ok()) {
+      e.resident = std::move(*result);
+      manifest = e.resident.manifest;
+      outcome.source_bytes = e.resident.manifest.source_bytes();
+      TransitionLocked(model_id, e, v1::MODEL_STATE_READY);
+    } else {
+      e.error = result.status();
+      manifest = result.status();
+      outcome.status = result.status();
+      TransitionLocked(model_id, e, v1::MODEL_STATE_FAILED);
+    }
+    watchers.swap(e.watchers);
+    observer = outcome_observer_;
+  }
+  LogEvent(outcome.status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "load_finished",
+           {{"model", model_id}, {"result", outcome.status.ok() ? "ok" : absl::StatusCodeToString(outcome.status.code())},
+            {"seconds", outcome.seconds}, {"source_bytes", outcome.source_bytes},
+            {"error", std::string(outcome.status.message())}});
+  if (observer) observer(outcome);
+  for (auto& w : watchers) w->OnFinished(manifest);
+}
+
+void Registry::Unwatch(const std::string& model_id, const LoadWatcher* watcher) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(model_id);
+  if (it == models_.end()) return;
+  auto& ws = it->second.watchers;
+  for (auto w = ws.begin(); w != ws.end(); ++w) {
+    if (w->get() == watcher) {
+      ws.erase(w);
+      return;
+    }
+  }
+}
+
+absl::StatusOr<std::shared_ptr<LoadJob>> Registry::LoadingJob(const std::string& model_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(model_id);
+  if (it == models_.end()) {
+    return absl::NotFoundError(absl::StrCat("no load of model '", model_id,
+                                            "' is waiting for shards; call LoadModel with a push source first"));
+  }
+  if (it->second.state != v1::MODEL_STATE_LOADING) {
+    return absl::FailedPreconditionError(absl::StrCat("model '", model_id, "' is ",
+                                                      v1::ModelState_Name(it->second.state),
+                                                      ", not loading"));
+  }
+  return it->second.job;
+}
+
+void Registry::MaybeReportProgress(const std::string& model_id) {
+  std::vector<std::shared_ptr<LoadWatcher>> watchers;
+  v1::LoadEvent event;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(model_id);
+    if (it == models_.end() || !it->second.job) return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - it->second.last_progress < kProgressInterval) return;
+    it->second.last_progress = now;
+    watchers = it->second.watchers;
+    event = it->second.job->progress().Snapshot();
+  }
+  for (auto& w : watchers) w->OnProgress(event);
+}
+
+absl::StatusOr<v1::Manifest> Registry::GetManifest(const std::string& model_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(model_id);
+  if (it == models_.end()) return absl::NotFoundError(absl::StrCat("no model '", model_id, "'"));
+  const Entry& e = it->second;
+  if (e.state != v1::MODEL_STATE_READY) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", model_id, "' is ", v1::ModelState_Name(e.state),
+        e.state == v1::MODEL_STATE_FAILED ? absl::StrCat(": ", e.error.message()) : ""));
+  }
+  return e.resident.manifest;
+}
+
+v1::ModelInfo Registry::InfoLocked(const std::string& model_id, const Entry& e) const {
+  v1::ModelInfo info;
+  info.set_model_id(model_id);
+  info.set_state(e.state);
+  info.set_leases(e.leases);
+  info.set_scheme(e.spec.quantization().scheme());
+  if (e.state == v1::MODEL_STATE_READY) {
+    info.set_resident_bytes(ResidentBytes(e.resident));
+    info.set_source_bytes(e.resident.manifest.source_bytes());
+  }
+  if (e.state == v1::MODEL_STATE_FAILED) {
+    info.set_error(absl::StrCat(absl::StatusCodeToString(e.error.code()), ": ", e.error.message()));
+  }
+  return info;
+}
+
+std::vector<v1::ModelInfo> Registry::List() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<v1::ModelInfo> out;
+  for (const auto& [id, e] : models_) out.push_back(InfoLocked(id, e));
+  return out;
+}
+
+absl::StatusOr<uint64_t> Registry::Unload(const std::string& model_id, bool force) {
+  std::shared_ptr<LoadJob> job;
+  ResidentModel resident;
+  std::vector<std::shared_ptr<LoadWatcher>> watchers;
+  uint64_t freed = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(model_id);
+    if (it == models_.end()) return absl::NotFoundError(absl::StrCat("no model '", model_id, "'"));
+    Entry& e = it->second;
+    if (e.leases > 0 && !force) {
+      return absl::FailedPreconditionError(absl::StrCat("model '", model_id, "' has ", e.leases,
+                                                        " active lease(s); close them or force"));
+    }
+    if (e.state == v1::MODEL_STATE_LOADING && !force) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("model '", model_id, "' is still loading; force to abort the load"));
+    }
+    TransitionLocked(model_id, e, v1::MODEL_STATE_UNLOADING);
+    freed = ResidentBytes(e.resident);
+    job = std::move(e.job);
+    resident = std::move(e.resident);
+    watchers.swap(e.watchers);
+    for (auto l = leases_.begin(); l != leases_.end();) {
+      l = l->second.model_id == model_id ? leases_.erase(l) : std::next(l);
+    }
+    models_.erase(it);
+    LogEvent(LogLevel::kInfo, "model_state", {{"model", model_id}, {"from", "MODEL_STATE_UNLOADING"}, {"to", "NONE"}});
+  }
+  // Memory goes here, outside the lock, when the last holder drops it.
+  absl::Status aborted = absl::AbortedError(absl::StrCat("model '", model_id, "' was unloaded during its load"));
+  if (job) job->Fail(aborted);
+  for (auto& w : watchers) w->OnFinished(aborted);
+  return freed;
+}
+
+absl::StatusOr<LeaseGrant> Registry::AcquireLease(const std::string& model_id, uint32_t rank) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) return absl::UnavailableError("weightd is shutting down");
+  auto it = models_.find(model_id);
+  if (it == models_.end()) return absl::NotFoundError(absl::StrCat("no model '", model_id, "'"));
+  Entry& e = it->second;
+  if (e.state != v1::MODEL_STATE_READY) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("model '", model_id, "' is ", v1::ModelState_Name(e.state), ", not ready"));
+  }
+  if (rank >= static_cast<uint32_t>(e.resident.manifest.ranks_size())) {
+    return absl::InvalidArgumentError(absl::StrCat("model '", model_id, "' has ",
+                                                   e.resident.manifest.ranks_size(), " rank(s), no rank ", rank));
+  }
+  LeaseGrant grant;
+  grant.lease_id = next_lease_id_++;
+  grant.manifest = e.resident.manifest.ranks(static_cast<int>(rank));
+  grant.fds.push_back(e.resident.arenas[rank]->allocation().export_fd());
+  ++e.leases;
+  leases_[grant.lease_id] = Lease{model_id, rank};
+  return grant;
+}
+
+void Registry::ReleaseLease(uint64_t lease_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto l = leases_.find(lease_id);
+  if (l == leases_.end()) return;  // its model was force-unloaded
+  auto it = models_.find(l->second.model_id);
+  if (it != models_.end() && it->second.leases > 0) --it->second.leases;
+  leases_.erase(l);
+}
+
+size_t Registry::active_leases() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return leases_.size();
+}
+
+void Registry::Shutdown() {
+  std::vector<std::shared_ptr<LoadJob>> jobs;
+  std::map<std::string, Entry> models;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+    for (auto& [id, e] : models_) {
+      if (e.job) jobs.push_back(e.job);
+    }
+  }
+  for (auto& job : jobs) job->Fail(absl::UnavailableError("weightd is shutting down"));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    models.swap(models_);
+    leases_.clear();
+  }
+}
+
+}  // namespace weightd

@@ -1,0 +1,105 @@
+// The registry owns every model's state and is the only place it changes:
+//
+//   (none) -> LOADING -> READY -> UNLOADING -> (gone)
+//                     \-> FAILED -> (gone, or LOADING again on a new LoadModel)
+//
+// Every transition is logged. LoadModel is idempotent: the same spec attaches to
+// the load in progress or the resident model; a different spec under a resident
+// or loading id is ALREADY_EXISTS. Leases (handle-socket connections) pin a
+// model against unload unless forced. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "services/device/accounting.h"
+#include "services/device/device_backend.h"
+#include "services/load/load_job.h"
+#include "services/registry/load_watcher.h"
+#include "weightd/v1/loader.pb.h"
+
+namespace weightd {
+
+struct LeaseGrant {
+  uint64_t lease_id = 0;
+  v1::RankManifest manifest;
+  std::vector<int> fds;  // borrowed: valid while the model is resident
+};
+
+// Observes finished loads (metrics); called outside the registry's lock.
+struct LoadOutcome {
+  std::string model_id;
+  absl::Status status;
+  double seconds = 0;
+  uint64_t source_bytes = 0;
+};
+
+class Registry {
+ public:
+  Registry(DeviceBackend& backend, DeviceAccounting& accounting);
+  ~Registry();
+
+  void set_outcome_observer(std::function<void(const LoadOutcome&)> observer);
+
+  // Starts a load or attaches `watcher` to the existing one. When a new load starts,
+  // `start` is called (outside the lock) with its job so the source can drive it.
+  absl::Status LoadOrAttach(const v1::LoadModelRequest& spec, std::shared_ptr<LoadWatcher> watcher,
+                            const std::function<void(std::shared_ptr<LoadJob>)>& start);
+  // Removes a watcher whose call ended early (the load goes on).
+  void Unwatch(const std::string& model_id, const LoadWatcher* watcher);
+
+  // The job of a model in LOADING, for push streams; NOT_FOUND / FAILED_PRECONDITION otherwise.
+  absl::StatusOr<std::shared_ptr<LoadJob>> LoadingJob(const std::string& model_id);
+  // Sends progress to the model's watchers if 100 ms have passed since the last.
+  void MaybeReportProgress(const std::string& model_id);
+
+  absl::StatusOr<v1::Manifest> GetManifest(const std::string& model_id);
+  std::vector<v1::ModelInfo> List();
+  absl::StatusOr<uint64_t> Unload(const std::string& model_id, bool force);
+
+  absl::StatusOr<LeaseGrant> AcquireLease(const std::string& model_id, uint32_t rank);
+  void ReleaseLease(uint64_t lease_id);
+  size_t active_leases() const;
+
+  // Fails every load in progress with UNAVAILABLE and frees every model.
+  void Shutdown();
+
+ private:
+  struct Entry {
+    v1::LoadModelRequest spec;
+    v1::ModelState state = v1::MODEL_STATE_LOADING;
+    std::shared_ptr<LoadJob> job;  // while LOADING
+    ResidentModel resident;        // while READY
+    absl::Status error;            // while FAILED
+    uint32_t leases = 0;
+    std::vector<std::shared_ptr<LoadWatcher>> watchers;
+    std::chrono::steady_clock::time_point last_progress;
+  };
+
+  void OnLoadFinished(const std::string& model_id, const LoadJob* job,
+                      absl::StatusOr<ResidentModel> result);
+  void TransitionLocked(const std::string& model_id, Entry& entry, v1::ModelState to);
+  v1::ModelInfo InfoLocked(const std::string& model_id, const Entry& entry) const;
+
+  DeviceBackend& backend_;
+  DeviceAccounting& accounting_;
+  std::function<void(const LoadOutcome&)> outcome_observer_;
+
+  mutable std::mutex mu_;
+  bool shutting_down_ = false;
+  std::map<std::string, Entry> models_;
+  struct Lease {
+    std::string model_id;
+    uint32_t rank;
+  };
+  std::map<uint64_t, Lease> leases_;
+  uint64_t next_lease_id_ = 1;
+};
+
+}  // namespace weightd

@@ -1,0 +1,196 @@
+#include "services/server/daemon.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/log.h"
+#include "services/device/accounting.h"
+#include "services/device/host_backend.h"
+#include "services/executor.h"
+#include "services/handoff/handle_server.h"
+#include "services/metrics/metrics.h"
+#include "services/registry/registry.h"
+#include "services/server/loader_service.h"
+
+namespace weightd {
+namespace {
+
+constexpr char kVersion[] = "0.1.0";
+
+// Hands a READY model's memory to a worker; the connection is the lease.
+class RegistryAttachHandler : public handoff::AttachHandler {
+ public:
+  explicit RegistryAttachHandler(Registry& registry) : registry_(registry) {}
+  handoff::AttachGrant Attach(const handoff::PeerCredentials& peer, const v1::AttachRequest& request) override {
+    handoff::AttachGrant grant;
+    auto lease = registry_.AcquireLease(request.model_id(), request.rank());
+    if (!lease.ok()) {
+      grant.response.set_code(static_cast<int>(lease.status().code()));
+      grant.response.set_message(std::string(lease.status().message()));
+      return grant;
+    }
+    grant.response.set_lease_id(lease->lease_id);
+    *grant.response.mutable_manifest() = lease->manifest;
+    grant.fds = lease->fds;
+    uint64_t id = lease->lease_id;
+    Registry* registry = &registry_;
+    grant.on_lease_end = [registry, id] { registry->ReleaseLease(id); };
+    LogEvent(LogLevel::kInfo, "lease_start", {{"model", request.model_id()}, {"rank", request.rank()},
+                                              {"lease", id}, {"pid", static_cast<int64_t>(peer.pid)},
+                                              {"uid", static_cast<int64_t>(peer.uid)}});
+    return grant;
+  }
+
+ private:
+  Registry& registry_;
+};
+
+uint64_t HostMemoryBytes() {
+  return static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+std::string SocketPath(const std::string& address) {
+  if (absl::StartsWith(address, "unix://")) return address.substr(7);
+  if (absl::StartsWith(address, "unix:")) return address.substr(5);
+  return "";
+}
+
+void EnsureParentDir(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return;
+  std::string dir = path.substr(0, slash);
+  ::mkdir(dir.c_str(), 0750);
+}
+
+}  // namespace
+
+struct Daemon::State {
+  std::unique_ptr<DeviceBackend> backend;
+  std::unique_ptr<DeviceAccounting> accounting;
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<Registry> registry;
+  std::unique_ptr<Executor> work;
+  std::unique_ptr<Executor> loaders;
+  std::unique_ptr<LoaderService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<RegistryAttachHandler> attach_handler;
+  std::unique_ptr<handoff::HandleServer> handles;
+  std::vector<std::string> unix_sockets;
+  bool shut_down = false;
+};
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
+  auto state = std::make_unique<State>();
+  if (options.backend == "cuda") {
+    return absl::UnimplementedError("--backend=cuda: this build has no CUDA backend yet; use host or auto");
+  }
+  if (options.backend != "host" && options.backend != "auto") {
+    return absl::InvalidArgumentError(absl::StrCat("--backend must be host, cuda or auto, not '", options.backend, "'"));
+  }
+  if (options.host_devices < 1 || options.host_devices > 64) {
+    return absl::InvalidArgumentError("--host-devices must be between 1 and 64");
+  }
+  uint64_t capacity = HostMemoryBytes() / static_cast<uint64_t>(options.host_devices);
+  state->backend = std::make_unique<HostBackend>(options.host_devices, capacity);
+  std::vector<uint64_t> limits;
+  for (int d = 0; d < state->backend->device_count(); ++d) {
+    uint64_t cap = state->backend->capacity(d);
+    limits.push_back(options.device_memory_limit > 0 ? std::min(cap, options.device_memory_limit) : cap);
+  }
+  state->accounting = std::make_unique<DeviceAccounting>(limits);
+  state->metrics = std::make_unique<Metrics>(limits, kVersion, /*cuda=*/false);
+  Metrics* metrics = state->metrics.get();
+  state->accounting->set_observer([metrics](int d, const DeviceUsage& u) { metrics->OnDeviceUsage(d, u); });
+  state->registry = std::make_unique<Registry>(*state->backend, *state->accounting);
+  state->registry->set_outcome_observer([metrics](const LoadOutcome& o) { metrics->OnLoadOutcome(o); });
+
+  int threads = options.work_threads > 0 ? options.work_threads
+                                         : static_cast<int>(std::max(2L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  state->work = std::make_unique<Executor>(threads);
+  state->loaders = std::make_unique<Executor>(4);
+
+  LoaderServiceDeps deps;
+  deps.registry = state->registry.get();
+  deps.work = state->work.get();
+  deps.loaders = state->loaders.get();
+  deps.backend = state->backend.get();
+  deps.accounting = state->accounting.get();
+  deps.push_hooks.received = [metrics](uint64_t n) { metrics->AddReceived("push", n); };
+  deps.path_hooks.received = [metrics](uint64_t n) { metrics->AddReceived("path", n); };
+  deps.model_root = options.model_root;
+  deps.version = kVersion;
+  state->service = std::make_unique<LoaderService>(std::move(deps));
+
+  absl::Status metrics_ok = state->metrics->Serve(options.metrics_address);
+  if (!metrics_ok.ok()) return metrics_ok;
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxSendMessageSize(64 << 20);
+  if (options.listen.empty()) return absl::InvalidArgumentError("--listen names no address");
+  for (const std::string& address : options.listen) {
+    std::string path = SocketPath(address);
+    if (!path.empty()) {
+      EnsureParentDir(path);
+      ::unlink(path.c_str());
+      state->unix_sockets.push_back(path);
+    }
+    builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+  }
+  builder.RegisterService(state->service.get());
+  state->server = builder.BuildAndStart();
+  if (!state->server) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", absl::StrJoin(options.listen, ", ")));
+  }
+  for (const std::string& path : state->unix_sockets) ::chmod(path.c_str(), 0660);
+
+  if (!options.handle_socket.empty()) {
+    EnsureParentDir(options.handle_socket);
+    state->attach_handler = std::make_unique<RegistryAttachHandler>(*state->registry);
+    handoff::HandleServerOptions handle_options;
+    handle_options.socket_path = options.handle_socket;
+    auto handles = handoff::HandleServer::Start(handle_options, state->attach_handler.get());
+    if (!handles.ok()) {
+      state->server->Shutdown();
+      return handles.status();
+    }
+    state->handles = std::move(*handles);
+  }
+  LogEvent(LogLevel::kInfo, "ready",
+           {{"listen", absl::StrJoin(options.listen, ",")}, {"handle_socket", options.handle_socket},
+            {"metrics_port", state->metrics->port()}, {"backend", "host"},
+            {"devices", state->backend->device_count()}, {"version", kVersion}});
+  return std::unique_ptr<Daemon>(new Daemon(std::move(state)));
+}
+
+Daemon::Daemon(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Daemon::~Daemon() { Shutdown(); }
+
+int Daemon::metrics_port() const { return state_->metrics->port(); }
+
+void Daemon::Shutdown() {
+  State& s = *state_;
+  if (s.shut_down) return;
+  s.shut_down = true;
+  LogEvent(LogLevel::kInfo, "shutdown", {{"phase", "begin"}});
+  s.server->GetHealthCheckService()->SetServingStatus(false);
+  // Aborting loads first wakes every stream, so the server's shutdown is quick.
+  s.registry->Shutdown();
+  s.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  s.loaders.reset();
+  s.work.reset();
+  if (s.handles) s.handles->Shutdown();
+  s.registry.reset();
+  for (const std::string& path : s.unix_sockets) ::unlink(path.c_str());
+  LogEvent(LogLevel::kInfo, "shutdown", {{"phase", "done"}});
+}
+
+}  // namespace weightd

@@ -1,0 +1,54 @@
+// The weightd.v1.Loader service on gRPC's callback API: streaming RPCs get
+// their own reactors; the unary ones answer from the registry at once.
+// Thread-safe.
+#pragma once
+
+#include <string>
+
+#include "services/device/accounting.h"
+#include "services/device/device_backend.h"
+#include "services/executor.h"
+#include "services/registry/registry.h"
+#include "services/sources/source_hooks.h"
+#include "weightd/v1/loader.grpc.pb.h"
+
+namespace weightd {
+
+struct LoaderServiceDeps {
+  Registry* registry;
+  Executor* work;     // parsing and quantizing of pushed bytes
+  Executor* loaders;  // one task per path load
+  DeviceBackend* backend;
+  DeviceAccounting* accounting;
+  SourceHooks push_hooks;
+  SourceHooks path_hooks;
+  std::string model_root;
+  std::string version;
+};
+
+class LoaderService final : public v1::Loader::CallbackService {
+ public:
+  explicit LoaderService(LoaderServiceDeps deps) : deps_(std::move(deps)) {}
+
+  grpc::ServerWriteReactor<v1::LoadEvent>* LoadModel(grpc::CallbackServerContext* context,
+                                                     const v1::LoadModelRequest* request) override;
+  grpc::ServerReadReactor<v1::ShardChunk>* PushShards(grpc::CallbackServerContext* context,
+                                                      v1::PushSummary* summary) override;
+  grpc::ServerUnaryReactor* GetManifest(grpc::CallbackServerContext* context,
+                                        const v1::GetManifestRequest* request,
+                                        v1::Manifest* response) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const v1::ListModelsRequest* request,
+                                       v1::ListModelsResponse* response) override;
+  grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* context,
+                                        const v1::UnloadModelRequest* request,
+                                        v1::UnloadModelResponse* response) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
+                                      const v1::GetStatusRequest* request,
+                                      v1::StatusResponse* response) override;
+
+ private:
+  LoaderServiceDeps deps_;
+};
+
+}  // namespace weightd

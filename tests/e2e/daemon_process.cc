@@ -1,0 +1,182 @@
+#include "tests/e2e/daemon_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+#include "nlohmann/json.hpp"
+
+namespace weightd::testing {
+namespace {
+
+std::string ReadAll(int fd) {
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+pid_t Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (out_fd >= 0) ::dup2(out_fd, STDOUT_FILENO);
+    if (err_fd >= 0) ::dup2(err_fd, STDERR_FILENO);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int WaitStatus(pid_t pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+std::string BinPath(const std::string& name) { return std::string(WEIGHTD_BIN_DIR) + "/" + name; }
+
+CommandResult RunCommand(const std::vector<std::string>& argv) {
+  char out_path[] = "/tmp/weightd-cmd-out-XXXXXX";
+  char err_path[] = "/tmp/weightd-cmd-err-XXXXXX";
+  int out_fd = ::mkstemp(out_path), err_fd = ::mkstemp(err_path);
+  pid_t pid = Spawn(argv, out_fd, err_fd);
+  CommandResult result;
+  result.exit_code = WaitStatus(pid);
+  ::lseek(out_fd, 0, SEEK_SET);
+  ::lseek(err_fd, 0, SEEK_SET);
+  result.out = ReadAll(out_fd);
+  result.err = ReadAll(err_fd);
+  ::close(out_fd);
+  ::close(err_fd);
+  ::unlink(out_path);
+  ::unlink(err_path);
+  return result;
+}
+
+DaemonProcess::DaemonProcess() {
+  char dir[] = "/tmp/weightd-e2e-XXXXXX";
+  if (::mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp");
+  dir_ = dir;
+  std::filesystem::create_directories(model_root());
+}
+
+DaemonProcess::~DaemonProcess() {
+  Stop();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
+  std::vector<std::string> argv = {BinPath("weightd"),
+                                   "--listen=" + grpc_address(),
+                                   "--handle-socket=" + handle_socket(),
+                                   "--metrics-address=127.0.0.1:0",
+                                   "--backend=host",
+                                   "--model-root=" + model_root(),
+                                   "--log-format=json"};
+  argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  pid_ = Spawn(argv, -1, pipe_fds[1]);
+  ::close(pipe_fds[1]);
+  stderr_fd_ = pipe_fds[0];
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    size_t line_end;
+    while ((line_end = log_.find('\n')) != std::string::npos && metrics_port_ == 0) {
+      std::string line = log_.substr(0, line_end);
+      auto json = nlohmann::json::parse(line, nullptr, false);
+      if (!json.is_discarded() && json.value("event", "") == "ready") metrics_port_ = json.value("metrics_port", 0);
+      log_.erase(0, line_end + 1);
+    }
+    if (metrics_port_ != 0) break;
+    pollfd p{stderr_fd_, POLLIN, 0};
+    if (::poll(&p, 1, 200) > 0) {
+      char buf[4096];
+      ssize_t n = ::read(stderr_fd_, buf, sizeof(buf));
+      if (n <= 0) break;
+      log_.append(buf, static_cast<size_t>(n));
+    }
+  }
+  if (metrics_port_ == 0) throw std::runtime_error("weightd did not become ready: " + log_);
+  // Keep draining stderr so the daemon never blocks on a full pipe.
+  ::fcntl(stderr_fd_, F_SETFL, O_NONBLOCK);
+}
+
+int DaemonProcess::Stop() {
+  if (pid_ < 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int status = WaitStatus(pid_);
+  pid_ = -1;
+  if (stderr_fd_ >= 0) {
+    ::fcntl(stderr_fd_, F_SETFL, 0);
+    log_ += ReadAll(stderr_fd_);
+    ::close(stderr_fd_);
+    stderr_fd_ = -1;
+  }
+  return status;
+}
+
+CommandResult DaemonProcess::Ctl(std::vector<std::string> args) const {
+  if (stderr_fd_ >= 0) {
+    char buf[65536];
+    while (::read(stderr_fd_, buf, sizeof(buf)) > 0) {
+    }
+  }
+  std::vector<std::string> argv = {BinPath("weightctl"), "--address=" + grpc_address(),
+                                   "--handle-socket=" + handle_socket(), "--progress=false"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+std::string DaemonProcess::Metrics() const {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(metrics_port_));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    ::close(fd);
+    return "";
+  }
+  std::string request = "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n";
+  (void)!::write(fd, request.data(), request.size());
+  std::string response = ReadAll(fd);
+  ::close(fd);
+  size_t body = response.find("\r\n\r\n");
+  return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+double DaemonProcess::Metric(const std::string& sample) const {
+  std::istringstream lines(Metrics());
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.size() > sample.size() && line.compare(0, sample.size(), sample) == 0 && line[sample.size()] == ' ') {
+      return std::strtod(line.c_str() + sample.size() + 1, nullptr);
+    }
+  }
+  return -1;
+}
+
+}  // namespace weightd::testing

@@ -1,0 +1,135 @@
+// End to end: the real daemon on host devices, the real weightctl, a generated
+// multi-shard checkpoint with BF16, F16 and F32 tensors.
+#include <fstream>
+#include <iterator>
+
+#include "gtest/gtest.h"
+#include "client/cpp/lease.h"
+#include "tests/e2e/daemon_process.h"
+
+namespace weightd::testing {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+class LoadE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    checkpoint_ = daemon_.model_root() + "/tiny";
+    CommandResult gen = RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint_, "--shards=3",
+                                    "--dtype=mixed"});
+    ASSERT_EQ(gen.exit_code, 0) << gen.err;
+    daemon_.Start();
+  }
+
+  void ExpectOk(const CommandResult& result) { EXPECT_EQ(result.exit_code, 0) << result.out << result.err; }
+
+  DaemonProcess daemon_;
+  std::string checkpoint_;
+};
+
+TEST_F(LoadE2ETest, PathAndPushGiveIdenticalExportsEqualToTheReference) {
+  ExpectOk(daemon_.Ctl({"load", "by-path", "--path=tiny"}));
+  ExpectOk(daemon_.Ctl({"load", "by-push", "--push=" + checkpoint_}));
+  const std::string a = daemon_.dir() + "/export-path", b = daemon_.dir() + "/export-push";
+  ExpectOk(daemon_.Ctl({"export", "by-path", a}));
+  ExpectOk(daemon_.Ctl({"export", "by-push", b}));
+
+  std::string path_bytes = ReadFile(a + "/model.safetensors");
+  ASSERT_FALSE(path_bytes.empty());
+  EXPECT_TRUE(path_bytes == ReadFile(b + "/model.safetensors")) << "path and push exports differ";
+  EXPECT_NE(ReadFile(a + "/config.json").find("\"quant_method\": \"fp8\""), std::string::npos);
+
+  // Every quantized tensor equals the CPU reference; every other one is unchanged;
+  // all three input dtypes are present.
+  CommandResult verify = daemon_.Ctl({"verify", checkpoint_, a});
+  ExpectOk(verify);
+  EXPECT_NE(verify.out.find("quantized equal to the CPU reference"), std::string::npos) << verify.out;
+  CommandResult manifest = daemon_.Ctl({"manifest", "by-path"});
+  for (const char* dtype : {" BF16 ", " F16 ", " F32 ", " F8_E4M3 "}) {
+    EXPECT_NE(manifest.out.find(dtype), std::string::npos) << dtype << " missing from\n" << manifest.out;
+  }
+
+  EXPECT_GT(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
+  ExpectOk(daemon_.Ctl({"unload", "by-path"}));
+  ExpectOk(daemon_.Ctl({"unload", "by-push"}));
+  EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
+  EXPECT_EQ(daemon_.Metric("weightd_loads_total{result=\"ok\"}"), 2);
+}
+
+TEST_F(LoadE2ETest, ASecondProcessMapsTheMemoryAndItsLeaseBlocksUnload) {
+  ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
+  auto lease = client::Lease::Attach(daemon_.handle_socket(), "m", 0);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  ASSERT_EQ(lease->fds().size(), static_cast<size_t>(lease->manifest().allocations_size()));
+
+  // This test process holds a lease; weightctl export is a second process mapping
+  // the same memory while it is held.
+  ExpectOk(daemon_.Ctl({"export", "m", daemon_.dir() + "/export"}));
+  CommandResult refused = daemon_.Ctl({"unload", "m"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("FAILED_PRECONDITION"), std::string::npos) << refused.err;
+
+  lease->Release();
+  // The daemon sees the closed connection asynchronously.
+  CommandResult unloaded;
+  for (int i = 0; i < 100; ++i) {
+    unloaded = daemon_.Ctl({"unload", "m"});
+    if (unloaded.exit_code == 0) break;
+    usleep(20000);
+  }
+  ExpectOk(unloaded);
+  EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
+}
+
+TEST_F(LoadE2ETest, SameSpecAttachesDifferentSpecIsAlreadyExists) {
+  ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
+  ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
+  CommandResult other = daemon_.Ctl({"load", "m", "--path=tiny", "--scheme=none"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.err.find("ALREADY_EXISTS"), std::string::npos) << other.err;
+  EXPECT_EQ(daemon_.Metric("weightd_loads_total{result=\"ok\"}"), 1);
+}
+
+TEST_F(LoadE2ETest, SchemeNoneStoresEveryTensorUnchanged) {
+  ExpectOk(daemon_.Ctl({"load", "raw", "--path=tiny", "--scheme=none"}));
+  ExpectOk(daemon_.Ctl({"export", "raw", daemon_.dir() + "/raw"}));
+  ExpectOk(daemon_.Ctl({"verify", "--scheme=none", checkpoint_, daemon_.dir() + "/raw"}));
+}
+
+TEST_F(LoadE2ETest, SigtermExitsCleanlyAndRemovesTheSockets) {
+  ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
+  EXPECT_EQ(daemon_.Stop(), 0) << daemon_.log();
+  EXPECT_NE(daemon_.log().find("\"phase\":\"done\""), std::string::npos) << daemon_.log();
+  EXPECT_NE(::access(daemon_.handle_socket().c_str(), F_OK), 0);
+}
+
+TEST_F(LoadE2ETest, PathOutsideTheModelRootIsRefused) {
+  CommandResult escape = daemon_.Ctl({"load", "m", "--path=../.."});
+  EXPECT_EQ(escape.exit_code, 1);
+  EXPECT_NE(escape.err.find("INVALID_ARGUMENT"), std::string::npos) << escape.err;
+  CommandResult missing = daemon_.Ctl({"load", "m", "--path=nothing-here"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("NOT_FOUND"), std::string::npos) << missing.err;
+}
+
+TEST(LoadLimitE2ETest, DeviceMemoryLimitIsResourceExhaustedBeforeAnyCopy) {
+  DaemonProcess daemon;
+  CommandResult gen = RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + daemon.model_root() + "/tiny",
+                                  "--shards=2", "--dtype=bf16"});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  daemon.Start({"--device-memory-limit=1MiB"});
+  CommandResult result = daemon.Ctl({"load", "m", "--path=tiny"});
+  EXPECT_EQ(result.exit_code, 1);
+  EXPECT_NE(result.err.find("RESOURCE_EXHAUSTED"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("device 0 needs"), std::string::npos) << result.err;
+  EXPECT_EQ(daemon.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
+  EXPECT_EQ(daemon.Metric("weightd_device_memory_peak_bytes{device=\"0\"}"), 0);
+  EXPECT_EQ(daemon.Metric("weightd_device_memory_capacity_bytes{device=\"0\"}"), 1 << 20);
+}
+
+}  // namespace
+}  // namespace weightd::testing

@@ -1,0 +1,184 @@
+// Malformed checkpoints and broken push streams against the real daemon: each
+// gets its precise status code, frees what it took, and the daemon keeps serving.
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "client/cpp/channel.h"
+#include "gtest/gtest.h"
+#include "grpcpp/client_context.h"
+#include "tests/e2e/daemon_process.h"
+#include "weightd/v1/loader.grpc.pb.h"
+
+namespace weightd::testing {
+namespace {
+
+// A safetensors file: 8-byte little-endian header length, header, data. The
+// length field may lie (length_override).
+std::string Shard(const std::string& header, const std::string& data, int64_t length_override = -1) {
+  uint64_t n = length_override >= 0 ? static_cast<uint64_t>(length_override) : header.size();
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + header + data;
+}
+
+const std::string kGoodHeader = R"({"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})";
+const std::string kGoodData(16, '\x01');
+
+struct MalformedCase {
+  const char* name;
+  std::string file;
+  const char* code;
+  const char* message_part;  // the message must name what is wrong
+};
+
+std::vector<MalformedCase> Cases() {
+  return {
+      {"truncated_shard", Shard(kGoodHeader, kGoodData.substr(0, 9)), "DATA_LOSS", "model.safetensors"},
+      {"header_length_beyond_file", Shard(kGoodHeader, kGoodData, 4096), "INVALID_ARGUMENT", "model.safetensors"},
+      {"overlapping_offsets",
+       Shard(R"({"a.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+             R"("b.weight":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+             std::string(12, '\0')),
+       "INVALID_ARGUMENT", "b.weight"},
+      {"unknown_dtype", Shard(R"({"a.weight":{"dtype":"Q7","shape":[4],"data_offsets":[0,4]}})", std::string(4, 0)),
+       "INVALID_ARGUMENT", "Q7"},
+      {"shape_size_mismatch",
+       Shard(R"({"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,12]}})", std::string(12, 0)),
+       "INVALID_ARGUMENT", "a.weight"},
+      {"oversized_header", Shard(kGoodHeader, kGoodData, 200ll << 20), "INVALID_ARGUMENT", "header"},
+      {"non_utf8_name", Shard("{\"a\xff.weight\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+                              std::string(4, 0)),
+       "INVALID_ARGUMENT", "UTF-8"},
+      {"duplicate_names",
+       Shard(R"({"a.weight":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+             R"("a.weight":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+             std::string(8, 0)),
+       "INVALID_ARGUMENT", "a.weight"},
+      {"not_json", Shard("{\"a.weight\": [", ""), "INVALID_ARGUMENT", "model.safetensors"},
+  };
+}
+
+class MalformedE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override { daemon_.Start(); }
+
+  void WriteModel(const std::string& name, const std::string& shard) {
+    std::string dir = daemon_.model_root() + "/" + name;
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/model.safetensors", std::ios::binary) << shard;
+    std::ofstream(dir + "/config.json") << "{}";
+  }
+
+  void ExpectServingAndEmpty() {
+    EXPECT_EQ(daemon_.Ctl({"list"}).exit_code, 0);
+    EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
+  }
+
+  DaemonProcess daemon_;
+};
+
+TEST_F(MalformedE2ETest, EveryMalformedCheckpointGetsItsStatusByPathAndByPush) {
+  for (const MalformedCase& c : Cases()) {
+    SCOPED_TRACE(c.name);
+    WriteModel(c.name, c.file);
+    for (const char* source : {"path", "push"}) {
+      SCOPED_TRACE(source);
+      std::string model = std::string(c.name) + "-" + source;
+      std::string flag = std::string(source) == "path" ? "--path=" + std::string(c.name)
+                                                       : "--push=" + daemon_.model_root() + "/" + c.name;
+      CommandResult result = daemon_.Ctl({"load", model, flag});
+      EXPECT_EQ(result.exit_code, 1);
+      EXPECT_NE(result.err.find(std::string(c.code) + ":"), std::string::npos) << result.err;
+      EXPECT_NE(result.err.find(c.message_part), std::string::npos) << result.err;
+      ExpectServingAndEmpty();
+    }
+  }
+  // And a good model still loads afterwards.
+  WriteModel("good", Shard(kGoodHeader, kGoodData));
+  CommandResult good = daemon_.Ctl({"load", "good", "--path=good"});
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+}
+
+// A raw push client: opens the load, then one PushShards stream it controls.
+class RawPush {
+ public:
+  RawPush(const DaemonProcess& daemon, const std::string& model, const std::string& shard)
+      : stub_(v1::Loader::NewStub(client::MakeChannel(daemon.grpc_address()))) {
+    v1::LoadModelRequest request;
+    request.set_model_id(model);
+    request.mutable_source()->mutable_push()->add_shard_files(shard);
+    reader_ = stub_->LoadModel(&load_context_, request);
+    v1::LoadEvent first;
+    EXPECT_TRUE(reader_->Read(&first));
+  }
+
+  grpc::Status LoadStatus() {
+    v1::LoadEvent event;
+    while (reader_->Read(&event)) {
+    }
+    return reader_->Finish();
+  }
+
+  std::unique_ptr<v1::Loader::Stub> stub_;
+  grpc::ClientContext load_context_;
+  std::unique_ptr<grpc::ClientReader<v1::LoadEvent>> reader_;
+};
+
+TEST_F(MalformedE2ETest, PushStreamEndingEarlyIsDataLoss) {
+  RawPush push(daemon_, "short", "model.safetensors");
+  std::string file = Shard(kGoodHeader, kGoodData);
+  grpc::ClientContext context;
+  v1::PushSummary summary;
+  auto writer = push.stub_->PushShards(&context, &summary);
+  v1::ShardChunk chunk;
+  chunk.mutable_open()->set_model_id("short");
+  chunk.mutable_open()->set_shard_file("model.safetensors");
+  chunk.mutable_open()->set_size(file.size());
+  chunk.set_data(file.substr(0, file.size() - 5));
+  writer->Write(chunk);
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  EXPECT_EQ(push.LoadStatus().error_code(), grpc::StatusCode::DATA_LOSS);
+  ExpectServingAndEmpty();
+}
+
+TEST_F(MalformedE2ETest, ChecksumMismatchIsDataLoss) {
+  RawPush push(daemon_, "sum", "model.safetensors");
+  std::string file = Shard(kGoodHeader, kGoodData);
+  grpc::ClientContext context;
+  v1::PushSummary summary;
+  auto writer = push.stub_->PushShards(&context, &summary);
+  v1::ShardChunk chunk;
+  chunk.mutable_open()->set_model_id("sum");
+  chunk.mutable_open()->set_shard_file("model.safetensors");
+  chunk.mutable_open()->set_size(file.size());
+  chunk.mutable_open()->set_sha256(std::string(64, '0'));
+  chunk.set_data(file);
+  writer->Write(chunk);
+  writer->WritesDone();
+  grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  EXPECT_NE(status.error_message().find("sha256"), std::string::npos) << status.error_message();
+  EXPECT_EQ(push.LoadStatus().error_code(), grpc::StatusCode::DATA_LOSS);
+  ExpectServingAndEmpty();
+}
+
+TEST_F(MalformedE2ETest, PushForAnUnknownModelIsNotFound) {
+  auto stub = v1::Loader::NewStub(client::MakeChannel(daemon_.grpc_address()));
+  grpc::ClientContext context;
+  v1::PushSummary summary;
+  auto writer = stub->PushShards(&context, &summary);
+  v1::ShardChunk chunk;
+  chunk.mutable_open()->set_model_id("nobody");
+  chunk.mutable_open()->set_shard_file("model.safetensors");
+  chunk.mutable_open()->set_size(100);
+  writer->Write(chunk);
+  writer->WritesDone();
+  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  ExpectServingAndEmpty();
+}
+
+}  // namespace
+}  // namespace weightd::testing

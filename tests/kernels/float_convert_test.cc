@@ -1,0 +1,76 @@
+#include "kernels/float_convert.h"
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/dtype.h"
+#include "kernels/quantize.h"
+
+namespace weightd::kernels {
+namespace {
+
+// binary16 by its definition, in double.
+double HalfValue(uint16_t h) {
+  const int sign = (h & 0x8000) ? -1 : 1;
+  const int e = (h >> 10) & 0x1F;
+  const int m = h & 0x3FF;
+  if (e == 0x1F) return m ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
+  if (e == 0) return sign * std::ldexp(m, -24);
+  return sign * std::ldexp(1024 + m, e - 25);
+}
+
+TEST(FloatFromHalfBits, EveryPattern) {
+  for (uint32_t i = 0; i < 65536; ++i) {
+    const uint16_t h = static_cast<uint16_t>(i);
+    const float f = FloatFromHalfBits(h);
+    const uint32_t bits = std::bit_cast<uint32_t>(f);
+    EXPECT_EQ(bits >> 31, i >> 15) << std::hex << i;  // sign, -0.0 and NaN included
+    const double ref = HalfValue(h);
+    if (std::isnan(ref)) {
+      ASSERT_TRUE(std::isnan(f)) << std::hex << i;
+      EXPECT_EQ((bits >> 13) & 0x3FF, i & 0x3FFu) << "NaN payload kept, " << std::hex << i;
+      EXPECT_EQ(bits & 0x1FFF, 0u);
+    } else {
+      ASSERT_EQ(static_cast<double>(f), ref) << std::hex << i;
+    }
+  }
+}
+
+TEST(FloatFromBf16Bits, EveryPattern) {
+  for (uint32_t i = 0; i < 65536; ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(FloatFromBf16Bits(static_cast<uint16_t>(i))), i << 16);
+  }
+}
+
+TEST(Loaders, LittleEndianAndUnaligned) {
+  const uint8_t bytes[] = {0xAA, 0x00, 0x00, 0xC0, 0x3F, 0x00, 0x3C, 0x80, 0x3F};
+  // F32 1.5 at byte 1..4 (index 0 of bytes + 1).
+  EXPECT_EQ(F32Loader{}(bytes + 1, 0), 1.5f);
+  EXPECT_EQ(F16Loader{}(bytes + 5, 0), 1.0f);    // 0x3C00
+  EXPECT_EQ(Bf16Loader{}(bytes + 7, 0), 1.0f);   // 0x3F80
+  EXPECT_EQ(E4M3Loader{}(bytes, 0), DecodeE4M3(0xAA));
+  EXPECT_EQ(LoadLittleEndian<uint16_t>(bytes + 1, 2), 0x3C00);
+  EXPECT_EQ(ZeroLoader{}(nullptr, 5), 0.0f);
+}
+
+TEST(WithLoader, PicksTheDTypesLoader) {
+  const uint16_t h[] = {0x4000};  // 2.0 both as F16 and as BF16
+  EXPECT_EQ(WithLoader(DType::kF16, [&](auto load) { return load(h, 0); }), 2.0f);
+  EXPECT_EQ(WithLoader(DType::kBF16, [&](auto load) { return load(h, 0); }), 2.0f);
+  const uint16_t h2[] = {0x3C00};
+  EXPECT_EQ(WithLoader(DType::kF16, [&](auto load) { return load(h2, 0); }), 1.0f);
+  EXPECT_EQ(WithLoader(DType::kBF16, [&](auto load) { return load(h2, 0); }), 0x1p-7f);
+  for (int q = 0; q < 256; ++q) {
+    const uint8_t b = static_cast<uint8_t>(q);
+    const float a = LoadAsFloat(DType::kF8E4M3, &b, 0);
+    const float d = DecodeE4M3(b);
+    EXPECT_EQ(std::bit_cast<uint32_t>(a), std::bit_cast<uint32_t>(d)) << q;
+  }
+}
+
+}  // namespace
+}  // namespace weightd::kernels
