@@ -52,4 +52,36 @@ float BlockScaleFromAmax(float amax);
 void QuantizeE4M3(DType dtype, const void* src, size_t n, float scale, NonFinitePolicy policy,
                   uint8_t* dst);
 
+// The three schemes differ only in how a 2-D [rows, cols] weight is cut into
+// tiles that share one scale: per-tensor one tile of rows x cols, per-channel
+// 1 x cols (one per output row), block 128 x 128 (edge tiles hold only their
+// real elements). Scales are laid out row-major over the tile grid, which is the
+// checkpoint layout of each scheme ([], [rows, 1], [ceil(rows/128), ceil(cols/128)]).
+enum class Scheme { kPerTensor, kPerChannel, kBlock };
+
+inline constexpr size_t kBlockSize = 128;
+
+struct Tiling {
+  size_t rows = 0, cols = 0;
+  size_t tile_rows = 1, tile_cols = 1;
+  size_t grid_rows() const { return (rows + tile_rows - 1) / tile_rows; }
+  size_t grid_cols() const { return (cols + tile_cols - 1) / tile_cols; }
+  size_t num_tiles() const { return grid_rows() * grid_cols(); }
+};
+
+Tiling TilingFor(Scheme scheme, size_t rows, size_t cols);
+
+// scales[t] for every tile t: ScaleFromAmax of the tile's amax (BlockScaleFromAmax
+// for kBlock). Non-finite values as AbsMax treats them; the message names the
+// element's index in the tensor.
+absl::Status TileScales(Scheme scheme, DType dtype, const void* src, const Tiling& tiling,
+                        NonFinitePolicy policy, float* scales);
+
+// Quantizes rows [row_begin, row_end) of the tensor: `src` and `dst` point at
+// row_begin's first element; every element uses its tile's scale (as
+// QuantizeE4M3 does with one scale). Row ranges let a device stream a tensor
+// through a bounded staging buffer.
+void QuantizeRows(DType dtype, const void* src, const Tiling& tiling, const float* scales, size_t row_begin,
+                  size_t row_end, uint8_t* dst);
+
 }  // namespace weightd::kernels

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -70,6 +71,60 @@ void QuantizeE4M3(DType dtype, const void* src, size_t n, float scale,
   const float inv = 1.0f / scale;
   WithLoader(dtype, [&](auto load) {
     for (size_t i = 0; i < n; ++i) dst[i] = QuantizeOne(load(src, i), inv);
+  });
+}
+
+Tiling TilingFor(Scheme scheme, size_t rows, size_t cols) {
+  Tiling t{rows, cols, rows, cols};
+  if (scheme == Scheme::kPerChannel) t.tile_rows = 1;
+  if (scheme == Scheme::kBlock) t.tile_rows = t.tile_cols = kBlockSize;
+  if (t.tile_rows == 0) t.tile_rows = 1;
+  if (t.tile_cols == 0) t.tile_cols = 1;
+  return t;
+}
+
+absl::Status TileScales(Scheme scheme, DType dtype, const void* src, const Tiling& tiling,
+                        NonFinitePolicy policy, float* scales) {
+  std::vector<uint32_t> max_magnitude(tiling.num_tiles(), 0);
+  absl::Status status = WithLoader(dtype, [&](auto load) -> absl::Status {
+    for (size_t r = 0; r < tiling.rows; ++r) {
+      uint32_t* tile_row = max_magnitude.data() + (r / tiling.tile_rows) * tiling.grid_cols();
+      for (size_t c = 0; c < tiling.cols; ++c) {
+        const size_t i = r * tiling.cols + c;
+        const uint32_t magnitude = std::bit_cast<uint32_t>(load(src, i)) & kMagnitudeMask;
+        if (magnitude >= kInfBits) {
+          if (policy == NonFinitePolicy::kFail) {
+            return absl::InvalidArgumentError(absl::StrCat("non-finite value at element ", i));
+          }
+          continue;
+        }
+        uint32_t& m = tile_row[c / tiling.tile_cols];
+        if (magnitude > m) m = magnitude;
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
+  for (size_t t = 0; t < max_magnitude.size(); ++t) {
+    const float amax = std::bit_cast<float>(max_magnitude[t]);
+    scales[t] = scheme == Scheme::kBlock ? BlockScaleFromAmax(amax) : ScaleFromAmax(amax);
+  }
+  return absl::OkStatus();
+}
+
+void QuantizeRows(DType dtype, const void* src, const Tiling& tiling, const float* scales, size_t row_begin,
+                  size_t row_end, uint8_t* dst) {
+  const size_t grid_cols = tiling.grid_cols();
+  std::vector<float> inv(grid_cols);
+  WithLoader(dtype, [&](auto load) {
+    for (size_t r = row_begin; r < row_end; ++r) {
+      const float* tile_scales = scales + (r / tiling.tile_rows) * grid_cols;
+      for (size_t g = 0; g < grid_cols; ++g) inv[g] = 1.0f / tile_scales[g];
+      const size_t base = (r - row_begin) * tiling.cols;
+      for (size_t c = 0; c < tiling.cols; ++c) {
+        dst[base + c] = QuantizeOne(load(src, base + c), inv[c / tiling.tile_cols]);
+      }
+    }
   });
 }
 

@@ -42,10 +42,11 @@ class DeviceBackend {
                                                                      const std::string& label) = 0;
   // Stores `bytes` unchanged at `offset`.
   virtual absl::Status Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) = 0;
-  // Quantizes `count` elements of `src` to E4M3FN at `offset` with `scale`.
-  virtual absl::Status QuantizeE4M3(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
-                                    const void* src, size_t count, float scale,
-                                    kernels::NonFinitePolicy policy) = 0;
+  // Quantizes the 2-D tensor at `src` (host memory, tiling.rows x tiling.cols
+  // elements of `dtype`) to E4M3FN at `offset`, each tile with its scale
+  // (kernels::QuantizeRows semantics). `src` may be reused once this returns.
+  virtual absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
+                                const kernels::Tiling& tiling, const float* scales) = 0;
   // Copies `size` bytes at `offset` back to the host (tests, export of host devices).
   virtual absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) = 0;
 };

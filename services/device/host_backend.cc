@@ -75,12 +75,11 @@ absl::Status HostBackend::Write(DeviceAllocation& alloc, uint64_t offset, std::s
   return absl::OkStatus();
 }
 
-absl::Status HostBackend::QuantizeE4M3(DeviceAllocation& alloc, uint64_t offset,
-                                       kernels::DType dtype, const void* src, size_t count,
-                                       float scale, kernels::NonFinitePolicy policy) {
-  auto dst = Region(alloc, offset, count);
+absl::Status HostBackend::Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
+                                   const kernels::Tiling& tiling, const float* scales) {
+  auto dst = Region(alloc, offset, static_cast<uint64_t>(tiling.rows) * tiling.cols);
   if (!dst.ok()) return dst.status();
-  kernels::QuantizeE4M3(dtype, src, count, scale, policy, *dst);
+  kernels::QuantizeRows(dtype, src, tiling, scales, 0, tiling.rows, *dst);
   return absl::OkStatus();
 }
 

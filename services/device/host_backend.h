@@ -22,9 +22,8 @@ class HostBackend : public DeviceBackend {
   absl::StatusOr<std::unique_ptr<DeviceAllocation>> Allocate(int device, uint64_t bytes,
                                                              const std::string& label) override;
   absl::Status Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) override;
-  absl::Status QuantizeE4M3(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
-                            const void* src, size_t count, float scale,
-                            kernels::NonFinitePolicy policy) override;
+  absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
+                        const kernels::Tiling& tiling, const float* scales) override;
   absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;
 
  private:

@@ -53,22 +53,25 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
 absl::Status ShardWriter::Quantize(size_t index) {
   const safetensors::TensorHeader& t = header_.tensors[index];
   const TensorTask& task = tasks_[index];
-  size_t count = static_cast<size_t>(t.num_elements());
-  auto amax = kernels::AbsMax(t.dtype, staging_.data(), count, policy_);
-  if (!amax.ok()) {
+  const kernels::Scheme scheme = kernels::Scheme::kPerTensor;
+  const kernels::Tiling tiling = kernels::TilingFor(scheme, static_cast<size_t>(t.shape[0]),
+                                                    static_cast<size_t>(t.shape[1]));
+  std::vector<float> scales(tiling.num_tiles());
+  absl::Status scaled = kernels::TileScales(scheme, t.dtype, staging_.data(), tiling, policy_, scales.data());
+  if (!scaled.ok()) {
     // Error path only: find the element again to name its byte offset in the file.
+    size_t count = static_cast<size_t>(t.num_elements());
     size_t i = 0;
     while (i < count && std::isfinite(kernels::LoadAsFloat(t.dtype, staging_.data(), i))) ++i;
     uint64_t at = header_.data_start() + t.begin + i * kernels::DTypeSize(t.dtype);
     return absl::InvalidArgumentError(absl::StrCat(Where(index), ": non-finite value at element ", i,
                                                    " (file byte offset ", at, ")"));
   }
-  float scale = kernels::ScaleFromAmax(*amax);
-  WEIGHTD_RETURN_IF_ERROR(backend_.QuantizeE4M3(arena_->allocation(), rank_.tensors[task.output].offset,
-                                                t.dtype, staging_.data(), count, scale, policy_));
+  WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(arena_->allocation(), rank_.tensors[task.output].offset, t.dtype,
+                                            staging_.data(), tiling, scales.data()));
   WEIGHTD_RETURN_IF_ERROR(backend_.Write(
       arena_->allocation(), rank_.tensors[task.scale].offset,
-      std::string_view(reinterpret_cast<const char*>(&scale), sizeof(scale))));
+      std::string_view(reinterpret_cast<const char*>(scales.data()), scales.size() * sizeof(float))));
   std::string().swap(staging_);
   return absl::OkStatus();
 }
