@@ -50,6 +50,31 @@ void WriteLine(std::string line) {
   }
 }
 
+// Text mode: a value stays bare unless a reader could not tell where it ends.
+std::string TextValue(const LogField& f) {
+  if (f.numeric) return f.value;
+  bool plain = !f.value.empty();
+  for (char c : f.value) {
+    if (c == ' ' || c == '"' || c == '=' || c == '\\' || static_cast<unsigned char>(c) < 0x20) plain = false;
+  }
+  if (plain) return f.value;
+  std::string out = "\"";
+  for (char c : f.value) {
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('"');
+  return out;
+}
+
 }  // namespace
 
 void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
@@ -84,7 +109,7 @@ void LogEvent(LogLevel level, const std::string& event, std::initializer_list<Lo
     return;
   }
   std::string line = Timestamp() + " " + LevelName(level) + " " + event;
-  for (const LogField& f : fields) line += " " + f.key + "=" + f.value;
+  for (const LogField& f : fields) line += " " + f.key + "=" + TextValue(f);
   WriteLine(std::move(line));
 }
 

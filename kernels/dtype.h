@@ -9,7 +9,7 @@ namespace weightd::kernels {
 
 enum class DType { kBF16, kF16, kF32, kF8E4M3 };
 
-inline size_t DTypeSize(DType t) {
+constexpr size_t DTypeSize(DType t) {
   switch (t) {
     case DType::kBF16: return 2;
     case DType::kF16: return 2;

@@ -24,6 +24,10 @@ ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9400",
           "Prometheus endpoint host:port (port 0 picks a free one); empty turns it off");
 ABSL_FLAG(std::string, backend, "auto", "Device backend: host (memfd virtual devices), cuda, or auto");
 ABSL_FLAG(int, host_devices, 1, "Number of host virtual devices (host backend)");
+ABSL_FLAG(std::string, cuda_handles, "vmm",
+          "How workers receive GPU memory: vmm (cuMemCreate POSIX fds over the handle socket) or ipc (legacy "
+          "cudaIpcMemHandle_t in the manifest)");
+ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for the staging ring, e.g. 32MiB");
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
 ABSL_FLAG(std::string, model_root, "", "Directory that path sources must lie in; empty turns path sources off");
@@ -61,6 +65,10 @@ int main(int argc, char** argv) {
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.backend = absl::GetFlag(FLAGS_backend);
   options.host_devices = absl::GetFlag(FLAGS_host_devices);
+  options.cuda_handles = absl::GetFlag(FLAGS_cuda_handles);
+  auto ring = weightd::ParseByteSize(absl::GetFlag(FLAGS_staging_ring_bytes));
+  if (!ring.ok()) return Fail(std::string(ring.status().message()));
+  options.staging_ring_bytes = *ring;
   auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));
   if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));
   options.device_memory_limit = *limit;

@@ -19,6 +19,7 @@ ABSL_FLAG(std::string, out, "", "output directory (created if missing)");
 ABSL_FLAG(int, shards, 1, "number of safetensors files");
 ABSL_FLAG(std::string, dtype, "bf16", "bf16, f16, f32, or mixed (BF16/F16/F32 by tensor)");
 ABSL_FLAG(uint64_t, seed, 0, "seed of the synthetic values");
+ABSL_FLAG(int, layers, 0, "override the preset's number of layers (0: keep), e.g. --preset=8b --layers=4");
 
 namespace weightd::bench {
 namespace {
@@ -42,6 +43,7 @@ absl::Status ApplyDtype(const std::string& name, GenOptions& options) {
 absl::Status Run() {
   GenOptions options;
   WEIGHTD_ASSIGN_OR_RETURN(options.config, LlamaConfig::Preset(absl::GetFlag(FLAGS_preset)));
+  if (absl::GetFlag(FLAGS_layers) > 0) options.config.num_layers = absl::GetFlag(FLAGS_layers);
   options.out_dir = absl::GetFlag(FLAGS_out);
   if (options.out_dir.empty()) return absl::InvalidArgumentError("--out is required");
   options.shards = absl::GetFlag(FLAGS_shards);

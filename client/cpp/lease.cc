@@ -49,10 +49,24 @@ absl::StatusOr<Lease> Lease::Attach(const std::string& socket_path, const std::s
   }
   lease.lease_id_ = response.lease_id();
   lease.manifest_ = std::move(*response.mutable_manifest());
-  const size_t allocations = static_cast<size_t>(lease.manifest_.allocations_size());
-  if (lease.fds_.size() != allocations) {
-    return absl::DataLossError(absl::StrCat("lease for ", model_id, " rank ", rank, " came with ",
-                                            lease.fds_.size(), " file descriptors for ", allocations,
+  // Descriptors arrive for the fd-backed allocations only, in allocation order;
+  // fds() is indexed by allocation, invalid for the others (legacy IPC).
+  std::vector<UniqueFd> received = std::move(lease.fds_);
+  lease.fds_.clear();
+  size_t next = 0;
+  for (const v1::Allocation& allocation : lease.manifest_.allocations()) {
+    const bool has_fd = allocation.handle_type() == v1::HANDLE_TYPE_MEMFD ||
+                        allocation.handle_type() == v1::HANDLE_TYPE_CUDA_VMM_FD;
+    if (has_fd && next < received.size()) {
+      lease.fds_.push_back(std::move(received[next++]));
+    } else {
+      lease.fds_.emplace_back();
+      if (has_fd) next = received.size() + 1;  // marks the shortfall
+    }
+  }
+  if (next != received.size()) {
+    return absl::DataLossError(absl::StrCat("lease for ", model_id, " rank ", rank, " came with ", received.size(),
+                                            " file descriptors for ", lease.manifest_.allocations_size(),
                                             " allocations"));
   }
   return lease;

@@ -2,6 +2,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "client/weightctl/cli.h"
 
 namespace weightd::ctl {
@@ -15,6 +16,20 @@ int ReportError(const absl::Status& status) {
 int Usage(const std::string& text) {
   std::fprintf(stderr, "weightctl: usage: %s\n", text.c_str());
   return 2;
+}
+
+absl::StatusOr<v1::Scheme> ParseScheme(const std::string& scheme) {
+  if (scheme == "per-tensor") return v1::SCHEME_PER_TENSOR;
+  if (scheme == "per-channel") return v1::SCHEME_PER_CHANNEL;
+  if (scheme == "block") return v1::SCHEME_BLOCK;
+  if (scheme == "none") return v1::SCHEME_NONE;
+  return absl::InvalidArgumentError(absl::StrCat("--scheme=", scheme, ": use per-tensor, per-channel, block or none"));
+}
+
+absl::StatusOr<v1::NonFinite> ParseNonFinite(const std::string& nonfinite) {
+  if (nonfinite == "fail") return v1::NONFINITE_FAIL;
+  if (nonfinite == "saturate") return v1::NONFINITE_SATURATE;
+  return absl::InvalidArgumentError(absl::StrCat("--nonfinite=", nonfinite, ": use fail or saturate"));
 }
 
 }  // namespace weightd::ctl

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "weightd/v1/loader.pb.h"
 
 namespace weightd::ctl {
 
@@ -37,6 +39,12 @@ int RunStatus(const CliOptions& options, const Args& args);
 int RunUnload(const CliOptions& options, const Args& args);
 int RunExport(const CliOptions& options, const Args& args);
 int RunVerify(const CliOptions& options, const Args& args);
+int RunQuantize(const CliOptions& options, const Args& args);
+
+// --scheme: per-tensor, per-channel, block or none; INVALID_ARGUMENT otherwise.
+absl::StatusOr<v1::Scheme> ParseScheme(const std::string& scheme);
+// --nonfinite: fail or saturate; INVALID_ARGUMENT otherwise.
+absl::StatusOr<v1::NonFinite> ParseNonFinite(const std::string& nonfinite);
 
 // Prints "weightctl: CODE: message" to stderr and returns 1.
 int ReportError(const absl::Status& status);

@@ -13,6 +13,11 @@
 #include "base/status_macros.h"
 #include "client/cpp/channel.h"
 #include "client/cpp/lease.h"
+#ifdef WEIGHTD_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "client/cpp/cuda_mapping.h"
+#endif
 #include "client/weightctl/cli.h"
 #include "grpcpp/client_context.h"
 #include "kernels/dtype.h"
@@ -48,18 +53,36 @@ absl::Status Export(const CliOptions& options, const std::string& model, const s
 
   WEIGHTD_ASSIGN_OR_RETURN(client::Lease lease, client::Lease::Attach(options.handle_socket, model, rank));
   const v1::RankManifest& rank_manifest = lease.manifest();
+  // Host allocations are mapped; GPU allocations are imported as a worker would
+  // and copied to the host.
   std::vector<Mapping> mappings;
+  std::vector<std::vector<uint8_t>> copies;
+  std::vector<const uint8_t*> bases;
   for (int i = 0; i < rank_manifest.allocations_size(); ++i) {
     const v1::Allocation& allocation = rank_manifest.allocations(i);
-    if (allocation.handle_type() != v1::HANDLE_TYPE_MEMFD) {
-      return absl::UnimplementedError(absl::StrCat("export of ", v1::HandleType_Name(allocation.handle_type()),
-                                                   " allocations needs the GPU importer"));
+    if (allocation.handle_type() == v1::HANDLE_TYPE_MEMFD) {
+      void* address = ::mmap(nullptr, allocation.size(), PROT_READ, MAP_SHARED, lease.fds()[i].get(), 0);
+      if (address == MAP_FAILED) {
+        return absl::InternalError(absl::StrCat("mmap of allocation ", allocation.id(), ": ", std::strerror(errno)));
+      }
+      mappings.emplace_back(address, allocation.size());
+      bases.push_back(mappings.back().bytes());
+      continue;
     }
-    void* address = ::mmap(nullptr, allocation.size(), PROT_READ, MAP_SHARED, lease.fds()[i].get(), 0);
-    if (address == MAP_FAILED) {
-      return absl::InternalError(absl::StrCat("mmap of allocation ", allocation.id(), ": ", std::strerror(errno)));
+#ifdef WEIGHTD_HAVE_CUDA
+    WEIGHTD_ASSIGN_OR_RETURN(
+        client::CudaMapping gpu,
+        client::CudaMapping::Import(allocation, lease.fds()[i].get(), static_cast<int>(rank_manifest.device())));
+    copies.emplace_back(allocation.size());
+    if (cudaMemcpy(copies.back().data(), gpu.device_pointer(), allocation.size(), cudaMemcpyDeviceToHost) !=
+        cudaSuccess) {
+      return absl::InternalError(absl::StrCat("copy of GPU allocation ", allocation.id(), " failed"));
     }
-    mappings.emplace_back(address, allocation.size());
+    bases.push_back(copies.back().data());
+#else
+    return absl::UnimplementedError(absl::StrCat("export of ", v1::HandleType_Name(allocation.handle_type()),
+                                                 " allocations needs a weightctl built with CUDA"));
+#endif
   }
 
   std::vector<safetensors::TensorSpec> specs;
@@ -71,11 +94,11 @@ absl::Status Export(const CliOptions& options, const std::string& model, const s
   std::filesystem::create_directories(out_dir);
   WEIGHTD_ASSIGN_OR_RETURN(auto writer, safetensors::SafetensorsWriter::Create(out_dir + "/model.safetensors", specs));
   for (const v1::TensorEntry& tensor : rank_manifest.tensors()) {
-    if (tensor.allocation() >= mappings.size() ||
+    if (tensor.allocation() >= bases.size() ||
         tensor.offset() + tensor.size() > rank_manifest.allocations(tensor.allocation()).size()) {
       return absl::DataLossError(absl::StrCat("manifest places ", tensor.name(), " outside its allocation"));
     }
-    const uint8_t* bytes = mappings[tensor.allocation()].bytes() + tensor.offset();
+    const uint8_t* bytes = bases[tensor.allocation()] + tensor.offset();
     WEIGHTD_RETURN_IF_ERROR(writer->Append(std::string_view(reinterpret_cast<const char*>(bytes), tensor.size())));
   }
   WEIGHTD_RETURN_IF_ERROR(writer->Close());

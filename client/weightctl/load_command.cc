@@ -52,14 +52,6 @@ absl::StatusOr<LocalShards> FindLocalShards(const std::string& path) {
   return shards;
 }
 
-absl::StatusOr<v1::Scheme> ParseScheme(const std::string& scheme) {
-  if (scheme == "per-tensor") return v1::SCHEME_PER_TENSOR;
-  if (scheme == "per-channel") return v1::SCHEME_PER_CHANNEL;
-  if (scheme == "block") return v1::SCHEME_BLOCK;
-  if (scheme == "none") return v1::SCHEME_NONE;
-  return absl::InvalidArgumentError(absl::StrCat("--scheme=", scheme, ": use per-tensor, per-channel, block or none"));
-}
-
 absl::StatusOr<v1::LoadModelRequest> BuildRequest(const CliOptions& options, const std::string& model,
                                                   const LocalShards* push) {
   v1::LoadModelRequest request;
@@ -76,13 +68,9 @@ absl::StatusOr<v1::LoadModelRequest> BuildRequest(const CliOptions& options, con
   v1::Quantization* quantization = request.mutable_quantization();
   quantization->set_scheme(*scheme);
   for (const std::string& pattern : options.ignore) quantization->add_ignore(pattern);
-  if (options.nonfinite == "saturate") {
-    quantization->set_nonfinite(v1::NONFINITE_SATURATE);
-  } else if (options.nonfinite == "fail") {
-    quantization->set_nonfinite(v1::NONFINITE_FAIL);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat("--nonfinite=", options.nonfinite, ": use fail or saturate"));
-  }
+  auto nonfinite = ParseNonFinite(options.nonfinite);
+  if (!nonfinite.ok()) return nonfinite.status();
+  quantization->set_nonfinite(*nonfinite);
   request.mutable_placement()->set_tp_size(options.tp_size);
   return request;
 }

@@ -28,7 +28,7 @@ ABSL_FLAG(std::vector<std::string>, ignore, {},
           "Tensors left unquantized: exact names or re:REGEX, comma-separated, e.g. re:.*mlp\\.down_proj.*");
 ABSL_FLAG(std::string, nonfinite, "fail", "NaN/Inf in a weight: fail (default) or saturate");
 ABSL_FLAG(uint32_t, tp, 1, "Tensor-parallel size");
-ABSL_FLAG(bool, progress, true, "Show load progress on stderr");
+ABSL_FLAG(bool, progress, true, "Show load and quantize progress on stderr");
 
 namespace {
 
@@ -43,7 +43,10 @@ Commands:
   status [--json]                     devices (used, peak, capacity) and models
   unload MODEL [--force]              free a model (refused while leased unless --force)
   export MODEL DIR [--rank R]         map a rank's memory and write DIR/model.safetensors
-  verify CHECKPOINT EXPORT            check an export byte for byte against the CPU reference
+  verify CHECKPOINT EXPORT            check an export (or a quantize output) byte for byte
+                                      against the CPU reference, e.g. --scheme block
+  quantize IN OUT                     write an FP8 copy of a checkpoint (dir or .safetensors), e.g.
+                                      weightctl quantize ./llama-8b ./llama-8b-fp8 --scheme per-channel
 
 Run weightctl --help for every flag.)";
 
@@ -78,6 +81,7 @@ int main(int argc, char** argv) {
       {"manifest", weightd::ctl::RunManifest}, {"list", weightd::ctl::RunList},
       {"status", weightd::ctl::RunStatus},     {"unload", weightd::ctl::RunUnload},
       {"export", weightd::ctl::RunExport},     {"verify", weightd::ctl::RunVerify},
+      {"quantize", weightd::ctl::RunQuantize},
   };
   auto command = commands.find(positional[1]);
   if (command == commands.end()) {

@@ -1,5 +1,6 @@
-// weightctl verify: checks an export (or any FP8 checkpoint weightd wrote) byte
-// for byte against the CPU reference applied to the original checkpoint.
+// weightctl verify: checks an export or a `weightctl quantize` output (any FP8
+// checkpoint weightd wrote) byte for byte against the CPU reference applied to
+// the original checkpoint, under any scheme.
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -10,7 +11,7 @@
 #include "client/weightctl/cli.h"
 #include "client/weightctl/mapped_checkpoint.h"
 #include "kernels/quantize.h"
-#include "services/load/tensor_selection.h"
+#include "services/load/output_layout.h"
 
 namespace weightd::ctl {
 namespace {
@@ -35,41 +36,42 @@ struct Counts {
   size_t quantized = 0, unchanged = 0;
 };
 
+absl::Status ExpectTensor(const MappedCheckpoint& exported, const OutputSpec& spec, const void* expected) {
+  auto found = exported.tensors().find(spec.name);
+  if (found == exported.tensors().end()) return absl::NotFoundError(absl::StrCat(spec.name, ": missing from the export"));
+  return ExpectBytes(spec.name, found->second, spec.dtype, spec.shape, static_cast<const uint8_t*>(expected),
+                     spec.size);
+}
+
+// Every output the layout (the daemon's own naming) gives each source tensor, with
+// the bytes of the reference kernels (kernels/quantize_ref.cc), and nothing else.
 absl::StatusOr<Counts> Verify(const CliOptions& options, const MappedCheckpoint& source,
                               const MappedCheckpoint& exported) {
-  const bool quantize = options.scheme != "none";
-  if (quantize && options.scheme != "per-tensor") {
-    return absl::UnimplementedError(absl::StrCat("verify of --scheme=", options.scheme));
-  }
-  kernels::NonFinitePolicy policy =
-      options.nonfinite == "saturate" ? kernels::NonFinitePolicy::kSaturate : kernels::NonFinitePolicy::kFail;
-  WEIGHTD_ASSIGN_OR_RETURN(TensorSelection selection, TensorSelection::Create(quantize, options.ignore));
+  WEIGHTD_ASSIGN_OR_RETURN(v1::Scheme scheme, ParseScheme(options.scheme));
+  WEIGHTD_ASSIGN_OR_RETURN(v1::NonFinite nonfinite, ParseNonFinite(options.nonfinite));
+  const kernels::NonFinitePolicy policy =
+      nonfinite == v1::NONFINITE_SATURATE ? kernels::NonFinitePolicy::kSaturate : kernels::NonFinitePolicy::kFail;
+  WEIGHTD_ASSIGN_OR_RETURN(OutputLayout layout, OutputLayout::Create(scheme, options.ignore));
   Counts counts;
   size_t expected_tensors = 0;
+  std::vector<float> scales;
+  std::vector<uint8_t> fp8;
   for (const auto& [name, tensor] : source.tensors()) {
-    auto found = exported.tensors().find(name);
-    if (found == exported.tensors().end()) return absl::NotFoundError(absl::StrCat(name, ": missing from the export"));
     const safetensors::TensorHeader& h = tensor.header;
+    const TensorOutputs out = layout.For(name, h.dtype, h.shape);
     ++expected_tensors;
-    if (!selection.ShouldQuantize(name, h.dtype, h.shape)) {
-      WEIGHTD_RETURN_IF_ERROR(ExpectBytes(name, found->second, h.dtype, h.shape, tensor.bytes, h.size()));
+    if (!out.quantized) {
+      WEIGHTD_RETURN_IF_ERROR(ExpectTensor(exported, out.data, tensor.bytes));
       ++counts.unchanged;
       continue;
     }
-    size_t n = h.num_elements();
-    WEIGHTD_ASSIGN_OR_RETURN(float amax, kernels::AbsMax(h.dtype, tensor.bytes, n, policy));
-    float scale = kernels::ScaleFromAmax(amax);
-    std::vector<uint8_t> fp8(n);
-    kernels::QuantizeE4M3(h.dtype, tensor.bytes, n, scale, policy, fp8.data());
-    WEIGHTD_RETURN_IF_ERROR(ExpectBytes(name, found->second, kernels::DType::kF8E4M3, h.shape, fp8.data(), n));
-    std::string scale_name = name + "_scale";
-    auto scale_tensor = exported.tensors().find(scale_name);
-    if (scale_tensor == exported.tensors().end()) {
-      return absl::NotFoundError(absl::StrCat(scale_name, ": missing from the export"));
-    }
-    uint8_t scale_bytes[4];
-    std::memcpy(scale_bytes, &scale, 4);
-    WEIGHTD_RETURN_IF_ERROR(ExpectBytes(scale_name, scale_tensor->second, kernels::DType::kF32, {}, scale_bytes, 4));
+    scales.resize(out.tiling.num_tiles());
+    absl::Status scaled = kernels::TileScales(out.scheme, h.dtype, tensor.bytes, out.tiling, policy, scales.data());
+    if (!scaled.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", scaled.message()));
+    fp8.resize(out.data.size);
+    kernels::QuantizeRows(h.dtype, tensor.bytes, out.tiling, scales.data(), 0, out.tiling.rows, fp8.data());
+    WEIGHTD_RETURN_IF_ERROR(ExpectTensor(exported, out.data, fp8.data()));
+    WEIGHTD_RETURN_IF_ERROR(ExpectTensor(exported, out.scale, scales.data()));
     ++expected_tensors;
     ++counts.quantized;
   }
@@ -83,7 +85,7 @@ absl::StatusOr<Counts> Verify(const CliOptions& options, const MappedCheckpoint&
 }  // namespace
 
 int RunVerify(const CliOptions& options, const Args& args) {
-  if (args.size() != 2) return Usage("weightctl verify CHECKPOINT EXPORT [--scheme S] [--ignore ...]");
+  if (args.size() != 2) return Usage("weightctl verify CHECKPOINT EXPORT [--scheme S] [--ignore ...] [--nonfinite fail|saturate]");
   auto source = MappedCheckpoint::Open(args[0]);
   if (!source.ok()) return ReportError(source.status());
   auto exported = MappedCheckpoint::Open(args[1]);

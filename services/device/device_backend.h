@@ -26,6 +26,8 @@ class DeviceAllocation {
   virtual v1::HandleType handle_type() const = 0;
   // The descriptor the handle socket passes to workers (memfd, VMM fd); -1 if none.
   virtual int export_fd() const = 0;
+  // The legacy cudaIpcMemHandle_t (64 bytes) where the allocation has one.
+  virtual std::string ipc_handle() const { return {}; }
 };
 
 class DeviceBackend {
@@ -47,6 +49,12 @@ class DeviceBackend {
   // (kernels::QuantizeRows semantics). `src` may be reused once this returns.
   virtual absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                                 const kernels::Tiling& tiling, const float* scales) = 0;
+  // Waits until every Write and Quantize issued for `device` has landed, and
+  // reports any asynchronous failure. Loads call it before they are READY.
+  virtual absl::Status Synchronize(int device) { return absl::OkStatus(); }
+  // Device memory the backend keeps for itself (the staging ring), counted in the
+  // device's accounting from the start.
+  virtual uint64_t reserved_bytes(int device) const { return 0; }
   // Copies `size` bytes at `offset` back to the host (tests, export of host devices).
   virtual absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) = 0;
 };

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/unique_fd.h"
+#include "kernels/quantize_fast.h"
 
 namespace weightd {
 namespace {
@@ -79,7 +80,7 @@ absl::Status HostBackend::Quantize(DeviceAllocation& alloc, uint64_t offset, ker
                                    const kernels::Tiling& tiling, const float* scales) {
   auto dst = Region(alloc, offset, static_cast<uint64_t>(tiling.rows) * tiling.cols);
   if (!dst.ok()) return dst.status();
-  kernels::QuantizeRows(dtype, src, tiling, scales, 0, tiling.rows, *dst);
+  kernels::QuantizeRowsFast(dtype, src, tiling, scales, 0, tiling.rows, *dst);
   return absl::OkStatus();
 }
 

@@ -1,6 +1,7 @@
 // Host "virtual devices": each allocation is a memfd mapped into the daemon,
-// quantized by the CPU kernels, and exported as the memfd itself. It runs the
-// whole product on a machine without a GPU. Thread-safe.
+// quantized by the fast CPU kernels (kernels/quantize_fast.h), and exported as
+// the memfd itself. It runs the whole product on a machine without a GPU.
+// Thread-safe.
 #pragma once
 
 #include <vector>

@@ -106,8 +106,15 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   options.devices = DevicesOf(spec_.placement());
   for (int d = 0; d < backend_.device_count(); ++d) options.device_granularity.push_back(backend_.granularity(d));
   WEIGHTD_ASSIGN_OR_RETURN(plan_, PlanLoad(inputs, options));
-  WEIGHTD_ASSIGN_OR_RETURN(config_json_, ConfigWithQuantization(config_json_, spec_.quantization()));
+  WEIGHTD_ASSIGN_OR_RETURN(config_json_, ConfigWithQuantization(config_json_, spec_.quantization().scheme(), plan_.ignored_modules));
   progress_.set_totals(plan_.source_bytes, plan_.source_tensors);
+  uint64_t quantized_bytes = 0;
+  for (size_t s = 0; s < shards_.size(); ++s) {
+    for (size_t t = 0; t < plan_.tasks[s].size(); ++t) {
+      if (plan_.tasks[s][t].kind != TaskKind::kStore) quantized_bytes += shards_[s].header->tensors[t].size();
+    }
+  }
+  progress_.set_quantized_bytes(quantized_bytes);
   progress_.set_phase(v1::PHASE_PLANNED);
 
   WEIGHTD_RETURN_IF_ERROR(accounting_.Reserve(plan_.DeviceBytes(), absl::StrCat("model '", model_id_, "'")));
@@ -123,6 +130,7 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   LogEvent(LogLevel::kInfo, "load_planned",
            {{"model", model_id_}, {"tensors", plan_.source_tensors},
             {"quantized", plan_.quantized_tensors}, {"source_bytes", plan_.source_bytes},
+            {"quantized_bytes", quantized_bytes}, {"seconds", progress_.seconds()},
             {"arena_bytes", plan_.ranks[0].arena_bytes}});
 
   kernels::NonFinitePolicy policy = PolicyOf(spec_.quantization());
@@ -160,7 +168,11 @@ void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
     for (const Shard& s : shards_) {
       if (!s.done) return;
     }
-    auto manifest = BuildManifestLocked();
+    absl::Status landed;
+    for (const RankPlan& rank : plan_.ranks) {
+      if (landed.ok()) landed = backend_.Synchronize(rank.device);
+    }
+    auto manifest = landed.ok() ? BuildManifestLocked() : absl::StatusOr<v1::Manifest>(landed);
     if (!manifest.ok()) {
       status_ = manifest.status();
       result = manifest.status();
@@ -194,6 +206,7 @@ absl::StatusOr<v1::Manifest> LoadJob::BuildManifestLocked() {
     alloc->set_id(0);
     alloc->set_size(arenas_[r]->allocation().size());
     alloc->set_handle_type(arenas_[r]->allocation().handle_type());
+    alloc->set_cuda_ipc_handle(arenas_[r]->allocation().ipc_handle());
     resident += arenas_[r]->reserved_bytes();
     for (const OutputTensor& t : plan.tensors) {
       v1::TensorEntry* e = rank->add_tensors();

@@ -10,18 +10,12 @@
 namespace weightd {
 namespace {
 
-size_t Append(RankPlan& rank, std::string name, kernels::DType dtype, std::vector<int64_t> shape,
-              uint64_t size) {
-  OutputTensor out{std::move(name), dtype, std::move(shape), RoundUp(rank.used_bytes, kTensorAlignment), size};
+size_t Append(RankPlan& rank, OutputSpec spec) {
+  OutputTensor out{std::move(spec.name), spec.dtype, std::move(spec.shape), RoundUp(rank.used_bytes, kTensorAlignment),
+                   spec.size};
   rank.used_bytes = out.offset + out.size;
   rank.tensors.push_back(std::move(out));
   return rank.tensors.size() - 1;
-}
-
-uint64_t Elements(const std::vector<int64_t>& shape) {
-  uint64_t n = 1;
-  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
-  return n;
 }
 
 }  // namespace
@@ -35,24 +29,11 @@ std::vector<uint64_t> LoadPlan::DeviceBytes() const {
 }
 
 absl::StatusOr<LoadPlan> PlanLoad(const std::vector<ShardInput>& shards, const PlanOptions& options) {
-  bool quantize = true;
-  switch (options.scheme) {
-    case v1::SCHEME_UNSPECIFIED:
-    case v1::SCHEME_PER_TENSOR:
-      break;
-    case v1::SCHEME_NONE:
-      quantize = false;
-      break;
-    default:
-      return absl::UnimplementedError(
-          absl::StrCat("quantization scheme ", v1::Scheme_Name(options.scheme),
-                       " is not available in this build; use SCHEME_PER_TENSOR or SCHEME_NONE"));
-  }
   if (options.devices.size() != 1) {
     return absl::UnimplementedError(absl::StrCat(
         "tensor parallelism (tp_size ", options.devices.size(), ") is not available in this build"));
   }
-  WEIGHTD_ASSIGN_OR_RETURN(TensorSelection selection, TensorSelection::Create(quantize, options.ignore));
+  WEIGHTD_ASSIGN_OR_RETURN(OutputLayout layout, OutputLayout::Create(options.scheme, options.ignore));
 
   LoadPlan plan;
   RankPlan rank;
@@ -78,16 +59,20 @@ absl::StatusOr<LoadPlan> PlanLoad(const std::vector<ShardInput>& shards, const P
       std::string where = absl::StrCat("in shard '", shard.file, "'");
       WEIGHTD_RETURN_IF_ERROR(claim(t.name, where));
       TensorTask task;
-      if (selection.ShouldQuantize(t.name, t.dtype, t.shape)) {
-        std::string scale_name = t.name + "_scale";
-        WEIGHTD_RETURN_IF_ERROR(claim(scale_name, absl::StrCat("the scale of '", t.name, "' ", where)));
-        task.kind = TaskKind::kQuantizePerTensor;
-        task.output = Append(rank, t.name, kernels::DType::kF8E4M3, t.shape, Elements(t.shape));
-        task.scale = Append(rank, scale_name, kernels::DType::kF32, {}, sizeof(float));
+      TensorOutputs outputs = layout.For(t.name, t.dtype, t.shape);
+      if (outputs.quantized) {
+        WEIGHTD_RETURN_IF_ERROR(
+            claim(outputs.scale.name, absl::StrCat("the scale of '", t.name, "' ", where)));
+        task.kind = TaskKind::kQuantize;
+        task.scheme = outputs.scheme;
+        task.tiling = outputs.tiling;
+        task.output = Append(rank, std::move(outputs.data));
+        task.scale = Append(rank, std::move(outputs.scale));
         ++plan.quantized_tensors;
       } else {
-        task.output = Append(rank, t.name, t.dtype, t.shape, t.size());
+        task.output = Append(rank, std::move(outputs.data));
       }
+      if (auto module = layout.IgnoredModule(t.name, t.dtype, t.shape)) plan.ignored_modules.push_back(*module);
       plan.tasks[s].push_back(task);
     }
   }

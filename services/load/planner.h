@@ -10,7 +10,8 @@
 
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
-#include "services/load/tensor_selection.h"
+#include "kernels/quantize.h"
+#include "services/load/output_layout.h"
 #include "services/safetensors/header.h"
 #include "weightd/v1/loader.pb.h"
 
@@ -32,13 +33,16 @@ struct OutputTensor {
   uint64_t size = 0;
 };
 
-enum class TaskKind { kStore, kQuantizePerTensor };
+enum class TaskKind { kStore, kQuantize };
 
 // What happens to one source tensor. Indices point into RankPlan::tensors.
 struct TensorTask {
   TaskKind kind = TaskKind::kStore;
   size_t output = 0;
-  size_t scale = 0;  // kQuantizePerTensor only
+  // kQuantize only:
+  size_t scale = 0;
+  kernels::Scheme scheme = kernels::Scheme::kPerTensor;
+  kernels::Tiling tiling;
 };
 
 struct RankPlan {
@@ -55,6 +59,8 @@ struct LoadPlan {
   uint64_t source_bytes = 0;
   uint32_t source_tensors = 0;
   uint32_t quantized_tensors = 0;
+  // Modules of 2-D weights left unquantized, in plan order, for quantization_config.
+  std::vector<std::string> ignored_modules;
   // Arena bytes per device index (for admission), sized to cover every device used.
   std::vector<uint64_t> DeviceBytes() const;
 };
@@ -66,8 +72,10 @@ struct PlanOptions {
   std::vector<uint64_t> device_granularity;  // indexed by device
 };
 
-// INVALID_ARGUMENT for duplicate tensor names across shards or output name clashes;
-// UNIMPLEMENTED for schemes and tensor parallelism this build does not have yet.
+// Output names, dtypes and shapes come from OutputLayout. INVALID_ARGUMENT for
+// duplicate tensor names across shards or output name clashes; UNIMPLEMENTED for
+// tensor parallelism (ValidateLoadSpec refuses both bad schemes and tp_size > 1
+// before a load starts; these checks only guard direct callers).
 absl::StatusOr<LoadPlan> PlanLoad(const std::vector<ShardInput>& shards, const PlanOptions& options);
 
 }  // namespace weightd

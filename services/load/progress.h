@@ -21,6 +21,9 @@ class LoadProgress {
   }
   void add_bytes(uint64_t n) { bytes_done_ += n; }
   void add_tensor() { ++tensors_done_; }
+  // Source bytes of the tensors the plan quantizes (metrics: weightd_quantized_bytes_total).
+  void set_quantized_bytes(uint64_t n) { quantized_bytes_ = n; }
+  uint64_t quantized_bytes() const { return quantized_bytes_; }
   uint64_t bytes_done() const { return bytes_done_; }
   double seconds() const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
@@ -45,6 +48,7 @@ class LoadProgress {
   std::atomic<uint64_t> bytes_total_{0};
   std::atomic<uint32_t> tensors_done_{0};
   std::atomic<uint32_t> tensors_total_{0};
+  std::atomic<uint64_t> quantized_bytes_{0};
 };
 
 }  // namespace weightd

@@ -1,9 +1,9 @@
 #include "services/load/shard_writer.h"
 
-#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "kernels/quantize_fast.h"
 
 namespace weightd {
 
@@ -45,7 +45,7 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
 
 absl::Status ShardWriter::OnTensorComplete(size_t index) {
   if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
-  if (tasks_[index].kind == TaskKind::kQuantizePerTensor) WEIGHTD_RETURN_IF_ERROR(Quantize(index));
+  if (tasks_[index].kind == TaskKind::kQuantize) WEIGHTD_RETURN_IF_ERROR(Quantize(index));
   progress_.add_tensor();
   return absl::OkStatus();
 }
@@ -53,17 +53,14 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
 absl::Status ShardWriter::Quantize(size_t index) {
   const safetensors::TensorHeader& t = header_.tensors[index];
   const TensorTask& task = tasks_[index];
-  const kernels::Scheme scheme = kernels::Scheme::kPerTensor;
-  const kernels::Tiling tiling = kernels::TilingFor(scheme, static_cast<size_t>(t.shape[0]),
-                                                    static_cast<size_t>(t.shape[1]));
+  const kernels::Tiling& tiling = task.tiling;
   std::vector<float> scales(tiling.num_tiles());
-  absl::Status scaled = kernels::TileScales(scheme, t.dtype, staging_.data(), tiling, policy_, scales.data());
+  absl::Status scaled =
+      kernels::TileScalesFast(task.scheme, t.dtype, staging_.data(), tiling, policy_, scales.data());
   if (!scaled.ok()) {
     // Error path only: find the element again to name its byte offset in the file.
-    size_t count = static_cast<size_t>(t.num_elements());
-    size_t i = 0;
-    while (i < count && std::isfinite(kernels::LoadAsFloat(t.dtype, staging_.data(), i))) ++i;
-    uint64_t at = header_.data_start() + t.begin + i * kernels::DTypeSize(t.dtype);
+    const size_t i = kernels::FindNonFinite(t.dtype, staging_.data(), static_cast<size_t>(t.num_elements()));
+    const uint64_t at = header_.data_start() + t.begin + i * kernels::DTypeSize(t.dtype);
     return absl::InvalidArgumentError(absl::StrCat(Where(index), ": non-finite value at element ", i,
                                                    " (file byte offset ", at, ")"));
   }

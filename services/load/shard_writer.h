@@ -1,7 +1,8 @@
 // Receives the data section of one shard from the parser and puts each tensor
 // where the plan says: stored tensors are written through as their bytes
-// arrive; quantized tensors are gathered on the host (their scale needs the
-// whole tensor's amax), then quantized into the arena with their scale.
+// arrive; quantized tensors are gathered on the host (their scales need whole
+// tiles' amax), their scales computed there by the fast CPU kernels, then
+// quantized into the arena by the backend and their scale tensor written.
 // Not thread-safe: one writer per shard stream. Distinct writers of one load
 // run concurrently; they write disjoint regions of the arena.
 #pragma once

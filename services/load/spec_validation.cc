@@ -3,6 +3,8 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "services/load/output_layout.h"
 
 namespace weightd {
 namespace {
@@ -12,6 +14,32 @@ constexpr size_t kMaxModelIdBytes = 256;
 bool ValidModelIdChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
          c == '_' || c == '.' || c == '/' || c == ':' || c == '@';
+}
+
+absl::Status ValidateQuantization(const v1::Quantization& q) {
+  if (!v1::Scheme_IsValid(q.scheme())) {
+    return absl::InvalidArgumentError(absl::StrCat("quantization.scheme ", q.scheme(), " is unknown"));
+  }
+  if (!v1::ScaleScope_IsValid(q.scale_scope())) {
+    return absl::InvalidArgumentError(absl::StrCat("quantization.scale_scope ", q.scale_scope(), " is unknown"));
+  }
+  if (!v1::NonFinite_IsValid(q.nonfinite())) {
+    return absl::InvalidArgumentError(absl::StrCat("quantization.nonfinite ", q.nonfinite(), " is unknown"));
+  }
+  // Compiles the ignore patterns: a malformed one is refused now, not at plan time.
+  return OutputLayout::Create(q.scheme(), {q.ignore().begin(), q.ignore().end()}).status();
+}
+
+absl::Status ValidatePlacement(const v1::Placement& p) {
+  const uint32_t tp = p.tp_size() == 0 ? 1 : p.tp_size();
+  if (p.devices_size() != 0 && static_cast<uint32_t>(p.devices_size()) != tp) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("placement.devices lists ", p.devices_size(), " devices for tp_size ", tp));
+  }
+  if (tp > 1) {
+    return absl::UnimplementedError(absl::StrCat("tensor parallelism (tp_size ", tp, ") is not available in this build"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -53,7 +81,22 @@ absl::Status ValidateLoadSpec(const v1::LoadModelRequest& spec) {
     case v1::ModelSource::KIND_NOT_SET:
       return absl::InvalidArgumentError("source is not set (path or push)");
   }
-  return absl::OkStatus();
+  WEIGHTD_RETURN_IF_ERROR(ValidateQuantization(spec.quantization()));
+  return ValidatePlacement(spec.placement());
+}
+
+v1::LoadModelRequest NormalizeSpec(const v1::LoadModelRequest& spec) {
+  v1::LoadModelRequest normal = spec;
+  v1::Quantization* q = normal.mutable_quantization();
+  if (q->scheme() == v1::SCHEME_UNSPECIFIED) q->set_scheme(v1::SCHEME_PER_TENSOR);
+  if (q->scale_scope() == v1::SCALE_SCOPE_UNSPECIFIED) q->set_scale_scope(v1::SCALE_SCOPE_TENSOR);
+  if (q->nonfinite() == v1::NONFINITE_UNSPECIFIED) q->set_nonfinite(v1::NONFINITE_FAIL);
+  v1::Placement* p = normal.mutable_placement();
+  if (p->tp_size() == 0) p->set_tp_size(1);
+  if (p->devices_size() == 0) {
+    for (uint32_t d = 0; d < p->tp_size(); ++d) p->add_devices(d);
+  }
+  return normal;
 }
 
 }  // namespace weightd

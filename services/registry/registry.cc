@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
+#include "services/load/spec_validation.h"
+#include "services/metrics/labels.h"
 
 namespace weightd {
 namespace {
@@ -28,6 +30,37 @@ void Registry::set_outcome_observer(std::function<void(const LoadOutcome&)> obse
   outcome_observer_ = std::move(observer);
 }
 
+void Registry::set_unloaded_observer(std::function<void(const std::string&)> observer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  unloaded_observer_ = std::move(observer);
+}
+
+void Registry::Report(const LoadOutcome& o) {
+  uint64_t resident = 0;
+  for (const auto& [device, bytes] : o.resident_bytes) resident += bytes;
+  LogEvent(o.status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "load_finished",
+           {{"model", o.model_id}, {"source", o.source}, {"scheme", o.scheme}, {"result", o.result},
+            {"code", ResultLabel(o.status)}, {"seconds", o.seconds}, {"source_bytes", o.source_bytes},
+            {"quantized_bytes", o.quantized_bytes}, {"resident_bytes", resident},
+            {"error", std::string(o.status.message())}});
+  std::function<void(const LoadOutcome&)> observer;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    observer = outcome_observer_;
+  }
+  if (observer) observer(o);
+}
+
+void Registry::ReportRefused(const v1::LoadModelRequest& spec, const absl::Status& status) {
+  LoadOutcome o;
+  o.model_id = spec.model_id();
+  o.source = SourceLabel(spec.source());
+  o.scheme = SchemeLabel(spec.quantization().scheme());
+  o.result = "refused";
+  o.status = status;
+  Report(o);
+}
+
 void Registry::TransitionLocked(const std::string& model_id, Entry& entry, v1::ModelState to) {
   LogEvent(LogLevel::kInfo, "model_state",
            {{"model", model_id}, {"from", v1::ModelState_Name(entry.state)},
@@ -35,9 +68,11 @@ void Registry::TransitionLocked(const std::string& model_id, Entry& entry, v1::M
   entry.state = to;
 }
 
-absl::Status Registry::LoadOrAttach(const v1::LoadModelRequest& spec,
+absl::Status Registry::LoadOrAttach(const v1::LoadModelRequest& request,
                                     std::shared_ptr<LoadWatcher> watcher,
                                     const std::function<void(std::shared_ptr<LoadJob>)>& start) {
+  // Equivalent specs (defaults left out or spelled out) attach to each other.
+  const v1::LoadModelRequest spec = NormalizeSpec(request);
   const std::string& id = spec.model_id();
   std::shared_ptr<LoadJob> job;
   bool started = false;
@@ -81,6 +116,9 @@ absl::Status Registry::LoadOrAttach(const v1::LoadModelRequest& spec,
       }
       e.job = job;
       started = true;
+      LogEvent(LogLevel::kInfo, "load_started",
+               {{"model", id}, {"source", SourceLabel(spec.source())},
+                {"scheme", SchemeLabel(spec.quantization().scheme())}});
     }
   }
   if (job) {
@@ -97,7 +135,6 @@ void Registry::OnLoadFinished(const std::string& model_id, const LoadJob* job,
   std::vector<std::shared_ptr<LoadWatcher>> watchers;
   absl::StatusOr<v1::Manifest> manifest = absl::UnknownError("load ended without a result");
   LoadOutcome outcome;
-  std::function<void(const LoadOutcome&)> observer;
   std::shared_ptr<LoadJob> finished_job;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -107,26 +144,32 @@ void Registry::OnLoadFinished(const std::string& model_id, const LoadJob* job,
     Entry& e = it->second;
     finished_job = std::move(e.job);  // released outside the lock
     outcome.model_id = model_id;
+    outcome.source = SourceLabel(e.spec.source());
+    outcome.scheme = SchemeLabel(e.spec.quantization().scheme());
     outcome.seconds = finished_job->progress().seconds();
     if (result.ok()) {
       e.resident = std::move(*result);
       manifest = e.resident.manifest;
+      outcome.result = "ok";
       outcome.source_bytes = e.resident.manifest.source_bytes();
+      outcome.quantized_bytes = finished_job->progress().quantized_bytes();
+      // The reservations in the accounting: the arenas are what the model holds; its load
+      // held them plus the backend's staging ring of the device (0 on the host backend).
+      for (const auto& a : e.resident.arenas) outcome.resident_bytes[a->device()] += a->reserved_bytes();
+      for (const auto& [device, bytes] : outcome.resident_bytes) {
+        outcome.device_peak_bytes[device] = bytes + backend_.reserved_bytes(device);
+      }
       TransitionLocked(model_id, e, v1::MODEL_STATE_READY);
     } else {
       e.error = result.status();
       manifest = result.status();
+      outcome.result = "error";
       outcome.status = result.status();
       TransitionLocked(model_id, e, v1::MODEL_STATE_FAILED);
     }
     watchers.swap(e.watchers);
-    observer = outcome_observer_;
   }
-  LogEvent(outcome.status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "load_finished",
-           {{"model", model_id}, {"result", outcome.status.ok() ? "ok" : absl::StatusCodeToString(outcome.status.code())},
-            {"seconds", outcome.seconds}, {"source_bytes", outcome.source_bytes},
-            {"error", std::string(outcome.status.message())}});
-  if (observer) observer(outcome);
+  Report(outcome);
   for (auto& w : watchers) w->OnFinished(manifest);
 }
 
@@ -215,6 +258,9 @@ absl::StatusOr<uint64_t> Registry::Unload(const std::string& model_id, bool forc
   ResidentModel resident;
   std::vector<std::shared_ptr<LoadWatcher>> watchers;
   uint64_t freed = 0;
+  LoadOutcome aborted_load;
+  bool was_ready = false;
+  std::function<void(const std::string&)> unloaded;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = models_.find(model_id);
@@ -227,6 +273,15 @@ absl::StatusOr<uint64_t> Registry::Unload(const std::string& model_id, bool forc
     if (e.state == v1::MODEL_STATE_LOADING && !force) {
       return absl::FailedPreconditionError(
           absl::StrCat("model '", model_id, "' is still loading; force to abort the load"));
+    }
+    was_ready = e.state == v1::MODEL_STATE_READY;
+    unloaded = unloaded_observer_;
+    if (e.job) {
+      aborted_load.model_id = model_id;
+      aborted_load.source = SourceLabel(e.spec.source());
+      aborted_load.scheme = SchemeLabel(e.spec.quantization().scheme());
+      aborted_load.result = "aborted";
+      aborted_load.seconds = e.job->progress().seconds();
     }
     TransitionLocked(model_id, e, v1::MODEL_STATE_UNLOADING);
     freed = ResidentBytes(e.resident);
@@ -243,6 +298,12 @@ absl::StatusOr<uint64_t> Registry::Unload(const std::string& model_id, bool forc
   absl::Status aborted = absl::AbortedError(absl::StrCat("model '", model_id, "' was unloaded during its load"));
   if (job) job->Fail(aborted);
   for (auto& w : watchers) w->OnFinished(aborted);
+  resident = ResidentModel{};  // released before observers hear of it
+  if (job) {
+    aborted_load.status = aborted;
+    Report(aborted_load);
+  }
+  if (was_ready && unloaded) unloaded(model_id);
   return freed;
 }
 
@@ -263,7 +324,9 @@ absl::StatusOr<LeaseGrant> Registry::AcquireLease(const std::string& model_id, u
   LeaseGrant grant;
   grant.lease_id = next_lease_id_++;
   grant.manifest = e.resident.manifest.ranks(static_cast<int>(rank));
-  grant.fds.push_back(e.resident.arenas[rank]->allocation().export_fd());
+  // Only descriptor-backed allocations travel as fds (legacy IPC handles are in the manifest).
+  int fd = e.resident.arenas[rank]->allocation().export_fd();
+  if (fd >= 0) grant.fds.push_back(fd);
   ++e.leases;
   leases_[grant.lease_id] = Lease{model_id, rank};
   return grant;

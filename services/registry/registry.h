@@ -32,12 +32,22 @@ struct LeaseGrant {
   std::vector<int> fds;  // borrowed: valid while the model is resident
 };
 
-// Observes finished loads (metrics); called outside the registry's lock.
+// The outcome of every LoadModel that started a load or was turned away, for
+// metrics and logs; observers are called outside the registry's lock. `result`:
+// "ok"; "error" (the load failed); "refused" (turned away before it started: bad
+// spec, path outside the root, ALREADY_EXISTS, shutting down); "aborted" (a forced
+// unload). A call that attaches to an existing load or model is no new outcome.
 struct LoadOutcome {
   std::string model_id;
+  std::string source;  // services/metrics/labels.h
+  std::string scheme;
+  std::string result;
   absl::Status status;
   double seconds = 0;
   uint64_t source_bytes = 0;
+  uint64_t quantized_bytes = 0;                // source bytes of quantized tensors; ok only
+  std::map<int, uint64_t> resident_bytes;      // by device; ok only
+  std::map<int, uint64_t> device_peak_bytes;   // by device: the most the load held; ok only
 };
 
 class Registry {
@@ -46,9 +56,15 @@ class Registry {
   ~Registry();
 
   void set_outcome_observer(std::function<void(const LoadOutcome&)> observer);
+  // Called (outside the lock) when a READY model is unloaded and its memory released.
+  void set_unloaded_observer(std::function<void(const std::string& model_id)> observer);
+  // A LoadModel turned away before the registry saw it (validation, source lookup):
+  // logged and counted like every other outcome.
+  void ReportRefused(const v1::LoadModelRequest& spec, const absl::Status& status);
 
   // Starts a load or attaches `watcher` to the existing one. When a new load starts,
   // `start` is called (outside the lock) with its job so the source can drive it.
+  // Specs are compared and stored after NormalizeSpec (services/load/spec_validation.h).
   absl::Status LoadOrAttach(const v1::LoadModelRequest& spec, std::shared_ptr<LoadWatcher> watcher,
                             const std::function<void(std::shared_ptr<LoadJob>)>& start);
   // Removes a watcher whose call ended early (the load goes on).
@@ -89,7 +105,10 @@ class Registry {
 
   DeviceBackend& backend_;
   DeviceAccounting& accounting_;
+  void Report(const LoadOutcome& outcome);
+
   std::function<void(const LoadOutcome&)> outcome_observer_;
+  std::function<void(const std::string&)> unloaded_observer_;
 
   mutable std::mutex mu_;
   bool shutting_down_ = false;

@@ -5,12 +5,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/log.h"
 #include "services/device/accounting.h"
-#include "services/device/host_backend.h"
+#include "services/device/pinned_accounting.h"
+#include "services/server/backend_factory.h"
 #include "services/executor.h"
 #include "services/handoff/handle_server.h"
 #include "services/metrics/metrics.h"
@@ -39,7 +42,12 @@ class RegistryAttachHandler : public handoff::AttachHandler {
     grant.fds = lease->fds;
     uint64_t id = lease->lease_id;
     Registry* registry = &registry_;
-    grant.on_lease_end = [registry, id] { registry->ReleaseLease(id); };
+    auto start = std::chrono::steady_clock::now();
+    grant.on_lease_end = [registry, id, start, model = request.model_id(), rank = request.rank()] {
+      registry->ReleaseLease(id);
+      double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      LogEvent(LogLevel::kInfo, "lease_end", {{"model", model}, {"rank", rank}, {"lease", id}, {"seconds", seconds}});
+    };
     LogEvent(LogLevel::kInfo, "lease_start", {{"model", request.model_id()}, {"rank", request.rank()},
                                               {"lease", id}, {"pid", static_cast<int64_t>(peer.pid)},
                                               {"uid", static_cast<int64_t>(peer.uid)}});
@@ -49,10 +57,6 @@ class RegistryAttachHandler : public handoff::AttachHandler {
  private:
   Registry& registry_;
 };
-
-uint64_t HostMemoryBytes() {
-  return static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-}
 
 std::string SocketPath(const std::string& address) {
   if (absl::StartsWith(address, "unix://")) return address.substr(7);
@@ -70,6 +74,8 @@ void EnsureParentDir(const std::string& path) {
 }  // namespace
 
 struct Daemon::State {
+  // Before the backend, which may count its page-locked staging buffers here.
+  std::unique_ptr<HostPinnedAccounting> pinned = std::make_unique<HostPinnedAccounting>();
   std::unique_ptr<DeviceBackend> backend;
   std::unique_ptr<DeviceAccounting> accounting;
   std::unique_ptr<Metrics> metrics;
@@ -86,28 +92,33 @@ struct Daemon::State {
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
   auto state = std::make_unique<State>();
-  if (options.backend == "cuda") {
-    return absl::UnimplementedError("--backend=cuda: this build has no CUDA backend yet; use host or auto");
-  }
-  if (options.backend != "host" && options.backend != "auto") {
-    return absl::InvalidArgumentError(absl::StrCat("--backend must be host, cuda or auto, not '", options.backend, "'"));
-  }
-  if (options.host_devices < 1 || options.host_devices > 64) {
-    return absl::InvalidArgumentError("--host-devices must be between 1 and 64");
-  }
-  uint64_t capacity = HostMemoryBytes() / static_cast<uint64_t>(options.host_devices);
-  state->backend = std::make_unique<HostBackend>(options.host_devices, capacity);
+  BackendOptions backend_options;
+  backend_options.backend = options.backend;
+  backend_options.host_devices = options.host_devices;
+  backend_options.cuda_handles = options.cuda_handles;
+  backend_options.staging_ring_bytes = options.staging_ring_bytes;
+  auto backend = CreateBackend(backend_options);
+  if (!backend.ok()) return backend.status();
+  state->backend = std::move(*backend);
   std::vector<uint64_t> limits;
   for (int d = 0; d < state->backend->device_count(); ++d) {
     uint64_t cap = state->backend->capacity(d);
     limits.push_back(options.device_memory_limit > 0 ? std::min(cap, options.device_memory_limit) : cap);
   }
   state->accounting = std::make_unique<DeviceAccounting>(limits);
-  state->metrics = std::make_unique<Metrics>(limits, kVersion, /*cuda=*/false);
+  state->metrics = std::make_unique<Metrics>(limits, kVersion, state->backend->kind() == v1::DEVICE_KIND_CUDA);
   Metrics* metrics = state->metrics.get();
   state->accounting->set_observer([metrics](int d, const DeviceUsage& u) { metrics->OnDeviceUsage(d, u); });
+  state->pinned->set_observer([metrics](uint64_t used, uint64_t peak) { metrics->OnHostPinned(used, peak); });
+  metrics->OnHostPinned(state->pinned->used(), state->pinned->peak());
+  // The backend's own memory (the staging ring) counts from the start.
+  std::vector<uint64_t> reserved;
+  for (int d = 0; d < state->backend->device_count(); ++d) reserved.push_back(state->backend->reserved_bytes(d));
+  absl::Status fits = state->accounting->Reserve(reserved, "the staging ring");
+  if (!fits.ok()) return fits;
   state->registry = std::make_unique<Registry>(*state->backend, *state->accounting);
   state->registry->set_outcome_observer([metrics](const LoadOutcome& o) { metrics->OnLoadOutcome(o); });
+  state->registry->set_unloaded_observer([metrics](const std::string& id) { metrics->OnModelUnloaded(id); });
 
   int threads = options.work_threads > 0 ? options.work_threads
                                          : static_cast<int>(std::max(2L, ::sysconf(_SC_NPROCESSORS_ONLN)));
@@ -163,9 +174,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     }
     state->handles = std::move(*handles);
   }
+  Registry* registry = state->registry.get();
+  state->metrics->SetRegistryView([registry] { return registry->List(); },
+                                  [registry] { return registry->active_leases(); });
   LogEvent(LogLevel::kInfo, "ready",
            {{"listen", absl::StrJoin(options.listen, ",")}, {"handle_socket", options.handle_socket},
-            {"metrics_port", state->metrics->port()}, {"backend", "host"},
+            {"metrics_port", state->metrics->port()},
+            {"backend", state->backend->kind() == v1::DEVICE_KIND_CUDA ? "cuda" : "host"},
             {"devices", state->backend->device_count()}, {"version", kVersion}});
   return std::unique_ptr<Daemon>(new Daemon(std::move(state)));
 }
@@ -188,6 +203,7 @@ void Daemon::Shutdown() {
   s.loaders.reset();
   s.work.reset();
   if (s.handles) s.handles->Shutdown();
+  s.metrics->SetRegistryView(nullptr, nullptr);  // scrapes go on; the registry goes now
   s.registry.reset();
   for (const std::string& path : s.unix_sockets) ::unlink(path.c_str());
   LogEvent(LogLevel::kInfo, "shutdown", {{"phase", "done"}});

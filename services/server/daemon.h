@@ -20,6 +20,8 @@ struct DaemonOptions {
   std::string metrics_address;      // "host:port"; empty: no endpoint
   std::string backend = "auto";     // host | cuda | auto
   int host_devices = 1;
+  std::string cuda_handles = "vmm";  // vmm (POSIX fds) | ipc (legacy cudaIpcMemHandle_t)
+  uint64_t staging_ring_bytes = 64ull << 20;
   uint64_t device_memory_limit = 0;  // 0: the device's capacity
   std::string model_root;
   int work_threads = 0;             // 0: one per core

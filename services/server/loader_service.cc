@@ -23,6 +23,7 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
   auto* reactor = new LoadModelReactor(*deps_.registry, request->model_id());
   absl::Status valid = ValidateLoadSpec(*request);
   if (!valid.ok()) {
+    deps_.registry->ReportRefused(*request, valid);
     reactor->Reject(valid);
     return reactor;
   }
@@ -30,6 +31,7 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
   if (request->source().has_path()) {
     auto files = FindCheckpoint(deps_.model_root, request->source().path().path());
     if (!files.ok()) {
+      deps_.registry->ReportRefused(*request, files.status());
       reactor->Reject(files.status());
       return reactor;
     }
@@ -48,7 +50,10 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
     };
   }
   absl::Status started = deps_.registry->LoadOrAttach(*request, reactor->watcher(), start);
-  if (!started.ok()) reactor->Reject(started);
+  if (!started.ok()) {
+    deps_.registry->ReportRefused(*request, started);
+    reactor->Reject(started);
+  }
   return reactor;
 }
 

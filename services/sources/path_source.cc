@@ -115,6 +115,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
       job->Fail(s);
       return;
     }
+    if (hooks.received) hooks.received(shards[i].parser->position());  // 8 + header: push counts them too
   }
   absl::Status map_ok = CheckWeightMap(files, shards);
   if (!map_ok.ok()) {

@@ -54,7 +54,12 @@ int WaitStatus(pid_t pid) {
 
 }  // namespace
 
-std::string BinPath(const std::string& name) { return std::string(WEIGHTD_BIN_DIR) + "/" + name; }
+// WEIGHTD_BIN_DIR in the environment overrides the build's own (binaries carried
+// to another machine).
+std::string BinPath(const std::string& name) {
+  const char* dir = std::getenv("WEIGHTD_BIN_DIR");
+  return std::string(dir != nullptr ? dir : WEIGHTD_BIN_DIR) + "/" + name;
+}
 
 CommandResult RunCommand(const std::vector<std::string>& argv) {
   char out_path[] = "/tmp/weightd-cmd-out-XXXXXX";
@@ -96,6 +101,8 @@ void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
                                    "--model-root=" + model_root(),
                                    "--log-format=json"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
+  metrics_port_ = 0;
+  log_.clear();
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
   pid_ = Spawn(argv, -1, pipe_fds[1]);

@@ -47,6 +47,7 @@ class FakeHandler : public AttachHandler {
       v1::Allocation* allocation = manifest->add_allocations();
       allocation->set_id(i);
       allocation->set_size(contents_[i].size());
+      allocation->set_handle_type(v1::HANDLE_TYPE_MEMFD);
       grant.fds.push_back(memfds_[i].get());
     }
     grant.on_lease_end = [this] { ++ended; };

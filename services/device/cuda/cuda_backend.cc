@@ -1,0 +1,109 @@
+#include "services/device/cuda/cuda_backend.h"
+
+#include "absl/strings/str_cat.h"
+#include "base/log.h"
+#include "base/status_macros.h"
+#include "services/device/cuda/cuda_check.h"
+
+namespace weightd::cuda {
+
+int VisibleDeviceCount() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBackendOptions& options) {
+  int count = VisibleDeviceCount();
+  if (count == 0) return absl::FailedPreconditionError("--backend=cuda: no CUDA device is visible");
+  std::unique_ptr<CudaBackend> backend(new CudaBackend(options));
+  backend->devices_.resize(static_cast<size_t>(count));
+  for (int d = 0; d < count; ++d) {
+    Device& device = backend->devices_[d];
+    WEIGHTD_CUDA_CHECK(cudaSetDevice(d));
+    WEIGHTD_CUDA_CHECK(cudaFree(nullptr));  // create the context now, not inside the first load
+    size_t free_bytes = 0, total_bytes = 0;
+    WEIGHTD_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+    device.capacity = total_bytes;
+    if (options.handles == HandleKind::kVmm) {
+      auto granularity = VmmGranularity(d);
+      if (!granularity.ok()) return granularity.status();
+      device.granularity = *granularity;
+    } else {
+      device.granularity = 256;
+    }
+    auto ring = StagingRing::Create(d, options.staging_ring_bytes, options.staging_slots);
+    if (!ring.ok()) return ring.status();
+    device.ring = std::move(*ring);
+  }
+  return backend;
+}
+
+absl::StatusOr<std::unique_ptr<DeviceAllocation>> CudaBackend::Allocate(int device, uint64_t bytes,
+                                                                        const std::string& label) {
+  if (device < 0 || device >= device_count()) {
+    return absl::InvalidArgumentError(absl::StrCat("no CUDA device ", device, " for ", label));
+  }
+  LogDriverMemory(device, "before_allocation", label);
+  auto allocation = CudaAllocation::Create(device, RoundUp(bytes, devices_[device].granularity), options_.handles);
+  if (!allocation.ok()) {
+    return absl::Status(allocation.status().code(),
+                        absl::StrCat(label, ": device ", device, ": ", allocation.status().message()));
+  }
+  return std::unique_ptr<DeviceAllocation>(std::move(*allocation));
+}
+
+absl::StatusOr<uint8_t*> CudaBackend::Region(DeviceAllocation& alloc, uint64_t offset, uint64_t size) const {
+  if (offset > alloc.size() || size > alloc.size() - offset) {
+    return absl::OutOfRangeError(absl::StrCat("bytes [", offset, ", ", offset + size, ") outside an allocation of ",
+                                              alloc.size()));
+  }
+  return static_cast<CudaAllocation&>(alloc).device_pointer() + offset;
+}
+
+absl::Status CudaBackend::Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) {
+  auto dst = Region(alloc, offset, bytes.size());
+  if (!dst.ok()) return dst.status();
+  return devices_[alloc.device()].ring->Write(*dst, bytes);
+}
+
+absl::Status CudaBackend::Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
+                                   const kernels::Tiling& tiling, const float* scales) {
+  auto dst = Region(alloc, offset, static_cast<uint64_t>(tiling.rows) * tiling.cols);
+  if (!dst.ok()) return dst.status();
+  return devices_[alloc.device()].ring->Quantize(*dst, dtype, src, tiling, scales);
+}
+
+absl::Status CudaBackend::Synchronize(int device) {
+  absl::Status status = devices_[device].ring->Synchronize();
+  LogDriverMemory(device, "load_landed", "");
+  return status;
+}
+
+void CudaBackend::LogDriverMemory(int device, const char* phase, const std::string& label) const {
+  auto [free_bytes, total_bytes] = DriverMemoryInfo(device);
+  LogEvent(LogLevel::kInfo, "driver_memory",
+           {{"device", device}, {"phase", phase}, {"what", label}, {"free_bytes", free_bytes},
+            {"used_bytes", total_bytes - free_bytes}, {"total_bytes", total_bytes}});
+}
+
+absl::Status CudaBackend::Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) {
+  auto src = Region(alloc, offset, size);
+  if (!src.ok()) return src.status();
+  WEIGHTD_RETURN_IF_ERROR(Synchronize(alloc.device()));
+  WEIGHTD_CUDA_CHECK(cudaMemcpy(out, *src, size, cudaMemcpyDeviceToHost));
+  return absl::OkStatus();
+}
+
+std::pair<uint64_t, uint64_t> CudaBackend::DriverMemoryInfo(int device) const {
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaSetDevice(device) != cudaSuccess || cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+  }
+  return {free_bytes, total_bytes};
+}
+
+}  // namespace weightd::cuda

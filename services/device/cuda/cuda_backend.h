@@ -1,0 +1,61 @@
+// The CUDA device backend: exactly sized arenas (VMM by default, legacy IPC on
+// request) filled through one bounded staging ring per GPU, FP8 quantized by the
+// CUDA kernels that match the CPU reference byte for byte.
+// Thread-safe (see DeviceBackend).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "services/device/cuda/cuda_allocation.h"
+#include "services/device/cuda/staging_ring.h"
+#include "services/device/device_backend.h"
+
+namespace weightd::cuda {
+
+struct CudaBackendOptions {
+  HandleKind handles = HandleKind::kVmm;
+  uint64_t staging_ring_bytes = 64ull << 20;  // device memory per GPU for staging
+  int staging_slots = 4;
+};
+
+// Number of GPUs the runtime sees; 0 without a driver or a device.
+int VisibleDeviceCount();
+
+class CudaBackend : public DeviceBackend {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const CudaBackendOptions& options);
+
+  v1::DeviceKind kind() const override { return v1::DEVICE_KIND_CUDA; }
+  int device_count() const override { return static_cast<int>(devices_.size()); }
+  uint64_t capacity(int device) const override { return devices_[device].capacity; }
+  uint64_t granularity(int device) const override { return devices_[device].granularity; }
+  absl::StatusOr<std::unique_ptr<DeviceAllocation>> Allocate(int device, uint64_t bytes,
+                                                             const std::string& label) override;
+  absl::Status Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) override;
+  absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
+                        const kernels::Tiling& tiling, const float* scales) override;
+  absl::Status Synchronize(int device) override;
+  uint64_t reserved_bytes(int device) const override { return devices_[device].ring->device_bytes(); }
+  absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;
+
+  // The driver's view of one device, for logs: (free, total) bytes.
+  std::pair<uint64_t, uint64_t> DriverMemoryInfo(int device) const;
+
+ private:
+  struct Device {
+    uint64_t capacity = 0;
+    uint64_t granularity = 0;
+    std::unique_ptr<StagingRing> ring;
+  };
+  explicit CudaBackend(const CudaBackendOptions& options) : options_(options) {}
+  // The driver's view (cudaMemGetInfo), logged at a load's allocation and end.
+  void LogDriverMemory(int device, const char* phase, const std::string& label) const;
+  absl::StatusOr<uint8_t*> Region(DeviceAllocation& alloc, uint64_t offset, uint64_t size) const;
+
+  CudaBackendOptions options_;
+  std::vector<Device> devices_;
+};
+
+}  // namespace weightd::cuda

@@ -1,0 +1,165 @@
+#include "services/device/cuda/staging_ring.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "kernels/quantize_cuda.h"
+#include "services/device/cuda/cuda_check.h"
+
+namespace weightd::cuda {
+namespace {
+
+constexpr uint64_t kAlignment = 256;
+constexpr uint64_t kElementAlignment = 16;  // keeps chunk starts 16-byte aligned for the kernel
+
+// The chunk of a tensor that one slot carries: elements [begin, end) and the tile
+// rows of the scales they need.
+struct Chunk {
+  uint64_t begin = 0, end = 0;
+  uint64_t first_tile_row = 0, tile_rows = 0;
+};
+
+Chunk NextChunk(const kernels::Tiling& t, uint64_t begin, uint64_t total, uint64_t max_elements,
+                uint64_t max_scales) {
+  Chunk c;
+  c.begin = begin;
+  uint64_t span = std::min(total - begin, max_elements);
+  for (;;) {
+    c.end = begin + span;
+    c.first_tile_row = (begin / t.cols) / t.tile_rows;
+    c.tile_rows = ((c.end - 1) / t.cols) / t.tile_rows - c.first_tile_row + 1;
+    if (c.tile_rows * t.grid_cols() <= max_scales || span <= kElementAlignment) return c;
+    span = std::max<uint64_t>(kElementAlignment, span / 2 / kElementAlignment * kElementAlignment);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uint64_t ring_bytes, int slots) {
+  std::unique_ptr<StagingRing> ring(new StagingRing(device));
+  WEIGHTD_CUDA_CHECK(cudaSetDevice(device));
+  const uint64_t slot_bytes = ring_bytes / static_cast<uint64_t>(std::max(1, slots)) / kAlignment * kAlignment;
+  if (slot_bytes < 64 * 1024) return absl::InvalidArgumentError("the staging ring needs at least 64 KiB per slot");
+  ring->slot_scale_bytes_ = std::max<uint64_t>(4096, slot_bytes / 16 / kAlignment * kAlignment);
+  ring->slot_data_bytes_ = slot_bytes - ring->slot_scale_bytes_;
+  ring->device_bytes_ = slot_bytes * static_cast<uint64_t>(slots);
+  WEIGHTD_CUDA_CHECK(cudaStreamCreateWithFlags(&ring->copy_stream_, cudaStreamNonBlocking));
+  WEIGHTD_CUDA_CHECK(cudaStreamCreateWithFlags(&ring->compute_stream_, cudaStreamNonBlocking));
+  ring->slots_.resize(static_cast<size_t>(slots));
+  for (Slot& slot : ring->slots_) {
+    WEIGHTD_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&slot.pinned), slot_bytes, cudaHostAllocDefault));
+    WEIGHTD_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&slot.device), slot_bytes));
+    WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
+    WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming));
+  }
+  return ring;
+}
+
+StagingRing::~StagingRing() {
+  cudaSetDevice(device_);
+  if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
+  if (compute_stream_ != nullptr) cudaStreamSynchronize(compute_stream_);
+  for (Slot& slot : slots_) {
+    if (slot.pinned != nullptr) cudaFreeHost(slot.pinned);
+    if (slot.device != nullptr) cudaFree(slot.device);
+    if (slot.copied != nullptr) cudaEventDestroy(slot.copied);
+    if (slot.done != nullptr) cudaEventDestroy(slot.done);
+  }
+  if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
+  if (compute_stream_ != nullptr) cudaStreamDestroy(compute_stream_);
+}
+
+absl::StatusOr<StagingRing::Slot*> StagingRing::Acquire() {
+  Slot* slot = nullptr;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    slot_freed_.wait(lock, [&] { return !slots_[next_].filling; });
+    slot = &slots_[next_];
+    slot->filling = true;
+    next_ = (next_ + 1) % slots_.size();
+  }
+  cudaSetDevice(device_);
+  cudaError_t error = cudaEventSynchronize(slot->done);
+  if (error != cudaSuccess) {
+    Return(slot);
+    return CudaError(error, "cudaEventSynchronize(slot done)", __FILE__, __LINE__);
+  }
+  return slot;
+}
+
+void StagingRing::Return(Slot* slot) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    slot->filling = false;
+  }
+  slot_freed_.notify_all();
+}
+
+absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes) {
+  const uint64_t slot_bytes = slot_data_bytes_ + slot_scale_bytes_;
+  for (uint64_t done = 0; done < bytes.size();) {
+    const uint64_t n = std::min<uint64_t>(slot_bytes, bytes.size() - done);
+    auto slot = Acquire();
+    if (!slot.ok()) return slot.status();
+    std::memcpy((*slot)->pinned, bytes.data() + done, n);
+    cudaError_t error;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      error = cudaMemcpyAsync(dst + done, (*slot)->pinned, n, cudaMemcpyHostToDevice, copy_stream_);
+      if (error == cudaSuccess) error = cudaEventRecord((*slot)->done, copy_stream_);
+    }
+    Return(*slot);
+    if (error != cudaSuccess) return CudaError(error, "cudaMemcpyAsync(write)", __FILE__, __LINE__);
+    done += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const void* src,
+                                   const kernels::Tiling& tiling, const float* scales) {
+  const uint64_t element_size = kernels::DTypeSize(dtype);
+  const uint64_t total = static_cast<uint64_t>(tiling.rows) * tiling.cols;
+  const uint64_t max_elements = slot_data_bytes_ / element_size / kElementAlignment * kElementAlignment;
+  const uint64_t max_scales = slot_scale_bytes_ / sizeof(float);
+  const uint64_t grid_cols = tiling.grid_cols();
+  for (uint64_t begin = 0; begin < total;) {
+    Chunk chunk = NextChunk(tiling, begin, total, max_elements, max_scales);
+    const uint64_t data_bytes = (chunk.end - chunk.begin) * element_size;
+    const uint64_t scale_count = chunk.tile_rows * grid_cols;
+    auto slot = Acquire();
+    if (!slot.ok()) return slot.status();
+    Slot& s = **slot;
+    std::memcpy(s.pinned, static_cast<const uint8_t*>(src) + chunk.begin * element_size, data_bytes);
+    std::memcpy(s.pinned + slot_data_bytes_, scales + chunk.first_tile_row * grid_cols, scale_count * sizeof(float));
+    cudaError_t error;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      error = cudaMemcpyAsync(s.device, s.pinned, data_bytes, cudaMemcpyHostToDevice, copy_stream_);
+      if (error == cudaSuccess) {
+        error = cudaMemcpyAsync(s.device + slot_data_bytes_, s.pinned + slot_data_bytes_, scale_count * sizeof(float),
+                                cudaMemcpyHostToDevice, copy_stream_);
+      }
+      if (error == cudaSuccess) error = cudaEventRecord(s.copied, copy_stream_);
+      if (error == cudaSuccess) error = cudaStreamWaitEvent(compute_stream_, s.copied, 0);
+      if (error == cudaSuccess) {
+        error = static_cast<cudaError_t>(kernels::cuda::LaunchQuantize(
+            dtype, s.device, tiling, reinterpret_cast<const float*>(s.device + slot_data_bytes_), chunk.begin,
+            chunk.end, dst + chunk.begin, compute_stream_));
+      }
+      if (error == cudaSuccess) error = cudaEventRecord(s.done, compute_stream_);
+    }
+    Return(&s);
+    if (error != cudaSuccess) return CudaError(error, "quantize chunk", __FILE__, __LINE__);
+    begin = chunk.end;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StagingRing::Synchronize() {
+  WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
+  WEIGHTD_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+  WEIGHTD_CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
+  return absl::OkStatus();
+}
+
+}  // namespace weightd::cuda

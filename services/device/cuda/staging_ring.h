@@ -1,0 +1,71 @@
+// The bounded path from host bytes to one GPU: a fixed number of slots, each a
+// pinned host buffer and a device buffer of the same size. Host-to-device copies
+// run on one stream, quantization kernels on another, ordered by events; a slot
+// is refilled only after its last use completed, so no more than the ring is ever
+// in flight and device memory stays arena + ring whatever the tensor sizes.
+// Thread-safe: several shard threads feed one ring; each fills its own slot and
+// enqueues under a short lock.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/dtype.h"
+#include "kernels/quantize.h"
+
+namespace weightd::cuda {
+
+class StagingRing {
+ public:
+  // `ring_bytes` of device memory (and as much pinned host memory), in `slots`.
+  static absl::StatusOr<std::unique_ptr<StagingRing>> Create(int device, uint64_t ring_bytes, int slots);
+  ~StagingRing();
+
+  // Copies host `bytes` to device address `dst` (through pinned slots; the copy
+  // may still be in flight when this returns: Synchronize waits).
+  absl::Status Write(uint8_t* dst, std::string_view bytes);
+  // Quantizes the host tensor `src` into device address `dst`; `scales` (host,
+  // tiling.num_tiles() floats) travel with the data, chunk by chunk.
+  absl::Status Quantize(uint8_t* dst, kernels::DType dtype, const void* src, const kernels::Tiling& tiling,
+                        const float* scales);
+  // Waits for everything enqueued; returns the first asynchronous error.
+  absl::Status Synchronize();
+
+  uint64_t device_bytes() const { return device_bytes_; }
+  uint64_t pinned_bytes() const { return device_bytes_; }
+
+ private:
+  struct Slot {
+    uint8_t* pinned = nullptr;
+    uint8_t* device = nullptr;
+    cudaEvent_t copied = nullptr;
+    cudaEvent_t done = nullptr;  // the slot's last use (copy or kernel) finished
+    bool filling = false;
+  };
+  explicit StagingRing(int device) : device_(device) {}
+  // Blocks until a slot is free for this thread and its last use has completed.
+  absl::StatusOr<Slot*> Acquire();
+  void Return(Slot* slot);
+
+  int device_;
+  uint64_t device_bytes_ = 0;
+  uint64_t slot_data_bytes_ = 0;   // source bytes per slot
+  uint64_t slot_scale_bytes_ = 0;  // scales per slot, after the data
+  cudaStream_t copy_stream_ = nullptr;
+  cudaStream_t compute_stream_ = nullptr;
+  std::vector<Slot> slots_;
+
+  std::mutex mu_;
+  std::condition_variable slot_freed_;
+  size_t next_ = 0;
+};
+
+}  // namespace weightd::cuda

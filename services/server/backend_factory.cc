@@ -1,0 +1,59 @@
+#include "services/server/backend_factory.h"
+
+#include <unistd.h>
+
+#include "absl/strings/str_cat.h"
+#include "services/device/host_backend.h"
+#ifdef WEIGHTD_HAVE_CUDA
+#include "services/device/cuda/cuda_backend.h"
+#endif
+
+namespace weightd {
+namespace {
+
+uint64_t HostMemoryBytes() {
+  return static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+}
+
+absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateHost(const BackendOptions& options) {
+  if (options.host_devices < 1 || options.host_devices > 64) {
+    return absl::InvalidArgumentError("--host-devices must be between 1 and 64");
+  }
+  uint64_t capacity = HostMemoryBytes() / static_cast<uint64_t>(options.host_devices);
+  return std::unique_ptr<DeviceBackend>(std::make_unique<HostBackend>(options.host_devices, capacity));
+}
+
+#ifdef WEIGHTD_HAVE_CUDA
+absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateCuda(const BackendOptions& options) {
+  cuda::CudaBackendOptions cuda_options;
+  if (options.cuda_handles == "ipc") {
+    cuda_options.handles = cuda::HandleKind::kLegacyIpc;
+  } else if (options.cuda_handles != "vmm") {
+    return absl::InvalidArgumentError(absl::StrCat("--cuda-handles must be vmm or ipc, not '", options.cuda_handles, "'"));
+  }
+  cuda_options.staging_ring_bytes = options.staging_ring_bytes;
+  auto backend = cuda::CudaBackend::Create(cuda_options);
+  if (!backend.ok()) return backend.status();
+  return std::unique_ptr<DeviceBackend>(std::move(*backend));
+}
+#endif
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateBackend(const BackendOptions& options) {
+  if (options.backend == "host") return CreateHost(options);
+  if (options.backend != "cuda" && options.backend != "auto") {
+    return absl::InvalidArgumentError(absl::StrCat("--backend must be host, cuda or auto, not '", options.backend, "'"));
+  }
+#ifdef WEIGHTD_HAVE_CUDA
+  if (options.backend == "cuda" || cuda::VisibleDeviceCount() > 0) return CreateCuda(options);
+  return CreateHost(options);
+#else
+  if (options.backend == "cuda") {
+    return absl::FailedPreconditionError("--backend=cuda: this build has no CUDA support (nvcc was not found)");
+  }
+  return CreateHost(options);
+#endif
+}
+
+}  // namespace weightd

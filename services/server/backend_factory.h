@@ -1,0 +1,25 @@
+// Chooses and builds the device backend from the daemon's options: `host`
+// (memfd virtual devices), `cuda` (every visible GPU), or `auto` (cuda when this
+// build has it and a GPU is visible, host otherwise).
+// Thread-safe (no shared state).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "services/device/device_backend.h"
+
+namespace weightd {
+
+struct BackendOptions {
+  std::string backend = "auto";     // host | cuda | auto
+  int host_devices = 1;
+  std::string cuda_handles = "vmm";  // vmm | ipc
+  uint64_t staging_ring_bytes = 64ull << 20;
+};
+
+absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateBackend(const BackendOptions& options);
+
+}  // namespace weightd

@@ -1,0 +1,160 @@
+// The daemon on real GPUs, end to end: loads into VMM and legacy-IPC arenas,
+// another process (weightctl export, and this test) imports the memory and reads
+// the CPU reference's bytes; the import outlives a daemon restart; a 1 GiB BF16
+// tensor loads with device memory growing by no more than its FP8 footprint plus
+// a small constant. Skips where no GPU is visible.
+#include <cuda_runtime.h>
+#include <signal.h>
+
+#include <atomic>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <thread>
+
+#include "client/cpp/cuda_mapping.h"
+#include "client/cpp/lease.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "services/device/cuda/cuda_backend.h"
+#include "services/safetensors/writer.h"
+#include "tests/e2e/daemon_process.h"
+
+namespace weightd::testing {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+uint64_t DeviceUsedBytes() {
+  size_t free_bytes = 0, total_bytes = 0;
+  cudaMemGetInfo(&free_bytes, &total_bytes);
+  return total_bytes - free_bytes;
+}
+
+class CudaE2ETest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    if (cuda::VisibleDeviceCount() == 0) GTEST_SKIP() << "no CUDA device visible: GPU tests skipped";
+    cudaSetDevice(0);
+    cudaFree(nullptr);
+  }
+  void StartDaemon() { daemon_.Start({"--backend=cuda", std::string("--cuda-handles=") + GetParam()}); }
+  void ExpectOk(const CommandResult& r) { EXPECT_EQ(r.exit_code, 0) << r.out << r.err; }
+
+  DaemonProcess daemon_;
+};
+
+TEST_P(CudaE2ETest, PathAndPushLoadsExportBytesEqualToTheCpuReference) {
+  const std::string checkpoint = daemon_.model_root() + "/tiny";
+  ExpectOk(RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint, "--shards=3", "--dtype=mixed"}));
+  StartDaemon();
+  ExpectOk(daemon_.Ctl({"load", "a", "--path=tiny"}));
+  ExpectOk(daemon_.Ctl({"load", "b", "--push=" + checkpoint}));
+  CommandResult manifest = daemon_.Ctl({"manifest", "a"});
+  EXPECT_NE(manifest.out.find(std::string(GetParam()) == "vmm" ? "CUDA_VMM_FD" : "CUDA_IPC"), std::string::npos)
+      << manifest.out;
+  ExpectOk(daemon_.Ctl({"export", "a", daemon_.dir() + "/a"}));
+  ExpectOk(daemon_.Ctl({"export", "b", daemon_.dir() + "/b"}));
+  EXPECT_TRUE(ReadFile(daemon_.dir() + "/a/model.safetensors") == ReadFile(daemon_.dir() + "/b/model.safetensors"));
+  CommandResult verify = daemon_.Ctl({"verify", checkpoint, daemon_.dir() + "/a"});
+  ExpectOk(verify);
+  std::printf("%s", verify.out.c_str());
+  ExpectOk(daemon_.Ctl({"unload", "a"}));
+  ExpectOk(daemon_.Ctl({"unload", "b"}));
+}
+
+INSTANTIATE_TEST_SUITE_P(Handles, CudaE2ETest, ::testing::Values("vmm", "ipc"));
+
+class CudaVmmTest : public CudaE2ETest {};
+
+TEST_P(CudaVmmTest, AnImportOutlivesTheDaemonAndIsFreedByItsLastHolder) {
+  const std::string checkpoint = daemon_.model_root() + "/tiny";
+  ExpectOk(RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint, "--shards=2", "--dtype=bf16"}));
+  const uint64_t used_before = DeviceUsedBytes();
+  StartDaemon();
+  ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
+  std::vector<uint8_t> before, after;
+  {
+    auto lease = client::Lease::Attach(daemon_.handle_socket(), "m", 0);
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    const v1::Allocation& allocation = lease->manifest().allocations(0);
+    auto mapping = client::CudaMapping::Import(allocation, lease->fds()[0].get(), 0);
+    ASSERT_TRUE(mapping.ok()) << mapping.status();
+    before.resize(allocation.size());
+    after.resize(allocation.size());
+    ASSERT_EQ(cudaMemcpy(before.data(), mapping->device_pointer(), before.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+
+    ASSERT_EQ(daemon_.Stop(), 0);  // the daemon goes away (a sidecar restart)
+    ASSERT_EQ(cudaMemcpy(after.data(), mapping->device_pointer(), after.size(), cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_TRUE(before == after) << "the imported memory changed when the daemon exited";
+    EXPECT_GT(DeviceUsedBytes(), used_before);
+    daemon_.Start({"--backend=cuda"});  // a restarted daemon comes up beside the held memory
+  }
+  ASSERT_EQ(daemon_.Stop(), 0);
+  // The last holder released its import: the memory is back with the driver.
+  const uint64_t used_after = DeviceUsedBytes();
+  std::printf("device memory used by others: before %llu, after %llu bytes\n",
+              static_cast<unsigned long long>(used_before), static_cast<unsigned long long>(used_after));
+  EXPECT_LE(used_after, used_before + (4u << 20));
+}
+
+INSTANTIATE_TEST_SUITE_P(Vmm, CudaVmmTest, ::testing::Values("vmm"));
+
+// A checkpoint whose largest tensor is 1 GiB of BF16.
+void WriteLargeCheckpoint(const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  const int64_t rows = 32768, cols = 16384;
+  std::vector<safetensors::TensorSpec> specs = {
+      {"model.layers.0.mlp.up_proj.weight", kernels::DType::kBF16, {rows, cols}},
+      {"model.layers.0.post_attention_layernorm.weight", kernels::DType::kBF16, {cols}}};
+  auto writer = safetensors::SafetensorsWriter::Create(dir + "/model.safetensors", specs);
+  ASSERT_TRUE(writer.ok()) << writer.status();
+  std::vector<uint16_t> row(static_cast<size_t>(cols));
+  std::mt19937 rng(7);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : row) v = static_cast<uint16_t>(0x3C00 + (rng() & 0x3FF)) ^ static_cast<uint16_t>((rng() & 1) << 15);
+    ASSERT_TRUE((*writer)->Append(std::string_view(reinterpret_cast<const char*>(row.data()), row.size() * 2)).ok());
+  }
+  ASSERT_TRUE((*writer)->Append(std::string_view(reinterpret_cast<const char*>(row.data()), row.size() * 2)).ok());
+  ASSERT_TRUE((*writer)->Close().ok());
+  std::ofstream(dir + "/config.json") << "{\"model_type\": \"llama\"}";
+}
+
+TEST_P(CudaVmmTest, PeakGrowthIsTheFp8FootprintPlusASmallConstant) {
+  WriteLargeCheckpoint(daemon_.model_root() + "/large");
+  StartDaemon();
+  std::atomic<bool> sampling{true};
+  std::atomic<uint64_t> peak{0};
+  const uint64_t baseline = DeviceUsedBytes();
+  std::thread sampler([&] {
+    cudaSetDevice(0);
+    while (sampling.load()) {
+      uint64_t used = DeviceUsedBytes();
+      if (used > peak.load()) peak.store(used);
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+  });
+  CommandResult load = daemon_.Ctl({"load", "large", "--path=large"});
+  sampling.store(false);
+  sampler.join();
+  ExpectOk(load);
+  CommandResult manifest = daemon_.Ctl({"manifest", "large", "--json"});
+  auto json = nlohmann::json::parse(manifest.out);
+  auto field = json["resident_bytes"];
+  const uint64_t resident = field.is_string() ? std::stoull(field.get<std::string>()) : field.get<uint64_t>();
+  const uint64_t growth = peak.load() - baseline;
+  const uint64_t bound = resident + (64ull << 20);
+  std::printf("1 GiB BF16 tensor: FP8 footprint %llu bytes, peak growth (driver's view) %llu bytes, "
+              "bound %llu bytes; growth - footprint = %.1f MiB; load: %s",
+              static_cast<unsigned long long>(resident), static_cast<unsigned long long>(growth),
+              static_cast<unsigned long long>(bound), (static_cast<double>(growth) - resident) / (1 << 20),
+              load.out.c_str());
+  EXPECT_LE(growth, bound);
+  EXPECT_GE(growth, resident / 2) << "the sampler missed the load";
+}
+
+}  // namespace
+}  // namespace weightd::testing

@@ -1,0 +1,261 @@
+// The fast CPU kernels (kernels/quantize_fast.h) against the reference
+// (kernels/quantize.h: TileScales, QuantizeRows), byte for byte: every scheme,
+// every dtype, awkward shapes, all-zero rows, subnormals, saturation, NaN/Inf,
+// several thread counts, and sweeps over whole bit-pattern spaces.
+#include "kernels/quantize_fast.h"
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kernels/dtype.h"
+#include "kernels/quantize.h"
+
+namespace weightd::kernels {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr Scheme kSchemes[] = {Scheme::kPerTensor, Scheme::kPerChannel, Scheme::kBlock};
+constexpr DType kDTypes[] = {DType::kBF16, DType::kF16, DType::kF32, DType::kF8E4M3};
+
+const char* SchemeName(Scheme s) {
+  return s == Scheme::kPerTensor ? "per-tensor" : s == Scheme::kPerChannel ? "per-channel" : "block";
+}
+
+// Random element bytes of `dtype`: mostly ordinary values of varied magnitude,
+// with zeros, negative zeros and subnormals mixed in.
+std::vector<uint8_t> RandomBytes(DType dtype, size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> bytes(n * DTypeSize(dtype));
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t r = rng();
+    uint32_t bits32 = 0;
+    switch (r % 16) {
+      case 0: bits32 = 0; break;
+      case 1: bits32 = 0x80000000u; break;
+      case 2: bits32 = (rng() & 0x807FFFFFu); break;  // fp32 subnormal
+      default: {
+        const int exponent = 127 - 24 + static_cast<int>(rng() % 36);  // 2^-24 .. 2^11
+        bits32 = (rng() & 0x80000000u) | (static_cast<uint32_t>(exponent) << 23) | (rng() & 0x7FFFFFu);
+      }
+    }
+    uint8_t* at = bytes.data() + i * DTypeSize(dtype);
+    switch (dtype) {
+      case DType::kBF16: {
+        uint16_t h = static_cast<uint16_t>(bits32 >> 16);
+        std::memcpy(at, &h, 2);
+        break;
+      }
+      case DType::kF16: {
+        uint16_t h = static_cast<uint16_t>(r >> 16);
+        if ((h & 0x7C00) == 0x7C00) h &= 0xBFFF;  // keep it finite
+        std::memcpy(at, &h, 2);
+        break;
+      }
+      case DType::kF32: std::memcpy(at, &bits32, 4); break;
+      case DType::kF8E4M3: {
+        uint8_t q = static_cast<uint8_t>(r >> 8);
+        if ((q & 0x7F) == 0x7F) q &= 0xFE;
+        *at = q;
+        break;
+      }
+    }
+  }
+  return bytes;
+}
+
+// Writes a value of `dtype` at element i (F8: its nearest code).
+void Put(DType dtype, std::vector<uint8_t>& bytes, size_t i, float v) {
+  uint8_t* at = bytes.data() + i * DTypeSize(dtype);
+  const uint32_t b = std::bit_cast<uint32_t>(v);
+  switch (dtype) {
+    case DType::kBF16: {
+      uint16_t h = static_cast<uint16_t>(b >> 16);
+      std::memcpy(at, &h, 2);
+      break;
+    }
+    case DType::kF16: {
+      uint16_t h = std::isnan(v)   ? 0x7E00
+                   : std::isinf(v) ? (v > 0 ? 0x7C00 : 0xFC00)
+                   : v == 0.0f     ? (std::signbit(v) ? 0x8000 : 0x0000)
+                                   : 0x3C00;
+      std::memcpy(at, &h, 2);
+      break;
+    }
+    case DType::kF32: std::memcpy(at, &b, 4); break;
+    case DType::kF8E4M3: *at = EncodeE4M3(v); break;
+  }
+}
+
+struct Result {
+  absl::Status status;
+  std::vector<float> scales;
+  std::vector<uint8_t> q;
+};
+
+Result RunRef(Scheme scheme, DType dtype, const std::vector<uint8_t>& src, size_t rows, size_t cols,
+              NonFinitePolicy policy) {
+  const Tiling tiling = TilingFor(scheme, rows, cols);
+  Result r{absl::OkStatus(), std::vector<float>(tiling.num_tiles()), std::vector<uint8_t>(rows * cols)};
+  r.status = TileScales(scheme, dtype, src.data(), tiling, policy, r.scales.data());
+  if (r.status.ok()) QuantizeRows(dtype, src.data(), tiling, r.scales.data(), 0, rows, r.q.data());
+  return r;
+}
+
+Result RunFast(Scheme scheme, DType dtype, const std::vector<uint8_t>& src, size_t rows, size_t cols,
+               NonFinitePolicy policy, int threads) {
+  const Tiling tiling = TilingFor(scheme, rows, cols);
+  Result r{absl::OkStatus(), std::vector<float>(tiling.num_tiles()), std::vector<uint8_t>(rows * cols)};
+  r.status = TileScalesFast(scheme, dtype, src.data(), tiling, policy, r.scales.data(), threads);
+  if (r.status.ok()) QuantizeRowsFast(dtype, src.data(), tiling, r.scales.data(), 0, rows, r.q.data(), threads);
+  return r;
+}
+
+void ExpectSame(const Result& ref, const Result& fast, const std::string& what) {
+  ASSERT_EQ(ref.status, fast.status) << what;
+  ASSERT_EQ(ref.scales.size(), fast.scales.size()) << what;
+  ASSERT_EQ(0, std::memcmp(ref.scales.data(), fast.scales.data(), ref.scales.size() * sizeof(float))) << what;
+  for (size_t i = 0; i < ref.q.size(); ++i) {
+    ASSERT_EQ(ref.q[i], fast.q[i]) << what << " element " << i;
+  }
+}
+
+struct Shape {
+  size_t rows, cols;
+};
+constexpr Shape kShapes[] = {{1, 1}, {1, 7}, {1, 4097}, {7, 4097}, {127, 129}, {129, 257}, {300, 128}, {257, 1000}};
+
+TEST(QuantizeFast, EqualsReferenceOnAwkwardShapesEveryDTypeEverySchemeAndThreadCount) {
+  uint32_t seed = 1;
+  for (Shape shape : kShapes) {
+    for (DType dtype : kDTypes) {
+      std::vector<uint8_t> src = RandomBytes(dtype, shape.rows * shape.cols, seed++);
+      for (Scheme scheme : kSchemes) {
+        const Result ref = RunRef(scheme, dtype, src, shape.rows, shape.cols, NonFinitePolicy::kFail);
+        for (int threads : {1, 3, 8}) {
+          ExpectSame(ref, RunFast(scheme, dtype, src, shape.rows, shape.cols, NonFinitePolicy::kFail, threads),
+                     absl::StrCat(SchemeName(scheme), " ", DTypeName(dtype), " ", shape.rows, "x", shape.cols,
+                                  " threads ", threads));
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantizeFast, LargeTensorSplitAcrossThreads) {
+  // Big enough that every scheme really runs on several threads.
+  const size_t rows = 1031, cols = 1543;
+  std::vector<uint8_t> src = RandomBytes(DType::kBF16, rows * cols, 99);
+  for (Scheme scheme : kSchemes) {
+    ExpectSame(RunRef(scheme, DType::kBF16, src, rows, cols, NonFinitePolicy::kFail),
+               RunFast(scheme, DType::kBF16, src, rows, cols, NonFinitePolicy::kFail, 4), SchemeName(scheme));
+  }
+}
+
+TEST(QuantizeFast, AllZeroTensorsAndRows) {
+  for (DType dtype : kDTypes) {
+    std::vector<uint8_t> src = RandomBytes(dtype, 300 * 257, 7);
+    // Rows 0..129 zero (a whole 128-row block, and per-channel zero rows), one -0.0 row.
+    std::fill(src.begin(), src.begin() + 130 * 257 * DTypeSize(dtype), uint8_t{0});
+    for (size_t c = 0; c < 257; ++c) Put(dtype, src, 5 * 257 + c, -0.0f);
+    for (Scheme scheme : kSchemes) {
+      ExpectSame(RunRef(scheme, dtype, src, 300, 257, NonFinitePolicy::kFail),
+                 RunFast(scheme, dtype, src, 300, 257, NonFinitePolicy::kFail, 3), SchemeName(scheme));
+      std::vector<uint8_t> zeros(64 * 64 * DTypeSize(dtype), 0);
+      Result fast = RunFast(scheme, dtype, zeros, 64, 64, NonFinitePolicy::kFail, 2);
+      ExpectSame(RunRef(scheme, dtype, zeros, 64, 64, NonFinitePolicy::kFail), fast, "zeros");
+    }
+  }
+}
+
+TEST(QuantizeFast, NonFiniteFailsAtTheSameElementAsTheReference) {
+  for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) {
+    for (Scheme scheme : kSchemes) {
+      std::vector<uint8_t> src = RandomBytes(dtype, 300 * 257, 3);
+      Put(dtype, src, 250 * 257 + 3, std::numeric_limits<float>::infinity());
+      Put(dtype, src, 200 * 257 + 100, std::numeric_limits<float>::quiet_NaN());
+      Result fast = RunFast(scheme, dtype, src, 300, 257, NonFinitePolicy::kFail, 4);
+      EXPECT_THAT(fast.status.message(), HasSubstr(absl::StrCat("element ", 200 * 257 + 100)));
+      ExpectSame(RunRef(scheme, dtype, src, 300, 257, NonFinitePolicy::kFail), fast, SchemeName(scheme));
+      EXPECT_EQ(FindNonFinite(dtype, src.data(), 300 * 257), size_t{200 * 257 + 100});
+    }
+  }
+}
+
+TEST(QuantizeFast, SaturateGivesTheReferenceBytesForNaNAndInf) {
+  for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) {
+    for (Scheme scheme : kSchemes) {
+      std::vector<uint8_t> src = RandomBytes(dtype, 129 * 257, 4);
+      Put(dtype, src, 0, std::numeric_limits<float>::quiet_NaN());
+      Put(dtype, src, 1, std::numeric_limits<float>::infinity());
+      Put(dtype, src, 2, -std::numeric_limits<float>::infinity());
+      Put(dtype, src, 128 * 257 + 256, -std::numeric_limits<float>::quiet_NaN());
+      Result fast = RunFast(scheme, dtype, src, 129, 257, NonFinitePolicy::kSaturate, 2);
+      ExpectSame(RunRef(scheme, dtype, src, 129, 257, NonFinitePolicy::kSaturate), fast, SchemeName(scheme));
+      EXPECT_EQ(fast.q[0], 0x7E);
+      EXPECT_EQ(fast.q[1], 0x7E);
+      EXPECT_EQ(fast.q[2], 0xFE);
+      EXPECT_EQ(fast.q[128 * 257 + 256], 0x7E);
+    }
+  }
+}
+
+// QuantizeRows with fixed scales, so that every input pattern meets ordinary,
+// saturating, subnormal-producing, and overflowing (Inf) inverses.
+void SweepWithScales(DType dtype, const std::vector<uint8_t>& src, size_t n) {
+  for (float scale : {1.0f, 0.0066964286f, 3.0e-3f, 1.0f / 448.0f, 1e-20f, 1e-38f, 1e-45f, 0.0f, 7.5e10f}) {
+    const Tiling tiling = TilingFor(Scheme::kPerTensor, 1, n);
+    std::vector<uint8_t> ref(n), fast(n);
+    QuantizeRows(dtype, src.data(), tiling, &scale, 0, 1, ref.data());
+    QuantizeRowsFast(dtype, src.data(), tiling, &scale, 0, 1, fast.data(), 2);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(ref[i], fast[i]) << DTypeName(dtype) << " element " << i << " scale " << scale;
+    }
+  }
+}
+
+TEST(QuantizeFast, EveryBf16AndF16PatternUnderManyScales) {
+  std::vector<uint8_t> src(65536 * 2);
+  for (uint32_t h = 0; h < 65536; ++h) {
+    const uint16_t v = static_cast<uint16_t>(h);
+    std::memcpy(src.data() + 2 * h, &v, 2);
+  }
+  SweepWithScales(DType::kBF16, src, 65536);
+  SweepWithScales(DType::kF16, src, 65536);
+  std::vector<uint8_t> codes(256);
+  for (int q = 0; q < 256; ++q) codes[q] = static_cast<uint8_t>(q);
+  SweepWithScales(DType::kF8E4M3, codes, 256);
+}
+
+TEST(QuantizeFast, F32PatternsAcrossTheWholeRange) {
+  // Every 251st fp32 bit pattern (17 million), plus the E4M3 rounding boundaries.
+  std::vector<uint8_t> src;
+  src.reserve((size_t{1} << 32) / 251 * 4 + 4096);
+  auto push = [&](uint32_t bits) {
+    uint8_t b[4];
+    std::memcpy(b, &bits, 4);
+    src.insert(src.end(), b, b + 4);
+  };
+  for (uint64_t bits = 0; bits < (uint64_t{1} << 32); bits += 251) push(static_cast<uint32_t>(bits));
+  for (int q = 0; q < 127; ++q) {
+    const uint32_t mid = std::bit_cast<uint32_t>(DecodeE4M3(static_cast<uint8_t>(q)));
+    for (int d = -2; d <= 2; ++d) {
+      push(mid + d);
+      push((mid + d) | 0x80000000u);
+      push(mid + (1u << 19) + d);  // halfway to the next normal code
+    }
+  }
+  SweepWithScales(DType::kF32, src, src.size() / 4);
+}
+
+}  // namespace
+}  // namespace weightd::kernels
