@@ -1,8 +1,16 @@
-// CUDA kernel of the tiled FP8 quantization. Every thread converts 16 elements:
-// 16-byte vector loads and one 16-byte store where the range is aligned, a scalar
-// path elsewhere; grid-stride loop. The arithmetic is the reference's: fp32 IEEE
-// division for 1/scale (compiled without fast-math), a separately rounded
-// multiply, clamp to +-448, round to nearest even.
+// CUDA kernel of the tiled FP8 quantization. Every thread converts groups of 8
+// elements in a grid-stride loop. Where the range allows (aligned pointers, rows
+// and tiles that are multiples of 8 wide), a group is one 16-byte load per 16
+// bytes of input and one 8-byte store, and all 8 elements share one tile, so the
+// tile and its reciprocal scale are found once per group; elsewhere a scalar path
+// finds each element's tile. Tile arithmetic divides with a double-precision
+// reciprocal corrected to the exact quotient (no 64-bit integer division).
+//
+// The arithmetic is the reference's: fp32 IEEE division for 1/scale (compiled
+// without fast-math), a separately rounded multiply, round to nearest even. The
+// hardware conversion (cvt.rn.satfinite.e4m3x2.f32, sm_89+) is used only for
+// products within [-448, 448], where it is exact; anything else (a product just
+// above 448, Inf, NaN) takes the reference's clamp-and-encode path.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
@@ -15,15 +23,39 @@
 namespace weightd::kernels::cuda {
 namespace {
 
-constexpr int kElementsPerThread = 16;
+constexpr int kGroup = 8;
 constexpr int kThreads = 256;
 
+// x / d for x < 2^52: the double quotient is off by at most one, then corrected.
+struct Divider {
+  uint64_t d;
+  double inverse;
+  __device__ __forceinline__ uint64_t Divide(uint64_t x) const {
+    uint64_t q = static_cast<uint64_t>(static_cast<double>(x) * inverse);
+    if (q * d > x) {
+      --q;
+    } else if ((q + 1) * d <= x) {
+      ++q;
+    }
+    return q;
+  }
+};
+
+Divider MakeDivider(uint64_t d) { return Divider{d, 1.0 / static_cast<double>(d)}; }
+
 struct TileGeometry {
-  uint64_t cols;
-  uint64_t tile_rows, tile_cols;
+  Divider cols, tile_rows, tile_cols;
   uint64_t grid_cols;
   uint64_t first_tile_row;  // tile row that scales[0] belongs to
 };
+
+// The reciprocal of the scale of the tile holding element `e`.
+__device__ __forceinline__ float InverseScale(const float* scales, const TileGeometry& g, uint64_t e) {
+  const uint64_t row = g.cols.Divide(e);
+  const uint64_t col = e - row * g.cols.d;
+  const uint64_t tile = (g.tile_rows.Divide(row) - g.first_tile_row) * g.grid_cols + g.tile_cols.Divide(col);
+  return __fdiv_rn(1.0f, scales[tile]);
+}
 
 template <DType kDType>
 __device__ __forceinline__ float LoadElement(const void* src, uint64_t i) {
@@ -41,13 +73,41 @@ __device__ __forceinline__ float LoadElement(const void* src, uint64_t i) {
   }
 }
 
-// The bit-exact software encoder (the same algorithm as fp8_e4m3.h), for checking
-// the hardware conversion and for devices without it.
+// Group `first` (a multiple of 8, 16-byte aligned in `src`) as 8 floats.
+template <DType kDType>
+__device__ __forceinline__ void LoadGroup(const void* src, uint64_t first, float (&x)[kGroup]) {
+  if constexpr (kDType == DType::kBF16 || kDType == DType::kF16) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(src) + first);
+    const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      if constexpr (kDType == DType::kBF16) {
+        x[2 * w] = __uint_as_float(words[w] << 16);
+        x[2 * w + 1] = __uint_as_float(words[w] & 0xFFFF0000u);
+      } else {
+        __half2 h;
+        *reinterpret_cast<uint32_t*>(&h) = words[w];
+        const float2 f = __half22float2(h);
+        x[2 * w] = f.x;
+        x[2 * w + 1] = f.y;
+      }
+    }
+  } else if constexpr (kDType == DType::kF32) {
+    const float4* in = reinterpret_cast<const float4*>(static_cast<const float*>(src) + first);
+    const float4 a = in[0], b = in[1];
+    x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
+  } else {
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) x[k] = LoadElement<kDType>(src, first + k);
+  }
+}
+
+// The bit-exact software encoder (the same algorithm as fp8_e4m3.h) of a finite
+// value already clamped to [-448, 448].
 __device__ __forceinline__ uint8_t EncodeSoftware(float y) {
   const uint32_t bits = __float_as_uint(y);
   const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
   const uint32_t mag = bits & 0x7FFFFFFFu;
-  if (mag > 0x7F800000u) return 0x7F;
   if (mag >= 0x43E00000u) return sign | 0x7E;
   if (mag >= 0x3C800000u) {
     const uint32_t rounded = (mag + 0x7FFFFu + ((mag >> 20) & 1u)) >> 20;
@@ -61,107 +121,119 @@ __device__ __forceinline__ uint8_t EncodeSoftware(float y) {
   return sign | static_cast<uint8_t>(k);
 }
 
-template <bool kHardware>
-__device__ __forceinline__ uint8_t QuantizeOne(float x, float inv) {
+// The reference for one element, every case included: NaN -> +448, a product
+// that is NaN (0 * Inf) keeps the zero's sign, clamp to +-448, encode.
+__device__ __noinline__ uint8_t QuantizeReference(float x, float inv) {
   if (isnan(x)) return 0x7E;
   float y = __fmul_rn(x, inv);
-  if (isnan(y)) return signbit(x) ? 0x80 : 0x00;  // 0 * Inf: keep the zero
-  y = fminf(fmaxf(y, -448.0f), 448.0f);
+  if (isnan(y)) return signbit(x) ? 0x80 : 0x00;
+  return EncodeSoftware(fminf(fmaxf(y, -448.0f), 448.0f));
+}
+
+// Two products known to lie in [-448, 448]: low byte from `a`.
+template <bool kHardware>
+__device__ __forceinline__ uint16_t EncodePair(float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
   if constexpr (kHardware) {
-    return static_cast<uint8_t>(__nv_cvt_float_to_fp8(y, __NV_SATFINITE, __NV_E4M3));
-  } else {
-    return EncodeSoftware(y);
+    return static_cast<uint16_t>(__nv_cvt_float2_to_fp8x2(make_float2(a, b), __NV_SATFINITE, __NV_E4M3));
   }
+#endif
+  return static_cast<uint16_t>(EncodeSoftware(a) | (EncodeSoftware(b) << 8));
 }
 
-// The scale's reciprocal of the tile holding element (row, col).
-__device__ __forceinline__ float InverseScale(const float* scales, const TileGeometry& g, uint64_t row, uint64_t col) {
-  const uint64_t tile = (row / g.tile_rows - g.first_tile_row) * g.grid_cols + col / g.tile_cols;
-  return __fdiv_rn(1.0f, scales[tile]);
-}
-
-template <DType kDType, bool kHardware, bool kSingleScale>
-__global__ void QuantizeKernel(const void* __restrict__ src, uint8_t* __restrict__ dst, const float* __restrict__ scales,
-                               TileGeometry g, uint64_t element_begin, uint64_t count, bool aligned) {
-  const float single_inv = kSingleScale ? __fdiv_rn(1.0f, scales[0]) : 0.0f;
-  const uint64_t groups = (count + kElementsPerThread - 1) / kElementsPerThread;
-  for (uint64_t group = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; group < groups;
-       group += static_cast<uint64_t>(gridDim.x) * blockDim.x) {
-    const uint64_t first = group * kElementsPerThread;
-    const int n = count - first < kElementsPerThread ? static_cast<int>(count - first) : kElementsPerThread;
-    float x[kElementsPerThread];
-    if (aligned && n == kElementsPerThread) {
-      constexpr int kBytes = kElementsPerThread * static_cast<int>(DTypeSize(kDType));
-      const uint4* in = reinterpret_cast<const uint4*>(static_cast<const char*>(src) + first * DTypeSize(kDType));
-      uint4 raw[kBytes / 16];
+// 8 elements sharing `inv`, as 8 bytes (element k in byte k).
+template <bool kHardware>
+__device__ __forceinline__ uint2 QuantizeGroup(const float (&x)[kGroup], float inv) {
+  float y[kGroup];
+  bool special = false;
 #pragma unroll
-      for (int v = 0; v < kBytes / 16; ++v) raw[v] = in[v];
+  for (int k = 0; k < kGroup; ++k) {
+    y[k] = __fmul_rn(x[k], inv);
+    special |= !(fabsf(y[k]) <= 448.0f);  // true for NaN too
+  }
+  uint32_t words[2];
 #pragma unroll
-      for (int k = 0; k < kElementsPerThread; ++k) x[k] = LoadElement<kDType>(raw, k);
-    } else {
-      for (int k = 0; k < n; ++k) x[k] = LoadElement<kDType>(src, first + k);
-    }
-    uint8_t q[kElementsPerThread];
-    if (kSingleScale) {
+  for (int w = 0; w < 2; ++w) {
+    words[w] = static_cast<uint32_t>(EncodePair<kHardware>(y[4 * w], y[4 * w + 1])) |
+               (static_cast<uint32_t>(EncodePair<kHardware>(y[4 * w + 2], y[4 * w + 3])) << 16);
+  }
+  if (special) {
 #pragma unroll
-      for (int k = 0; k < kElementsPerThread; ++k) q[k] = QuantizeOne<kHardware>(x[k], single_inv);
-    } else {
-      uint64_t row = (element_begin + first) / g.cols;
-      uint64_t col = (element_begin + first) - row * g.cols;
-      float inv = InverseScale(scales, g, row, col);
-      for (int k = 0; k < n; ++k) {
-        q[k] = QuantizeOne<kHardware>(x[k], inv);
-        if (++col == g.cols) {
-          col = 0;
-          ++row;
-          if (k + 1 < n) inv = InverseScale(scales, g, row, col);
-        } else if (col % g.tile_cols == 0) {
-          inv = InverseScale(scales, g, row, col);
-        }
+    for (int k = 0; k < kGroup; ++k) {
+      if (!(fabsf(y[k]) <= 448.0f)) {
+        const uint32_t shift = 8u * (k % 4);
+        words[k / 4] = (words[k / 4] & ~(0xFFu << shift)) | (static_cast<uint32_t>(QuantizeReference(x[k], inv)) << shift);
       }
     }
-    if (aligned && n == kElementsPerThread) {
-      uint4 packed;
-      uint8_t* bytes = reinterpret_cast<uint8_t*>(&packed);
-#pragma unroll
-      for (int k = 0; k < kElementsPerThread; ++k) bytes[k] = q[k];
-      reinterpret_cast<uint4*>(dst + first)[0] = packed;
-    } else {
-      for (int k = 0; k < n; ++k) dst[first + k] = q[k];
+  }
+  return make_uint2(words[0], words[1]);
+}
+
+// One element through the same steps as QuantizeGroup.
+template <bool kHardware>
+__device__ __forceinline__ uint8_t QuantizeOne(float x, float inv) {
+  const float y = __fmul_rn(x, inv);
+  if (!(fabsf(y) <= 448.0f)) return QuantizeReference(x, inv);
+  return static_cast<uint8_t>(EncodePair<kHardware>(y, 0.0f) & 0xFF);
+}
+
+// `vector`: src 16-byte aligned, dst 8-byte aligned, and every group of 8 starting
+// at a multiple of 8 lies in one tile (one scale for the whole tensor, or rows
+// and tile widths that are multiples of 8 with element_begin a multiple of 8).
+template <DType kDType, bool kHardware, bool kSingleScale>
+__global__ void QuantizeKernel(const void* __restrict__ src, uint8_t* __restrict__ dst, const float* __restrict__ scales,
+                               TileGeometry g, uint64_t element_begin, uint64_t count, bool vector) {
+  const float single_inv = kSingleScale ? __fdiv_rn(1.0f, scales[0]) : 0.0f;
+  const uint64_t groups = (count + kGroup - 1) / kGroup;
+  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  for (uint64_t group = blockIdx.x * static_cast<uint64_t>(blockDim.x) + threadIdx.x; group < groups;
+       group += stride) {
+    const uint64_t first = group * kGroup;
+    if (vector && first + kGroup <= count) {
+      float x[kGroup];
+      LoadGroup<kDType>(src, first, x);
+      const float inv = kSingleScale ? single_inv : InverseScale(scales, g, element_begin + first);
+      *reinterpret_cast<uint2*>(dst + first) = QuantizeGroup<kHardware>(x, inv);
+      continue;
+    }
+    const int n = count - first < kGroup ? static_cast<int>(count - first) : kGroup;
+    for (int k = 0; k < n; ++k) {
+      const float inv = kSingleScale ? single_inv : InverseScale(scales, g, element_begin + first + k);
+      dst[first + k] = QuantizeOne<kHardware>(LoadElement<kDType>(src, first + k), inv);
     }
   }
 }
 
 template <DType kDType, bool kHardware>
 cudaError_t Launch(const void* src, uint8_t* dst, const float* scales, const TileGeometry& g, uint64_t begin,
-                   uint64_t count, bool single_scale, cudaStream_t stream) {
-  const bool aligned = reinterpret_cast<uintptr_t>(src) % 16 == 0 && reinterpret_cast<uintptr_t>(dst) % 16 == 0;
-  const uint64_t groups = (count + kElementsPerThread - 1) / kElementsPerThread;
+                   uint64_t count, bool single_scale, bool vector, cudaStream_t stream) {
+  const uint64_t groups = (count + kGroup - 1) / kGroup;
   int device = 0, sms = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
   uint64_t blocks = (groups + kThreads - 1) / kThreads;
-  const uint64_t max_blocks = static_cast<uint64_t>(sms > 0 ? sms : 1) * 16;
+  const uint64_t max_blocks = static_cast<uint64_t>(sms > 0 ? sms : 1) * 32;
   if (blocks > max_blocks) blocks = max_blocks;
   if (blocks == 0) return cudaSuccess;
   if (single_scale) {
     QuantizeKernel<kDType, kHardware, true>
-        <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(src, dst, scales, g, begin, count, aligned);
+        <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(src, dst, scales, g, begin, count, vector);
   } else {
     QuantizeKernel<kDType, kHardware, false>
-        <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(src, dst, scales, g, begin, count, aligned);
+        <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(src, dst, scales, g, begin, count, vector);
   }
   return cudaGetLastError();
 }
 
 template <bool kHardware>
 cudaError_t LaunchFor(DType dtype, const void* src, uint8_t* dst, const float* scales, const TileGeometry& g,
-                      uint64_t begin, uint64_t count, bool single, cudaStream_t stream) {
+                      uint64_t begin, uint64_t count, bool single, bool vector, cudaStream_t stream) {
   switch (dtype) {
-    case DType::kBF16: return Launch<DType::kBF16, kHardware>(src, dst, scales, g, begin, count, single, stream);
-    case DType::kF16: return Launch<DType::kF16, kHardware>(src, dst, scales, g, begin, count, single, stream);
-    case DType::kF32: return Launch<DType::kF32, kHardware>(src, dst, scales, g, begin, count, single, stream);
-    case DType::kF8E4M3: return Launch<DType::kF8E4M3, kHardware>(src, dst, scales, g, begin, count, single, stream);
+    case DType::kBF16: return Launch<DType::kBF16, kHardware>(src, dst, scales, g, begin, count, single, vector, stream);
+    case DType::kF16: return Launch<DType::kF16, kHardware>(src, dst, scales, g, begin, count, single, vector, stream);
+    case DType::kF32: return Launch<DType::kF32, kHardware>(src, dst, scales, g, begin, count, single, vector, stream);
+    case DType::kF8E4M3:
+      return Launch<DType::kF8E4M3, kHardware>(src, dst, scales, g, begin, count, single, vector, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -172,13 +244,17 @@ int LaunchQuantize(DType dtype, const void* src, const Tiling& tiling, const flo
                    uint64_t element_end, uint8_t* dst, void* stream, bool hardware_convert) {
   if (element_end <= element_begin) return cudaSuccess;
   if (tiling.cols == 0 || tiling.tile_rows == 0 || tiling.tile_cols == 0) return cudaErrorInvalidValue;
-  TileGeometry g{tiling.cols, tiling.tile_rows, tiling.tile_cols, tiling.grid_cols(),
-                 (element_begin / tiling.cols) / tiling.tile_rows};
+  TileGeometry g{MakeDivider(tiling.cols), MakeDivider(tiling.tile_rows), MakeDivider(tiling.tile_cols),
+                 tiling.grid_cols(), (element_begin / tiling.cols) / tiling.tile_rows};
   const bool single = tiling.num_tiles() == 1;
+  const bool groups_in_one_tile =
+      single || (tiling.cols % kGroup == 0 && tiling.tile_cols % kGroup == 0 && element_begin % kGroup == 0);
+  const bool vector = groups_in_one_tile && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(dst) % 8 == 0;
   const uint64_t count = element_end - element_begin;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  return hardware_convert ? LaunchFor<true>(dtype, src, dst, scales, g, element_begin, count, single, s)
-                          : LaunchFor<false>(dtype, src, dst, scales, g, element_begin, count, single, s);
+  return hardware_convert ? LaunchFor<true>(dtype, src, dst, scales, g, element_begin, count, single, vector, s)
+                          : LaunchFor<false>(dtype, src, dst, scales, g, element_begin, count, single, vector, s);
 }
 
 const char* ErrorName(int error) { return cudaGetErrorName(static_cast<cudaError_t>(error)); }

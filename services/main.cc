@@ -30,6 +30,9 @@ ABSL_FLAG(std::string, cuda_handles, "vmm",
 ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for the staging ring, e.g. 32MiB");
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
+ABSL_FLAG(int, read_threads, 8, "Threads reading the shards of one path load (local files) in parallel");
+ABSL_FLAG(std::string, read_segment_bytes, "256MiB",
+          "A path load cuts shards into segments of whole tensors of about this size, one per read thread at a time");
 ABSL_FLAG(std::string, model_root, "", "Directory that path sources must lie in; empty turns path sources off");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, log_format, "auto", "json (one object per line), text, or auto (text on a terminal)");
@@ -73,6 +76,11 @@ int main(int argc, char** argv) {
   if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));
   options.device_memory_limit = *limit;
   options.model_root = absl::GetFlag(FLAGS_model_root);
+  options.path_read.read_threads = absl::GetFlag(FLAGS_read_threads);
+  if (options.path_read.read_threads < 1) return Fail("--read-threads must be at least 1");
+  auto segment = weightd::ParseByteSize(absl::GetFlag(FLAGS_read_segment_bytes));
+  if (!segment.ok()) return Fail("--read-segment-bytes: " + std::string(segment.status().message()));
+  options.path_read.segment_bytes = *segment;
 
   // Signals are taken by sigwait below, never by a handler on a random thread.
   sigset_t signals;

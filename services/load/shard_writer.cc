@@ -33,11 +33,21 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
     WEIGHTD_RETURN_IF_ERROR(
         backend_.Write(arena_->allocation(), rank_.tensors[task.output].offset + offset, bytes));
   } else {
-    if (offset == 0) {
-      staging_.clear();
-      staging_.reserve(header_.tensors[index].size());
+    std::string* buffer;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto [it, inserted] = staging_.try_emplace(index);
+      if (inserted && !spare_.empty()) {
+        it->second = std::move(spare_.back());
+        spare_.pop_back();
+      }
+      buffer = &it->second;  // only this tensor's thread touches it until it completes
     }
-    staging_.append(bytes);
+    if (offset == 0) {
+      buffer->clear();
+      buffer->reserve(header_.tensors[index].size());
+    }
+    buffer->append(bytes);
   }
   progress_.add_bytes(bytes.size());
   return absl::OkStatus();
@@ -45,31 +55,46 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
 
 absl::Status ShardWriter::OnTensorComplete(size_t index) {
   if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
-  if (tasks_[index].kind == TaskKind::kQuantize) WEIGHTD_RETURN_IF_ERROR(Quantize(index));
+  if (tasks_[index].kind == TaskKind::kQuantize) {
+    std::string source;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = staging_.find(index);
+      if (it != staging_.end()) {
+        source = std::move(it->second);
+        staging_.erase(it);
+      }
+    }
+    absl::Status quantized = Quantize(index, source);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      spare_.push_back(std::move(source));
+    }
+    WEIGHTD_RETURN_IF_ERROR(quantized);
+  }
   progress_.add_tensor();
   return absl::OkStatus();
 }
 
-absl::Status ShardWriter::Quantize(size_t index) {
+absl::Status ShardWriter::Quantize(size_t index, const std::string& source) {
   const safetensors::TensorHeader& t = header_.tensors[index];
   const TensorTask& task = tasks_[index];
   const kernels::Tiling& tiling = task.tiling;
   std::vector<float> scales(tiling.num_tiles());
   absl::Status scaled =
-      kernels::TileScalesFast(task.scheme, t.dtype, staging_.data(), tiling, policy_, scales.data());
+      kernels::TileScalesFast(task.scheme, t.dtype, source.data(), tiling, policy_, scales.data());
   if (!scaled.ok()) {
     // Error path only: find the element again to name its byte offset in the file.
-    const size_t i = kernels::FindNonFinite(t.dtype, staging_.data(), static_cast<size_t>(t.num_elements()));
+    const size_t i = kernels::FindNonFinite(t.dtype, source.data(), static_cast<size_t>(t.num_elements()));
     const uint64_t at = header_.data_start() + t.begin + i * kernels::DTypeSize(t.dtype);
     return absl::InvalidArgumentError(absl::StrCat(Where(index), ": non-finite value at element ", i,
                                                    " (file byte offset ", at, ")"));
   }
   WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(arena_->allocation(), rank_.tensors[task.output].offset, t.dtype,
-                                            staging_.data(), tiling, scales.data()));
+                                            source.data(), tiling, scales.data()));
   WEIGHTD_RETURN_IF_ERROR(backend_.Write(
       arena_->allocation(), rank_.tensors[task.scale].offset,
       std::string_view(reinterpret_cast<const char*>(scales.data()), scales.size() * sizeof(float))));
-  std::string().swap(staging_);
   return absl::OkStatus();
 }
 

@@ -3,14 +3,19 @@
 // arrive; quantized tensors are gathered on the host (their scales need whole
 // tiles' amax), their scales computed there by the fast CPU kernels, then
 // quantized into the arena by the backend and their scale tensor written.
-// Not thread-safe: one writer per shard stream. Distinct writers of one load
-// run concurrently; they write disjoint regions of the arena.
+// Thread-safe for distinct tensors: a stream delivers one tensor after another,
+// while a path load may deliver several tensors of one shard from several threads
+// at once (each tensor's bytes from one thread, in order). All writers of a load
+// write disjoint regions of the arena.
 #pragma once
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
+
+#include "absl/container/node_hash_map.h"
 
 #include "kernels/quantize.h"
 #include "services/load/arena.h"
@@ -32,7 +37,7 @@ class ShardWriter : public safetensors::TensorSink {
   absl::Status OnTensorComplete(size_t index) override;
 
  private:
-  absl::Status Quantize(size_t index);
+  absl::Status Quantize(size_t index, const std::string& source);
   std::string Where(size_t index) const;
 
   std::string file_;
@@ -44,7 +49,11 @@ class ShardWriter : public safetensors::TensorSink {
   kernels::NonFinitePolicy policy_;
   LoadProgress& progress_;
   const std::atomic<bool>& aborted_;
-  std::string staging_;  // source bytes of the tensor being quantized
+  std::mutex mu_;
+  // Source bytes of the tensors being quantized, by tensor index; finished
+  // buffers are kept for the next tensor, so their pages are touched once.
+  absl::node_hash_map<size_t, std::string> staging_;  // pointer-stable: a thread appends without the lock
+  std::vector<std::string> spare_;
 };
 
 }  // namespace weightd

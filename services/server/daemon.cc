@@ -134,6 +134,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   deps.push_hooks.received = [metrics](uint64_t n) { metrics->AddReceived("push", n); };
   deps.path_hooks.received = [metrics](uint64_t n) { metrics->AddReceived("path", n); };
   deps.model_root = options.model_root;
+  deps.path_read = options.path_read;
   deps.version = kVersion;
   state->service = std::make_unique<LoaderService>(std::move(deps));
 

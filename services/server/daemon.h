@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "services/sources/path_source.h"
 
 namespace weightd {
 
@@ -24,6 +25,7 @@ struct DaemonOptions {
   uint64_t staging_ring_bytes = 64ull << 20;
   uint64_t device_memory_limit = 0;  // 0: the device's capacity
   std::string model_root;
+  PathSourceOptions path_read;      // threads and segments of path loads
   int work_threads = 0;             // 0: one per core
 };
 

@@ -45,7 +45,7 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
           registry->MaybeReportProgress(id);
           if (progress) progress();
         };
-        RunPathLoad(job, files, hooks);
+        RunPathLoad(job, files, hooks, deps_.path_read);
       });
     };
   }

@@ -9,6 +9,7 @@
 #include "services/device/device_backend.h"
 #include "services/executor.h"
 #include "services/registry/registry.h"
+#include "services/sources/path_source.h"
 #include "services/sources/source_hooks.h"
 #include "weightd/v1/loader.grpc.pb.h"
 
@@ -23,6 +24,7 @@ struct LoaderServiceDeps {
   SourceHooks push_hooks;
   SourceHooks path_hooks;
   std::string model_root;
+  PathSourceOptions path_read;
   std::string version;
 };
 

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
@@ -65,20 +66,57 @@ absl::Status ReadHeader(const std::string& dir, OpenShard& shard) {
   return absl::OkStatus();
 }
 
-absl::Status StreamData(OpenShard& shard, ShardWriter& writer, LoadJob& job,
-                        const SourceHooks& hooks, size_t chunk_bytes) {
-  std::string buf;
-  uint64_t offset = shard.parser->position();
-  for (;;) {
-    if (job.failed()) return job.status();
-    WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), offset, chunk_bytes, &buf, shard.file));
-    if (buf.empty()) break;
-    offset += buf.size();
-    if (hooks.received) hooks.received(buf.size());
-    WEIGHTD_RETURN_IF_ERROR(shard.parser->FeedData(buf, writer));
-    if (hooks.progress) hooks.progress();
+// Tensors [first, last) of one shard, read by one thread.
+struct Segment {
+  size_t shard = 0;
+  size_t first = 0, last = 0;
+};
+
+std::vector<Segment> CutSegments(const std::vector<OpenShard>& shards, uint64_t segment_bytes) {
+  std::vector<Segment> segments;
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const auto& tensors = shards[s].parser->header().tensors;
+    Segment current{s, 0, 0};
+    uint64_t bytes = 0;
+    for (size_t t = 0; t < tensors.size(); ++t) {
+      current.last = t + 1;
+      bytes += tensors[t].size();
+      if (bytes >= segment_bytes) {
+        segments.push_back(current);
+        current = Segment{s, t + 1, t + 1};
+        bytes = 0;
+      }
+    }
+    // A shard's last segment, or its only one when it has no tensors: every shard is done once.
+    if (current.last > current.first || current.first == 0) segments.push_back(current);
   }
-  return shard.parser->Finish(writer);
+  return segments;
+}
+
+absl::Status ReadSegment(OpenShard& shard, const Segment& segment, ShardWriter& writer, LoadJob& job,
+                         const SourceHooks& hooks, size_t chunk_bytes, std::string& buf) {
+  const safetensors::ShardHeader& header = shard.parser->header();
+  for (size_t i = segment.first; i < segment.last; ++i) {
+    const safetensors::TensorHeader& t = header.tensors[i];
+    for (uint64_t offset = 0; offset < t.size();) {
+      if (job.failed()) return job.status();
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, t.size() - offset));
+      const uint64_t at = header.data_start() + t.begin + offset;
+      WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, want, &buf, shard.file));
+      if (buf.size() < want) {
+        return absl::DataLossError(absl::StrCat("shard '", shard.file, "': tensor '", t.name,
+                                                "': the file ends at byte offset ", at + buf.size(),
+                                                ", inside the tensor's bytes [", header.data_start() + t.begin, ", ",
+                                                header.data_start() + t.end, ")"));
+      }
+      if (hooks.received) hooks.received(buf.size());
+      WEIGHTD_RETURN_IF_ERROR(writer.OnTensorBytes(i, offset, buf));
+      if (hooks.progress) hooks.progress();
+      offset += want;
+    }
+    WEIGHTD_RETURN_IF_ERROR(writer.OnTensorComplete(i));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckWeightMap(const CheckpointFiles& files, const std::vector<OpenShard>& shards) {
@@ -142,16 +180,33 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   }
   if (job->failed()) return;
 
+  // Segments of every shard; a shard is done when its last segment is.
+  const std::vector<Segment> segments = CutSegments(shards, options.segment_bytes);
+  std::vector<size_t> remaining(shards.size(), 0);
+  std::vector<absl::Status> shard_status(shards.size());
+  for (const Segment& segment : segments) ++remaining[segment.shard];
   std::atomic<size_t> next{0};
   auto worker = [&] {
-    for (size_t i = next++; i < shards.size(); i = next++) {
-      ShardWriter* writer = job->Writer(shards[i].file);
-      if (writer == nullptr) return;
-      absl::Status s = StreamData(shards[i], *writer, *job, hooks, options.chunk_bytes);
-      job->OnShardDone(shards[i].file, s);
+    std::string buf;
+    for (size_t i = next++; i < segments.size(); i = next++) {
+      const Segment& segment = segments[i];
+      OpenShard& shard = shards[segment.shard];
+      ShardWriter* writer = job->Writer(shard.file);
+      absl::Status s = writer == nullptr ? job->status()
+                                         : ReadSegment(shard, segment, *writer, *job, hooks, options.chunk_bytes, buf);
+      bool last = false;
+      absl::Status done;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (shard_status[segment.shard].ok()) shard_status[segment.shard] = s;
+        last = --remaining[segment.shard] == 0;
+        done = shard_status[segment.shard];
+      }
+      if (!s.ok() && !job->failed()) job->Fail(s);
+      if (last) job->OnShardDone(shard.file, done);
     }
   };
-  int threads = std::max(1, std::min<int>(options.parallel_shards, static_cast<int>(shards.size())));
+  int threads = std::max(1, std::min<int>(options.read_threads, static_cast<int>(segments.size())));
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();

@@ -1,8 +1,11 @@
 // Drives a load from local safetensors files: reads every shard's header with
-// exact-size reads, lets the job plan, then streams each shard's data section
-// through the parser in fixed-size chunks (never a whole shard in memory),
-// several shards in parallel. Runs on a loader thread; blocks until the load
-// has finished or failed. Thread-safe (no shared state).
+// exact-size reads and lets the job plan. The data sections are then cut into
+// segments of whole tensors (about `segment_bytes` each, a large tensor alone),
+// and `read_threads` threads read the segments of every shard in parallel with
+// positioned reads of `chunk_bytes` (never a whole shard in memory), handing each
+// tensor's bytes, in order, to its shard's writer. A file that ends early fails
+// with DATA_LOSS naming the tensor and byte offset. Runs on a loader thread;
+// blocks until the load has finished or failed. Thread-safe (no shared state).
 #pragma once
 
 #include <memory>
@@ -15,7 +18,8 @@ namespace weightd {
 
 struct PathSourceOptions {
   size_t chunk_bytes = 8u << 20;
-  int parallel_shards = 4;
+  uint64_t segment_bytes = 256u << 20;
+  int read_threads = 8;
 };
 
 void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files,

@@ -60,6 +60,32 @@ TEST_F(LoadE2ETest, PathAndPushGiveIdenticalExportsEqualToTheReference) {
   EXPECT_EQ(daemon_.Metric("weightd_loads_total{result=\"ok\"}"), 2);
 }
 
+// Path loads read shards in segments of whole tensors on several threads; with a
+// one-byte segment every tensor is its own segment, read in 1 KiB chunks, and the
+// export must equal the one-segment-per-shard load byte for byte.
+TEST(PathSegmentsE2ETest, EveryTensorItsOwnSegmentGivesTheSameBytes) {
+  DaemonProcess daemon;
+  const std::string checkpoint = daemon.model_root() + "/tiny";
+  CommandResult gen = RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint, "--shards=3",
+                                  "--dtype=mixed"});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  daemon.Start({"--read-threads=5", "--read-segment-bytes=1"});
+  CommandResult load = daemon.Ctl({"load", "m", "--path=tiny"});
+  ASSERT_EQ(load.exit_code, 0) << load.err;
+  ASSERT_EQ(daemon.Ctl({"export", "m", daemon.dir() + "/segmented"}).exit_code, 0);
+  CommandResult verify = daemon.Ctl({"verify", checkpoint, daemon.dir() + "/segmented"});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+  ASSERT_EQ(daemon.Ctl({"unload", "m"}).exit_code, 0);
+  ASSERT_EQ(daemon.Stop(), 0);
+
+  daemon.Start({"--read-threads=1"});
+  ASSERT_EQ(daemon.Ctl({"load", "m", "--path=tiny"}).exit_code, 0);
+  ASSERT_EQ(daemon.Ctl({"export", "m", daemon.dir() + "/whole"}).exit_code, 0);
+  const std::string segmented = ReadFile(daemon.dir() + "/segmented/model.safetensors");
+  ASSERT_FALSE(segmented.empty());
+  EXPECT_TRUE(segmented == ReadFile(daemon.dir() + "/whole/model.safetensors"));
+}
+
 TEST_F(LoadE2ETest, ASecondProcessMapsTheMemoryAndItsLeaseBlocksUnload) {
   ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
   auto lease = client::Lease::Attach(daemon_.handle_socket(), "m", 0);

@@ -17,7 +17,7 @@ namespace weightd::cuda {
 struct CudaBackendOptions {
   HandleKind handles = HandleKind::kVmm;
   uint64_t staging_ring_bytes = 64ull << 20;  // device memory per GPU for staging
-  int staging_slots = 4;
+  int staging_slots = 8;
 };
 
 // Number of GPUs the runtime sees; 0 without a driver or a device.
