@@ -31,8 +31,9 @@ ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for t
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
 ABSL_FLAG(int, read_threads, 8, "Threads reading the shards of one path load (local files) in parallel");
-ABSL_FLAG(std::string, read_segment_bytes, "256MiB",
-          "A path load cuts shards into segments of whole tensors of about this size, one per read thread at a time");
+ABSL_FLAG(std::string, read_segment_bytes, "64MiB",
+          "A path load cuts shards into segments of about this size (whole tensors, or pieces of a large tensor "
+          "stored unchanged), read by the read threads in parallel");
 ABSL_FLAG(std::string, model_root, "", "Directory that path sources must lie in; empty turns path sources off");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, log_format, "auto", "json (one object per line), text, or auto (text on a terminal)");

@@ -18,9 +18,10 @@ echo "== GPU end-to-end tests"
 "$bin/cuda_e2e_test" >"$out/cuda_e2e_test.log" 2>&1; echo "cuda_e2e_test rc=$?"
 grep -E "^\[  (FAILED|PASSED) |footprint|verified|Failure" "$out/cuda_e2e_test.log" | head -20
 
-start_daemon() {  # $1: handles
+start_daemon() {  # $1: handles, then extra daemon flags
+  local handles=$1; shift
   "$bin/weightd" --listen="unix:$work/w.sock" --handle-socket="$work/h.sock" --metrics-address=127.0.0.1:0 \
-    --backend=cuda --cuda-handles="$1" --model-root="$work/models" --log-format=json 2>>"$out/weightd.log" &
+    --backend=cuda --cuda-handles="$handles" --model-root="$work/models" --log-format=json "$@" 2>>"$out/weightd.log" &
   daemon=$!
   for _ in $(seq 200); do [ -S "$work/h.sock" ] && break; sleep 0.05; done
 }
@@ -47,16 +48,20 @@ echo "== local-path load against pinned H2D of the same bytes"
 "$bin/weightd-gen" --preset=8b --layers=4 --out="$work/models/llama8b4" --shards=4 --dtype=bf16
 bytes=$(du -cb "$work"/models/llama8b4/*.safetensors | tail -n1 | cut -f1)
 cat "$work"/models/llama8b4/*.safetensors >/dev/null  # warm page cache
-start_daemon vmm
-t0=$(date +%s.%N); ctl load llama --path=llama8b4; t1=$(date +%s.%N)
-stop_daemon
 h2d=$("$bin/weightd-bench-cuda" --elements=16384 --h2d-bytes="$bytes" | python3 -c 'import json,sys; print(json.load(sys.stdin)["h2d_pinned_gbps"])')
-python3 - "$bytes" "$t0" "$t1" "$h2d" <<'PY' | tee "$out/load_bench.json"
+: >"$out/load_bench.jsonl"
+for flags in "--read-threads=1" "--read-threads=8" "--read-threads=16" "--read-threads=16 --staging-ring-bytes=256MiB"; do
+  # shellcheck disable=SC2086
+  start_daemon vmm $flags
+  t0=$(date +%s.%N); ctl load llama --path=llama8b4 >/dev/null; t1=$(date +%s.%N)
+  stop_daemon
+  python3 - "$bytes" "$t0" "$t1" "$h2d" "$flags" <<'PY' | tee -a "$out/load_bench.jsonl"
 import json, sys
 b, t0, t1, h2d = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 load = b / (t1 - t0) / 1e9
-print(json.dumps({"checkpoint_bytes": b, "load_seconds": round(t1 - t0, 3), "load_gbps": round(load, 2),
-                  "pinned_h2d_gbps": h2d, "ratio": round(load / h2d, 3)}, indent=2))
+print(json.dumps({"flags": sys.argv[5], "checkpoint_bytes": b, "load_seconds": round(t1 - t0, 3),
+                  "load_gbps": round(load, 2), "pinned_h2d_gbps": h2d, "ratio": round(load / h2d, 3)}))
 PY
+done
 grep -E '"event":"(load_finished|driver_memory)"' "$out/weightd.log" | tail -n 4
 rm -rf "$work"

@@ -142,6 +142,14 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   return absl::OkStatus();
 }
 
+bool LoadJob::StoresUnchanged(const std::string& file, size_t index) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = shard_index_.find(file);
+  if (it == shard_index_.end() || !planned_ || it->second >= plan_.tasks.size()) return false;
+  const auto& tasks = plan_.tasks[it->second];
+  return index < tasks.size() && tasks[index].kind == TaskKind::kStore;
+}
+
 ShardWriter* LoadJob::Writer(const std::string& file) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = shard_index_.find(file);

@@ -58,6 +58,9 @@ class LoadJob {
                      std::function<void(absl::Status)> resume);
   // Only after resume(OK). The caller must call OnShardDone(file, ...) when its stream ends.
   ShardWriter* Writer(const std::string& file);
+  // Whether tensor `index` of shard `file` is stored unchanged (after planning;
+  // false before, or for an unknown shard): its bytes may arrive in any order.
+  bool StoresUnchanged(const std::string& file, size_t index) const;
   // The stream of `file` has ended (OK when the parser finished cleanly); its writer is dropped.
   void OnShardDone(const std::string& file, const absl::Status& status);
 

@@ -66,29 +66,47 @@ absl::Status ReadHeader(const std::string& dir, OpenShard& shard) {
   return absl::OkStatus();
 }
 
-// Tensors [first, last) of one shard, read by one thread.
+// Tensors [first, last) of one shard, read by one thread; or, for a large tensor
+// that is stored unchanged, bytes [byte_begin, byte_end) of tensor `first` alone
+// (its pieces land at independent offsets, so several threads share it).
 struct Segment {
   size_t shard = 0;
   size_t first = 0, last = 0;
+  uint64_t byte_begin = 0, byte_end = UINT64_MAX;
 };
 
-std::vector<Segment> CutSegments(const std::vector<OpenShard>& shards, uint64_t segment_bytes) {
+std::vector<Segment> CutSegments(const std::vector<OpenShard>& shards, const LoadJob& job, uint64_t segment_bytes) {
   std::vector<Segment> segments;
   for (size_t s = 0; s < shards.size(); ++s) {
     const auto& tensors = shards[s].parser->header().tensors;
     Segment current{s, 0, 0};
     uint64_t bytes = 0;
+    auto close = [&](size_t next) {
+      if (current.last > current.first) segments.push_back(current);
+      current = Segment{s, next, next};
+      bytes = 0;
+    };
     for (size_t t = 0; t < tensors.size(); ++t) {
-      current.last = t + 1;
-      bytes += tensors[t].size();
-      if (bytes >= segment_bytes) {
-        segments.push_back(current);
+      const uint64_t size = tensors[t].size();
+      if (size > segment_bytes && job.StoresUnchanged(shards[s].file, t)) {
+        close(t);
+        for (uint64_t begin = 0; begin < size; begin += segment_bytes) {
+          segments.push_back(Segment{s, t, t + 1, begin, std::min(size, begin + segment_bytes)});
+        }
         current = Segment{s, t + 1, t + 1};
-        bytes = 0;
+        continue;
       }
+      current.last = t + 1;
+      bytes += size;
+      if (bytes >= segment_bytes) close(t + 1);
     }
-    // A shard's last segment, or its only one when it has no tensors: every shard is done once.
-    if (current.last > current.first || current.first == 0) segments.push_back(current);
+    close(tensors.size());
+  }
+  // Every shard is done once, after its last segment: a shard without tensors gets an empty one.
+  std::vector<bool> has_segment(shards.size(), false);
+  for (const Segment& segment : segments) has_segment[segment.shard] = true;
+  for (size_t s = 0; s < shards.size(); ++s) {
+    if (!has_segment[s]) segments.push_back(Segment{s, 0, 0});
   }
   return segments;
 }
@@ -98,9 +116,10 @@ absl::Status ReadSegment(OpenShard& shard, const Segment& segment, ShardWriter& 
   const safetensors::ShardHeader& header = shard.parser->header();
   for (size_t i = segment.first; i < segment.last; ++i) {
     const safetensors::TensorHeader& t = header.tensors[i];
-    for (uint64_t offset = 0; offset < t.size();) {
+    const uint64_t end = std::min(t.size(), segment.byte_end);
+    for (uint64_t offset = segment.byte_begin; offset < end;) {
       if (job.failed()) return job.status();
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, t.size() - offset));
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, end - offset));
       const uint64_t at = header.data_start() + t.begin + offset;
       WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, want, &buf, shard.file));
       if (buf.size() < want) {
@@ -114,7 +133,7 @@ absl::Status ReadSegment(OpenShard& shard, const Segment& segment, ShardWriter& 
       if (hooks.progress) hooks.progress();
       offset += want;
     }
-    WEIGHTD_RETURN_IF_ERROR(writer.OnTensorComplete(i));
+    if (end == t.size()) WEIGHTD_RETURN_IF_ERROR(writer.OnTensorComplete(i));  // once: by its last piece
   }
   return absl::OkStatus();
 }
@@ -181,7 +200,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   if (job->failed()) return;
 
   // Segments of every shard; a shard is done when its last segment is.
-  const std::vector<Segment> segments = CutSegments(shards, options.segment_bytes);
+  const std::vector<Segment> segments = CutSegments(shards, *job, options.segment_bytes);
   std::vector<size_t> remaining(shards.size(), 0);
   std::vector<absl::Status> shard_status(shards.size());
   for (const Segment& segment : segments) ++remaining[segment.shard];

@@ -1,7 +1,9 @@
 // Drives a load from local safetensors files: reads every shard's header with
 // exact-size reads and lets the job plan. The data sections are then cut into
-// segments of whole tensors (about `segment_bytes` each, a large tensor alone),
-// and `read_threads` threads read the segments of every shard in parallel with
+// segments of about `segment_bytes`: runs of whole tensors, a large quantized
+// tensor alone, or pieces of a large tensor stored unchanged (those land at
+// independent offsets). `read_threads` threads read the segments of every shard
+// in parallel with
 // positioned reads of `chunk_bytes` (never a whole shard in memory), handing each
 // tensor's bytes, in order, to its shard's writer. A file that ends early fails
 // with DATA_LOSS naming the tensor and byte offset. Runs on a loader thread;
@@ -18,7 +20,7 @@ namespace weightd {
 
 struct PathSourceOptions {
   size_t chunk_bytes = 8u << 20;
-  uint64_t segment_bytes = 256u << 20;
+  uint64_t segment_bytes = 64u << 20;
   int read_threads = 8;
 };
 

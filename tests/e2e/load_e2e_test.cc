@@ -60,16 +60,16 @@ TEST_F(LoadE2ETest, PathAndPushGiveIdenticalExportsEqualToTheReference) {
   EXPECT_EQ(daemon_.Metric("weightd_loads_total{result=\"ok\"}"), 2);
 }
 
-// Path loads read shards in segments of whole tensors on several threads; with a
-// one-byte segment every tensor is its own segment, read in 1 KiB chunks, and the
-// export must equal the one-segment-per-shard load byte for byte.
+// Path loads read shards in segments on several threads; with 4 KiB segments most
+// tensors are their own segment and large stored ones are cut into pieces, and the
+// export must equal a one-thread load byte for byte.
 TEST(PathSegmentsE2ETest, EveryTensorItsOwnSegmentGivesTheSameBytes) {
   DaemonProcess daemon;
   const std::string checkpoint = daemon.model_root() + "/tiny";
   CommandResult gen = RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint, "--shards=3",
                                   "--dtype=mixed"});
   ASSERT_EQ(gen.exit_code, 0) << gen.err;
-  daemon.Start({"--read-threads=5", "--read-segment-bytes=1"});
+  daemon.Start({"--read-threads=5", "--read-segment-bytes=4KiB"});
   CommandResult load = daemon.Ctl({"load", "m", "--path=tiny"});
   ASSERT_EQ(load.exit_code, 0) << load.err;
   ASSERT_EQ(daemon.Ctl({"export", "m", daemon.dir() + "/segmented"}).exit_code, 0);

@@ -132,6 +132,7 @@ TEST_F(CudaQuantizeTest, EverySchemeDtypeAndShapeEqualsTheCpuReference) {
 TEST_F(CudaQuantizeTest, ATinyRingSplitsTensorsIntoManyChunksWithTheSameBytes) {
   CudaBackendOptions options;
   options.staging_ring_bytes = 4 * 64 * 1024;
+  options.staging_slots = 4;
   auto backend = CudaBackend::Create(options);
   ASSERT_TRUE(backend.ok()) << backend.status();
   CheckBackend(**backend, "tiny ring");
@@ -164,6 +165,46 @@ TEST_F(CudaQuantizeTest, HardwareAndSoftwareEncodersAgreeOnEveryBf16Pattern) {
   cudaFree(d_src);
   cudaFree(d_dst);
   cudaFree(d_scale);
+}
+
+TEST_F(CudaQuantizeTest, EveryBf16AndF16PatternUnderBlockScalesOnVectorAndScalarPaths) {
+  // Every 16-bit pattern as a 256 x 256 tensor of 2x2 blocks whose scales range from
+  // tiny (1 / scale overflows) to large, quantized from element 0 (16-byte vector
+  // groups) and from element 3 (the scalar path), against the CPU reference.
+  const size_t n = 65536;
+  std::vector<uint16_t> src(n);
+  for (size_t i = 0; i < n; ++i) src[i] = static_cast<uint16_t>(i * 40503u);  // every pattern, shuffled
+  kernels::Tiling tiling = kernels::TilingFor(Scheme::kBlock, 256, 256);
+  std::vector<float> scales = {1.0f, 0.37f, 3.1e-5f, 1e-39f};
+  void *d_src, *d_dst, *d_scales;
+  ASSERT_EQ(cudaMalloc(&d_src, n * 2), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_dst, n), cudaSuccess);
+  ASSERT_EQ(cudaMalloc(&d_scales, scales.size() * 4), cudaSuccess);
+  cudaMemcpy(d_src, src.data(), n * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(d_scales, scales.data(), scales.size() * 4, cudaMemcpyHostToDevice);
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    std::vector<uint8_t> expected(n);
+    kernels::QuantizeRows(dtype, src.data(), tiling, scales.data(), 0, 256, expected.data());
+    for (size_t begin : {size_t{0}, size_t{3}}) {
+      for (bool hardware : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << kernels::DTypeName(dtype) << " from element " << begin
+                                          << (hardware ? " hardware" : " software"));
+        ASSERT_EQ(cudaMemset(d_dst, 0x55, n), cudaSuccess);
+        ASSERT_EQ(kernels::cuda::LaunchQuantize(dtype, static_cast<uint16_t*>(d_src) + begin, tiling,
+                                                static_cast<float*>(d_scales), begin, n,
+                                                static_cast<uint8_t*>(d_dst) + begin, nullptr, hardware),
+                  0);
+        std::vector<uint8_t> actual(n);
+        ASSERT_EQ(cudaMemcpy(actual.data(), d_dst, n, cudaMemcpyDeviceToHost), cudaSuccess);
+        for (size_t i = begin; i < n; ++i) {
+          ASSERT_EQ(actual[i], expected[i]) << "element " << i << " bits 0x" << std::hex << src[i];
+        }
+      }
+    }
+  }
+  cudaFree(d_src);
+  cudaFree(d_dst);
+  cudaFree(d_scales);
 }
 
 }  // namespace

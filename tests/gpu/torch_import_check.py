@@ -146,7 +146,7 @@ def check_import(manifest, export, handle_socket, model):
         size = int(t["size"])
         base = bases[int(t.get("allocation", 0))]
         view = torch.as_tensor(CudaArray(base + int(t.get("offset", 0)), size), device="cuda")  # no copy
-        expected = export[t["name"]].contiguous().view(torch.uint8).reshape(-1).cuda()
+        expected = export[t["name"]].contiguous().reshape(-1).view(torch.uint8).cuda()
         if not torch.equal(view, expected):
             sys.exit(f"{t['name']}: bytes imported in Python differ from the export")
         checked += 1
