@@ -163,6 +163,12 @@ int DaemonProcess::Stop() {
   return status;
 }
 
+CommandResult DaemonProcess::GenerateTiny(const std::string& name, const std::vector<std::string>& flags) const {
+  std::vector<std::string> argv = {BinPath("weightd-gen"), "--preset=tiny", "--out=" + model_root() + "/" + name};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return RunCommand(argv);
+}
+
 CommandResult DaemonProcess::Ctl(std::vector<std::string> args) {
   DrainLog();
   std::vector<std::string> argv = {BinPath("weightctl"), "--address=" + grpc_address(),

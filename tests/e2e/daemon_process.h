@@ -31,6 +31,8 @@ class DaemonProcess {
   // 128 + signal).
   int Stop();
 
+  // weightd-gen --preset=tiny into model_root()/name, with the extra flags.
+  CommandResult GenerateTiny(const std::string& name, const std::vector<std::string>& flags) const;
   // weightctl with --address and --handle-socket of this daemon.
   CommandResult Ctl(std::vector<std::string> args);
   // Moves what the daemon has written to stderr so far into log() (Ctl and Stop do too,

@@ -40,7 +40,7 @@ class LogE2ETest : public ::testing::Test {
  protected:
   void SetUp() override {
     checkpoint_ = daemon_.model_root() + "/tiny";
-    CommandResult gen = RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint_, "--shards=2"});
+    CommandResult gen = daemon_.GenerateTiny("tiny", {"--shards=2"});
     ASSERT_EQ(gen.exit_code, 0) << gen.err;
   }
 

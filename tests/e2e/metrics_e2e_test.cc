@@ -58,8 +58,7 @@ class MetricsE2ETest : public ::testing::Test {
  protected:
   void SetUp() override {
     checkpoint_ = daemon_.model_root() + "/tiny";
-    CommandResult gen = RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint_, "--shards=3",
-                                    "--dtype=mixed"});
+    CommandResult gen = daemon_.GenerateTiny("tiny", {"--shards=3", "--dtype=mixed"});
     ASSERT_EQ(gen.exit_code, 0) << gen.err;
     daemon_.Start({"--host-devices=2"});
     stub_ = v1::Loader::NewStub(client::MakeChannel(daemon_.grpc_address()));
