@@ -75,24 +75,7 @@ std::string TextValue(const LogField& f) {
   return out;
 }
 
-}  // namespace
-
-void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
-void SetLogFormat(LogFormat format) { g_format = static_cast<int>(format); }
-bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
-
-bool ParseLogLevel(const std::string& text, LogLevel* level) {
-  for (LogLevel l : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning, LogLevel::kError}) {
-    if (text == LevelName(l)) {
-      *level = l;
-      return true;
-    }
-  }
-  return false;
-}
-
-void LogEvent(LogLevel level, const std::string& event, std::initializer_list<LogField> fields) {
-  if (!LogEnabled(level)) return;
+void WriteRecord(LogLevel level, const std::string& event, std::initializer_list<LogField> fields) {
   if (g_format.load() == static_cast<int>(LogFormat::kJson)) {
     nlohmann::json j;
     j["ts"] = Timestamp();
@@ -111,6 +94,30 @@ void LogEvent(LogLevel level, const std::string& event, std::initializer_list<Lo
   std::string line = Timestamp() + " " + LevelName(level) + " " + event;
   for (const LogField& f : fields) line += " " + f.key + "=" + TextValue(f);
   WriteLine(std::move(line));
+}
+
+}  // namespace
+
+void SetLogLevel(LogLevel level) { g_level = static_cast<int>(level); }
+void SetLogFormat(LogFormat format) { g_format = static_cast<int>(format); }
+bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load(); }
+
+bool ParseLogLevel(const std::string& text, LogLevel* level) {
+  for (LogLevel l : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning, LogLevel::kError}) {
+    if (text == LevelName(l)) {
+      *level = l;
+      return true;
+    }
+  }
+  return false;
+}
+
+void LogEvent(LogLevel level, const std::string& event, std::initializer_list<LogField> fields) {
+  if (LogEnabled(level)) WriteRecord(level, event, fields);
+}
+
+void LogLifecycle(const std::string& event, std::initializer_list<LogField> fields) {
+  WriteRecord(LogLevel::kInfo, event, fields);
 }
 
 LogMessage::LogMessage(LogLevel level, const char* file, int line)

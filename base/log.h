@@ -32,6 +32,9 @@ struct LogField {
 };
 
 void LogEvent(LogLevel level, const std::string& event, std::initializer_list<LogField> fields);
+// An info record written at every --log-level: the daemon's lifecycle (ready, signal,
+// shutdown), which supervisors and tests wait for.
+void LogLifecycle(const std::string& event, std::initializer_list<LogField> fields);
 
 class LogMessage {
  public:

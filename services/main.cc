@@ -22,6 +22,8 @@ ABSL_FLAG(std::string, handle_socket, "/run/weightd/handles.sock",
           "Unix socket that passes memory handles to workers; a connection is a lease");
 ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9400",
           "Prometheus endpoint host:port (port 0 picks a free one); empty turns it off");
+ABSL_FLAG(std::string, health_address, "",
+          "host:port serving only the standard gRPC health service, for kubelet gRPC probes; empty turns it off");
 ABSL_FLAG(std::string, backend, "auto", "Device backend: host (memfd virtual devices), cuda, or auto");
 ABSL_FLAG(int, host_devices, 1, "Number of host virtual devices (host backend)");
 ABSL_FLAG(std::string, cuda_handles, "vmm",
@@ -67,6 +69,7 @@ int main(int argc, char** argv) {
   }
   options.handle_socket = absl::GetFlag(FLAGS_handle_socket);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  options.health_address = absl::GetFlag(FLAGS_health_address);
   options.backend = absl::GetFlag(FLAGS_backend);
   options.host_devices = absl::GetFlag(FLAGS_host_devices);
   options.cuda_handles = absl::GetFlag(FLAGS_cuda_handles);
@@ -95,7 +98,7 @@ int main(int argc, char** argv) {
   if (!daemon.ok()) return Fail(std::string(daemon.status().ToString()));
   int sig = 0;
   sigwait(&signals, &sig);
-  weightd::LogEvent(weightd::LogLevel::kInfo, "signal", {{"signal", strsignal(sig)}});
+  weightd::LogLifecycle("signal", {{"signal", strsignal(sig)}});
   (*daemon)->Shutdown();
   daemon->reset();
   return 0;

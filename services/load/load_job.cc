@@ -4,6 +4,7 @@
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "services/load/quant_config.h"
+#include "services/metrics/labels.h"
 
 namespace weightd {
 namespace {
@@ -128,9 +129,10 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   // The reservation of ranks that never got an arena (a failed Create) is still held.
   if (arenas_.size() != plan_.ranks.size()) return absl::InternalError("arena count");
   LogEvent(LogLevel::kInfo, "load_planned",
-           {{"model", model_id_}, {"tensors", plan_.source_tensors},
-            {"quantized", plan_.quantized_tensors}, {"source_bytes", plan_.source_bytes},
-            {"quantized_bytes", quantized_bytes}, {"seconds", progress_.seconds()},
+           {{"model", model_id_}, {"source", SourceLabel(spec_.source())},
+            {"scheme", SchemeLabel(spec_.quantization().scheme())}, {"result", "ok"},
+            {"seconds", progress_.seconds()}, {"bytes", plan_.source_bytes}, {"tensors", plan_.source_tensors},
+            {"quantized", plan_.quantized_tensors}, {"quantized_bytes", quantized_bytes},
             {"arena_bytes", plan_.ranks[0].arena_bytes}});
 
   kernels::NonFinitePolicy policy = PolicyOf(spec_.quantization());

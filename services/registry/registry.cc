@@ -40,7 +40,7 @@ void Registry::Report(const LoadOutcome& o) {
   for (const auto& [device, bytes] : o.resident_bytes) resident += bytes;
   LogEvent(o.status.ok() ? LogLevel::kInfo : LogLevel::kWarning, "load_finished",
            {{"model", o.model_id}, {"source", o.source}, {"scheme", o.scheme}, {"result", o.result},
-            {"code", ResultLabel(o.status)}, {"seconds", o.seconds}, {"source_bytes", o.source_bytes},
+            {"code", ResultLabel(o.status)}, {"seconds", o.seconds}, {"bytes", o.source_bytes},
             {"quantized_bytes", o.quantized_bytes}, {"resident_bytes", resident},
             {"error", std::string(o.status.message())}});
   std::function<void(const LoadOutcome&)> observer;
@@ -116,9 +116,11 @@ absl::Status Registry::LoadOrAttach(const v1::LoadModelRequest& request,
       }
       e.job = job;
       started = true;
+      // Nothing received yet: bytes and seconds are 0 by definition.
       LogEvent(LogLevel::kInfo, "load_started",
                {{"model", id}, {"source", SourceLabel(spec.source())},
-                {"scheme", SchemeLabel(spec.quantization().scheme())}});
+                {"scheme", SchemeLabel(spec.quantization().scheme())}, {"result", "ok"}, {"seconds", 0.0},
+                {"bytes", 0}});
     }
   }
   if (job) {

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "services/device/device_backend.h"
+#include "services/device/pinned_accounting.h"
 
 namespace weightd {
 
@@ -18,6 +19,7 @@ struct BackendOptions {
   int host_devices = 1;
   std::string cuda_handles = "vmm";  // vmm | ipc
   uint64_t staging_ring_bytes = 64ull << 20;
+  HostPinnedAccounting* pinned = nullptr;  // page-locked staging memory is counted here
 };
 
 absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateBackend(const BackendOptions& options);

@@ -86,8 +86,15 @@ struct Daemon::State {
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<RegistryAttachHandler> attach_handler;
   std::unique_ptr<handoff::HandleServer> handles;
+  std::unique_ptr<grpc::Server> health_server;  // --health-address: the health service alone
   std::vector<std::string> unix_sockets;
   bool shut_down = false;
+
+  // The backend frees its pinned staging buffers after the metrics are gone.
+  ~State() {
+    if (pinned) pinned->set_observer(nullptr);
+    if (accounting) accounting->set_observer(nullptr);
+  }
 };
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
@@ -97,6 +104,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_options.host_devices = options.host_devices;
   backend_options.cuda_handles = options.cuda_handles;
   backend_options.staging_ring_bytes = options.staging_ring_bytes;
+  backend_options.pinned = state->pinned.get();
   auto backend = CreateBackend(backend_options);
   if (!backend.ok()) return backend.status();
   state->backend = std::move(*backend);
@@ -162,6 +170,18 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     return absl::UnavailableError(absl::StrCat("cannot listen on ", absl::StrJoin(options.listen, ", ")));
   }
   for (const std::string& path : state->unix_sockets) ::chmod(path.c_str(), 0660);
+  int health_port = 0;
+  if (!options.health_address.empty()) {
+    // A server with no service of its own: the default health service (and reflection)
+    // only, so a kubelet gRPC probe reaches nothing that loads or unloads.
+    grpc::ServerBuilder health;
+    health.AddListeningPort(options.health_address, grpc::InsecureServerCredentials(), &health_port);
+    state->health_server = health.BuildAndStart();
+    if (!state->health_server || health_port == 0) {
+      state->server->Shutdown();
+      return absl::UnavailableError(absl::StrCat("cannot listen on --health-address ", options.health_address));
+    }
+  }
 
   if (!options.handle_socket.empty()) {
     EnsureParentDir(options.handle_socket);
@@ -178,9 +198,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   Registry* registry = state->registry.get();
   state->metrics->SetRegistryView([registry] { return registry->List(); },
                                   [registry] { return registry->active_leases(); });
-  LogEvent(LogLevel::kInfo, "ready",
+  LogLifecycle("ready",
            {{"listen", absl::StrJoin(options.listen, ",")}, {"handle_socket", options.handle_socket},
-            {"metrics_port", state->metrics->port()},
+            {"metrics_port", state->metrics->port()}, {"health_port", health_port},
             {"backend", state->backend->kind() == v1::DEVICE_KIND_CUDA ? "cuda" : "host"},
             {"devices", state->backend->device_count()}, {"version", kVersion}});
   return std::unique_ptr<Daemon>(new Daemon(std::move(state)));
@@ -196,8 +216,12 @@ void Daemon::Shutdown() {
   State& s = *state_;
   if (s.shut_down) return;
   s.shut_down = true;
-  LogEvent(LogLevel::kInfo, "shutdown", {{"phase", "begin"}});
+  LogLifecycle("shutdown", {{"phase", "begin"}});
   s.server->GetHealthCheckService()->SetServingStatus(false);
+  if (s.health_server) {
+    s.health_server->GetHealthCheckService()->SetServingStatus(false);
+    s.health_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  }
   // Aborting loads first wakes every stream, so the server's shutdown is quick.
   s.registry->Shutdown();
   s.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -207,7 +231,7 @@ void Daemon::Shutdown() {
   s.metrics->SetRegistryView(nullptr, nullptr);  // scrapes go on; the registry goes now
   s.registry.reset();
   for (const std::string& path : s.unix_sockets) ::unlink(path.c_str());
-  LogEvent(LogLevel::kInfo, "shutdown", {{"phase", "done"}});
+  LogLifecycle("shutdown", {{"phase", "done"}});
 }
 
 }  // namespace weightd

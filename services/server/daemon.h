@@ -19,6 +19,7 @@ struct DaemonOptions {
   std::vector<std::string> listen;  // "unix:/path" or "host:port"
   std::string handle_socket;
   std::string metrics_address;      // "host:port"; empty: no endpoint
+  std::string health_address;       // "host:port" serving only grpc.health.v1; empty: none
   std::string backend = "auto";     // host | cuda | auto
   int host_devices = 1;
   std::string cuda_handles = "vmm";  // vmm (POSIX fds) | ipc (legacy cudaIpcMemHandle_t)

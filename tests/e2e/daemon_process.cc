@@ -52,6 +52,24 @@ int WaitStatus(pid_t pid) {
   return 128 + WTERMSIG(status);
 }
 
+// The ports of the "ready" record, in either log format; leaves them alone on any other line.
+void ReadyPorts(const std::string& line, int* metrics_port, int* health_port) {
+  auto json = nlohmann::json::parse(line, nullptr, false);
+  if (!json.is_discarded()) {
+    if (json.value("event", "") != "ready") return;
+    *metrics_port = json.value("metrics_port", 0);
+    *health_port = json.value("health_port", 0);
+    return;
+  }
+  if (line.find(" info ready ") == std::string::npos) return;
+  auto field = [&line](const std::string& key) {
+    size_t at = line.find(" " + key + "=");
+    return at == std::string::npos ? 0 : std::atoi(line.c_str() + at + key.size() + 2);
+  };
+  *metrics_port = field("metrics_port");
+  *health_port = field("health_port");
+}
+
 }  // namespace
 
 // WEIGHTD_BIN_DIR in the environment overrides the build's own (binaries carried
@@ -102,6 +120,7 @@ void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
                                    "--log-format=json"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   metrics_port_ = 0;
+  health_port_ = 0;
   log_.clear();
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
@@ -109,13 +128,12 @@ void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
   ::close(pipe_fds[1]);
   stderr_fd_ = pipe_fds[0];
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  size_t scanned = 0;
   while (std::chrono::steady_clock::now() < deadline) {
     size_t line_end;
-    while ((line_end = log_.find('\n')) != std::string::npos && metrics_port_ == 0) {
-      std::string line = log_.substr(0, line_end);
-      auto json = nlohmann::json::parse(line, nullptr, false);
-      if (!json.is_discarded() && json.value("event", "") == "ready") metrics_port_ = json.value("metrics_port", 0);
-      log_.erase(0, line_end + 1);
+    while ((line_end = log_.find('\n', scanned)) != std::string::npos && metrics_port_ == 0) {
+      ReadyPorts(log_.substr(scanned, line_end - scanned), &metrics_port_, &health_port_);
+      scanned = line_end + 1;
     }
     if (metrics_port_ != 0) break;
     pollfd p{stderr_fd_, POLLIN, 0};
@@ -145,16 +163,25 @@ int DaemonProcess::Stop() {
   return status;
 }
 
-CommandResult DaemonProcess::Ctl(std::vector<std::string> args) const {
-  if (stderr_fd_ >= 0) {
-    char buf[65536];
-    while (::read(stderr_fd_, buf, sizeof(buf)) > 0) {
-    }
-  }
+CommandResult DaemonProcess::GenerateTiny(const std::string& name, const std::vector<std::string>& flags) const {
+  std::vector<std::string> argv = {BinPath("weightd-gen"), "--preset=tiny", "--out=" + model_root() + "/" + name};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  return RunCommand(argv);
+}
+
+CommandResult DaemonProcess::Ctl(std::vector<std::string> args) {
+  DrainLog();
   std::vector<std::string> argv = {BinPath("weightctl"), "--address=" + grpc_address(),
                                    "--handle-socket=" + handle_socket(), "--progress=false"};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv);
+}
+
+void DaemonProcess::DrainLog() {
+  if (stderr_fd_ < 0) return;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(stderr_fd_, buf, sizeof(buf))) > 0) log_.append(buf, static_cast<size_t>(n));
 }
 
 std::string DaemonProcess::Metrics() const {

@@ -31,8 +31,13 @@ class DaemonProcess {
   // 128 + signal).
   int Stop();
 
+  // weightd-gen --preset=tiny into model_root()/name, with the extra flags.
+  CommandResult GenerateTiny(const std::string& name, const std::vector<std::string>& flags) const;
   // weightctl with --address and --handle-socket of this daemon.
-  CommandResult Ctl(std::vector<std::string> args) const;
+  CommandResult Ctl(std::vector<std::string> args);
+  // Moves what the daemon has written to stderr so far into log() (Ctl and Stop do too,
+  // so the daemon never blocks on a full pipe).
+  void DrainLog();
   // GET /metrics of this daemon.
   std::string Metrics() const;
   // The value of one sample line ("name{labels}") of the metrics, or -1 if absent.
@@ -42,7 +47,10 @@ class DaemonProcess {
   std::string model_root() const { return dir_ + "/models"; }
   std::string grpc_address() const { return "unix:" + dir_ + "/weightd.sock"; }
   std::string handle_socket() const { return dir_ + "/handles.sock"; }
+  // Everything the daemon wrote to stderr, up to the last DrainLog, Ctl or Stop.
   const std::string& log() const { return log_; }
+  // The --health-address port from the "ready" line; 0 without that flag.
+  int health_port() const { return health_port_; }
 
  private:
   std::string dir_;
@@ -50,6 +58,7 @@ class DaemonProcess {
   int stderr_fd_ = -1;
   std::string log_;
   int metrics_port_ = 0;
+  int health_port_ = 0;
 };
 
 std::string BinPath(const std::string& name);

@@ -19,8 +19,7 @@ class LoadE2ETest : public ::testing::Test {
  protected:
   void SetUp() override {
     checkpoint_ = daemon_.model_root() + "/tiny";
-    CommandResult gen = RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint_, "--shards=3",
-                                    "--dtype=mixed"});
+    CommandResult gen = daemon_.GenerateTiny("tiny", {"--shards=3", "--dtype=mixed"});
     ASSERT_EQ(gen.exit_code, 0) << gen.err;
     daemon_.Start();
   }
@@ -144,8 +143,7 @@ TEST_F(LoadE2ETest, PathOutsideTheModelRootIsRefused) {
 
 TEST(LoadLimitE2ETest, DeviceMemoryLimitIsResourceExhaustedBeforeAnyCopy) {
   DaemonProcess daemon;
-  CommandResult gen = RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + daemon.model_root() + "/tiny",
-                                  "--shards=2", "--dtype=bf16"});
+  CommandResult gen = daemon.GenerateTiny("tiny", {"--shards=2", "--dtype=bf16"});
   ASSERT_EQ(gen.exit_code, 0) << gen.err;
   daemon.Start({"--device-memory-limit=1MiB"});
   CommandResult result = daemon.Ctl({"load", "m", "--path=tiny"});

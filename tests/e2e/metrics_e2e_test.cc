@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/e2e/daemon_process.h"
+#include "tests/e2e/shard_files.h"
 #include "weightd/v1/loader.grpc.pb.h"
 
 namespace weightd::testing {
@@ -27,21 +28,6 @@ namespace fs = std::filesystem;
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-std::vector<std::string> Shards(const std::string& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() == ".safetensors") out.push_back(e.path().string());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-uint64_t ShardBytes(const std::string& dir) {
-  uint64_t total = 0;
-  for (const std::string& f : Shards(dir)) total += fs::file_size(f);
-  return total;
 }
 
 struct SourceTensor {
@@ -72,8 +58,7 @@ class MetricsE2ETest : public ::testing::Test {
  protected:
   void SetUp() override {
     checkpoint_ = daemon_.model_root() + "/tiny";
-    CommandResult gen = RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint_, "--shards=3",
-                                    "--dtype=mixed"});
+    CommandResult gen = daemon_.GenerateTiny("tiny", {"--shards=3", "--dtype=mixed"});
     ASSERT_EQ(gen.exit_code, 0) << gen.err;
     daemon_.Start({"--host-devices=2"});
     stub_ = v1::Loader::NewStub(client::MakeChannel(daemon_.grpc_address()));
@@ -309,7 +294,7 @@ TEST_F(MetricsE2ETest, EveryOutcomeIsCountedAndFailuresLeaveUsedBytesWhereTheyWe
   EXPECT_EQ(errors, not_ok);
   EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), used);
 
-  // The structured log (the harness keeps what came after the last weightctl run) has
+  // The structured log has
   // the abort as one JSON object with its source and scheme.
   EXPECT_EQ(daemon_.Stop(), 0);
   bool found = false;

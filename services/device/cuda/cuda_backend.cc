@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBacke
     } else {
       device.granularity = 256;
     }
-    auto ring = StagingRing::Create(d, options.staging_ring_bytes, options.staging_slots);
+    auto ring = StagingRing::Create(d, options.staging_ring_bytes, options.staging_slots, options.pinned);
     if (!ring.ok()) return ring.status();
     device.ring = std::move(*ring);
   }

@@ -18,6 +18,7 @@ struct CudaBackendOptions {
   HandleKind handles = HandleKind::kVmm;
   uint64_t staging_ring_bytes = 64ull << 20;  // device memory per GPU for staging
   int staging_slots = 8;
+  HostPinnedAccounting* pinned = nullptr;  // counts the rings' pinned buffers; must outlive the backend
 };
 
 // Number of GPUs the runtime sees; 0 without a driver or a device.

@@ -35,8 +35,9 @@ Chunk NextChunk(const kernels::Tiling& t, uint64_t begin, uint64_t total, uint64
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uint64_t ring_bytes, int slots) {
-  std::unique_ptr<StagingRing> ring(new StagingRing(device));
+absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uint64_t ring_bytes, int slots,
+                                                                  HostPinnedAccounting* pinned) {
+  std::unique_ptr<StagingRing> ring(new StagingRing(device, pinned));
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device));
   const uint64_t slot_bytes = ring_bytes / static_cast<uint64_t>(std::max(1, slots)) / kAlignment * kAlignment;
   if (slot_bytes < 64 * 1024) return absl::InvalidArgumentError("the staging ring needs at least 64 KiB per slot");
@@ -48,6 +49,8 @@ absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uin
   ring->slots_.resize(static_cast<size_t>(slots));
   for (Slot& slot : ring->slots_) {
     WEIGHTD_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&slot.pinned), slot_bytes, cudaHostAllocDefault));
+    ring->pinned_bytes_ += slot_bytes;
+    if (pinned != nullptr) pinned->Add(slot_bytes);
     WEIGHTD_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&slot.device), slot_bytes));
     WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
     WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming));
@@ -67,6 +70,7 @@ StagingRing::~StagingRing() {
   }
   if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
   if (compute_stream_ != nullptr) cudaStreamDestroy(compute_stream_);
+  if (pinned_ledger_ != nullptr) pinned_ledger_->Release(pinned_bytes_);
 }
 
 absl::StatusOr<StagingRing::Slot*> StagingRing::Acquire() {

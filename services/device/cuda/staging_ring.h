@@ -20,13 +20,16 @@
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
+#include "services/device/pinned_accounting.h"
 
 namespace weightd::cuda {
 
 class StagingRing {
  public:
   // `ring_bytes` of device memory (and as much pinned host memory), in `slots`.
-  static absl::StatusOr<std::unique_ptr<StagingRing>> Create(int device, uint64_t ring_bytes, int slots);
+  // Every pinned buffer is counted in `pinned` (may be null) while it exists.
+  static absl::StatusOr<std::unique_ptr<StagingRing>> Create(int device, uint64_t ring_bytes, int slots,
+                                                             HostPinnedAccounting* pinned = nullptr);
   ~StagingRing();
 
   // Copies host `bytes` to device address `dst` (through pinned slots; the copy
@@ -40,7 +43,7 @@ class StagingRing {
   absl::Status Synchronize();
 
   uint64_t device_bytes() const { return device_bytes_; }
-  uint64_t pinned_bytes() const { return device_bytes_; }
+  uint64_t pinned_bytes() const { return pinned_bytes_; }
 
  private:
   struct Slot {
@@ -50,13 +53,15 @@ class StagingRing {
     cudaEvent_t done = nullptr;  // the slot's last use (copy or kernel) finished
     bool filling = false;
   };
-  explicit StagingRing(int device) : device_(device) {}
+  StagingRing(int device, HostPinnedAccounting* pinned) : device_(device), pinned_ledger_(pinned) {}
   // Blocks until a slot is free for this thread and its last use has completed.
   absl::StatusOr<Slot*> Acquire();
   void Return(Slot* slot);
 
   int device_;
   uint64_t device_bytes_ = 0;
+  uint64_t pinned_bytes_ = 0;  // what cudaHostAlloc gave, released from the ledger on destruction
+  HostPinnedAccounting* pinned_ledger_;
   uint64_t slot_data_bytes_ = 0;   // source bytes per slot
   uint64_t slot_scale_bytes_ = 0;  // scales per slot, after the data
   cudaStream_t copy_stream_ = nullptr;
