@@ -49,11 +49,29 @@ struct TileGeometry {
   uint64_t first_tile_row;  // tile row that scales[0] belongs to
 };
 
+// How tiles are found: one scale, one per row (per-channel), 128 x 128 blocks
+// (shifts), or any other tiling (divisions).
+enum class TileKind { kSingle, kRows, kBlock128, kGeneral };
+
+TileKind KindOf(const Tiling& t) {
+  if (t.num_tiles() == 1) return TileKind::kSingle;
+  if (t.tile_rows == 1 && t.tile_cols == t.cols) return TileKind::kRows;
+  if (t.tile_rows == 128 && t.tile_cols == 128) return TileKind::kBlock128;
+  return TileKind::kGeneral;
+}
+
 // The reciprocal of the scale of the tile holding element `e`.
+template <TileKind kKind>
 __device__ __forceinline__ float InverseScale(const float* scales, const TileGeometry& g, uint64_t e) {
   const uint64_t row = g.cols.Divide(e);
-  const uint64_t col = e - row * g.cols.d;
-  const uint64_t tile = (g.tile_rows.Divide(row) - g.first_tile_row) * g.grid_cols + g.tile_cols.Divide(col);
+  uint64_t tile;
+  if constexpr (kKind == TileKind::kRows) {
+    tile = row - g.first_tile_row;
+  } else if constexpr (kKind == TileKind::kBlock128) {
+    tile = ((row >> 7) - g.first_tile_row) * g.grid_cols + ((e - row * g.cols.d) >> 7);
+  } else {
+    tile = (g.tile_rows.Divide(row) - g.first_tile_row) * g.grid_cols + g.tile_cols.Divide(e - row * g.cols.d);
+  }
   return __fdiv_rn(1.0f, scales[tile]);
 }
 
@@ -180,9 +198,10 @@ __device__ __forceinline__ uint8_t QuantizeOne(float x, float inv) {
 // `vector`: src 16-byte aligned, dst 8-byte aligned, and every group of 8 starting
 // at a multiple of 8 lies in one tile (one scale for the whole tensor, or rows
 // and tile widths that are multiples of 8 with element_begin a multiple of 8).
-template <DType kDType, bool kHardware, bool kSingleScale>
+template <DType kDType, bool kHardware, TileKind kKind>
 __global__ void QuantizeKernel(const void* __restrict__ src, uint8_t* __restrict__ dst, const float* __restrict__ scales,
                                TileGeometry g, uint64_t element_begin, uint64_t count, bool vector) {
+  constexpr bool kSingleScale = kKind == TileKind::kSingle;
   const float single_inv = kSingleScale ? __fdiv_rn(1.0f, scales[0]) : 0.0f;
   const uint64_t groups = (count + kGroup - 1) / kGroup;
   const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
@@ -192,21 +211,27 @@ __global__ void QuantizeKernel(const void* __restrict__ src, uint8_t* __restrict
     if (vector && first + kGroup <= count) {
       float x[kGroup];
       LoadGroup<kDType>(src, first, x);
-      const float inv = kSingleScale ? single_inv : InverseScale(scales, g, element_begin + first);
+      const float inv = kSingleScale ? single_inv : InverseScale<kKind>(scales, g, element_begin + first);
       *reinterpret_cast<uint2*>(dst + first) = QuantizeGroup<kHardware>(x, inv);
       continue;
     }
     const int n = count - first < kGroup ? static_cast<int>(count - first) : kGroup;
     for (int k = 0; k < n; ++k) {
-      const float inv = kSingleScale ? single_inv : InverseScale(scales, g, element_begin + first + k);
+      const float inv = kSingleScale ? single_inv : InverseScale<kKind>(scales, g, element_begin + first + k);
       dst[first + k] = QuantizeOne<kHardware>(LoadElement<kDType>(src, first + k), inv);
     }
   }
 }
 
+template <DType kDType, bool kHardware, TileKind kKind>
+void Enqueue(unsigned blocks, const void* src, uint8_t* dst, const float* scales, const TileGeometry& g, uint64_t begin,
+             uint64_t count, bool vector, cudaStream_t stream) {
+  QuantizeKernel<kDType, kHardware, kKind><<<blocks, kThreads, 0, stream>>>(src, dst, scales, g, begin, count, vector);
+}
+
 template <DType kDType, bool kHardware>
 cudaError_t Launch(const void* src, uint8_t* dst, const float* scales, const TileGeometry& g, uint64_t begin,
-                   uint64_t count, bool single_scale, bool vector, cudaStream_t stream) {
+                   uint64_t count, TileKind kind, bool vector, cudaStream_t stream) {
   const uint64_t groups = (count + kGroup - 1) / kGroup;
   int device = 0, sms = 0;
   cudaGetDevice(&device);
@@ -215,25 +240,25 @@ cudaError_t Launch(const void* src, uint8_t* dst, const float* scales, const Til
   const uint64_t max_blocks = static_cast<uint64_t>(sms > 0 ? sms : 1) * 32;
   if (blocks > max_blocks) blocks = max_blocks;
   if (blocks == 0) return cudaSuccess;
-  if (single_scale) {
-    QuantizeKernel<kDType, kHardware, true>
-        <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(src, dst, scales, g, begin, count, vector);
-  } else {
-    QuantizeKernel<kDType, kHardware, false>
-        <<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(src, dst, scales, g, begin, count, vector);
+  const unsigned b = static_cast<unsigned>(blocks);
+  switch (kind) {
+    case TileKind::kSingle: Enqueue<kDType, kHardware, TileKind::kSingle>(b, src, dst, scales, g, begin, count, vector, stream); break;
+    case TileKind::kRows: Enqueue<kDType, kHardware, TileKind::kRows>(b, src, dst, scales, g, begin, count, vector, stream); break;
+    case TileKind::kBlock128: Enqueue<kDType, kHardware, TileKind::kBlock128>(b, src, dst, scales, g, begin, count, vector, stream); break;
+    case TileKind::kGeneral: Enqueue<kDType, kHardware, TileKind::kGeneral>(b, src, dst, scales, g, begin, count, vector, stream); break;
   }
   return cudaGetLastError();
 }
 
 template <bool kHardware>
 cudaError_t LaunchFor(DType dtype, const void* src, uint8_t* dst, const float* scales, const TileGeometry& g,
-                      uint64_t begin, uint64_t count, bool single, bool vector, cudaStream_t stream) {
+                      uint64_t begin, uint64_t count, TileKind kind, bool vector, cudaStream_t stream) {
   switch (dtype) {
-    case DType::kBF16: return Launch<DType::kBF16, kHardware>(src, dst, scales, g, begin, count, single, vector, stream);
-    case DType::kF16: return Launch<DType::kF16, kHardware>(src, dst, scales, g, begin, count, single, vector, stream);
-    case DType::kF32: return Launch<DType::kF32, kHardware>(src, dst, scales, g, begin, count, single, vector, stream);
+    case DType::kBF16: return Launch<DType::kBF16, kHardware>(src, dst, scales, g, begin, count, kind, vector, stream);
+    case DType::kF16: return Launch<DType::kF16, kHardware>(src, dst, scales, g, begin, count, kind, vector, stream);
+    case DType::kF32: return Launch<DType::kF32, kHardware>(src, dst, scales, g, begin, count, kind, vector, stream);
     case DType::kF8E4M3:
-      return Launch<DType::kF8E4M3, kHardware>(src, dst, scales, g, begin, count, single, vector, stream);
+      return Launch<DType::kF8E4M3, kHardware>(src, dst, scales, g, begin, count, kind, vector, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -246,15 +271,15 @@ int LaunchQuantize(DType dtype, const void* src, const Tiling& tiling, const flo
   if (tiling.cols == 0 || tiling.tile_rows == 0 || tiling.tile_cols == 0) return cudaErrorInvalidValue;
   TileGeometry g{MakeDivider(tiling.cols), MakeDivider(tiling.tile_rows), MakeDivider(tiling.tile_cols),
                  tiling.grid_cols(), (element_begin / tiling.cols) / tiling.tile_rows};
-  const bool single = tiling.num_tiles() == 1;
+  const TileKind kind = KindOf(tiling);
   const bool groups_in_one_tile =
-      single || (tiling.cols % kGroup == 0 && tiling.tile_cols % kGroup == 0 && element_begin % kGroup == 0);
+      kind == TileKind::kSingle || (tiling.cols % kGroup == 0 && tiling.tile_cols % kGroup == 0 && element_begin % kGroup == 0);
   const bool vector = groups_in_one_tile && reinterpret_cast<uintptr_t>(src) % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(dst) % 8 == 0;
   const uint64_t count = element_end - element_begin;
   cudaStream_t s = static_cast<cudaStream_t>(stream);
-  return hardware_convert ? LaunchFor<true>(dtype, src, dst, scales, g, element_begin, count, single, vector, s)
-                          : LaunchFor<false>(dtype, src, dst, scales, g, element_begin, count, single, vector, s);
+  return hardware_convert ? LaunchFor<true>(dtype, src, dst, scales, g, element_begin, count, kind, vector, s)
+                          : LaunchFor<false>(dtype, src, dst, scales, g, element_begin, count, kind, vector, s);
 }
 
 const char* ErrorName(int error) { return cudaGetErrorName(static_cast<cudaError_t>(error)); }

@@ -76,7 +76,19 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
   return absl::OkStatus();
 }
 
-absl::Status ShardWriter::Quantize(size_t index, const std::string& source) {
+absl::Status ShardWriter::OnWholeTensor(size_t index, std::string_view bytes) {
+  if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
+  if (tasks_[index].kind != TaskKind::kQuantize) {
+    WEIGHTD_RETURN_IF_ERROR(OnTensorBytes(index, 0, bytes));
+    return OnTensorComplete(index);
+  }
+  progress_.add_bytes(bytes.size());
+  WEIGHTD_RETURN_IF_ERROR(Quantize(index, bytes));
+  progress_.add_tensor();
+  return absl::OkStatus();
+}
+
+absl::Status ShardWriter::Quantize(size_t index, std::string_view source) {
   const safetensors::TensorHeader& t = header_.tensors[index];
   const TensorTask& task = tasks_[index];
   const kernels::Tiling& tiling = task.tiling;

@@ -35,9 +35,12 @@ class ShardWriter : public safetensors::TensorSink {
 
   absl::Status OnTensorBytes(size_t index, uint64_t offset, std::string_view bytes) override;
   absl::Status OnTensorComplete(size_t index) override;
+  // A whole tensor at once (a path load's positioned read): quantized straight
+  // from `bytes`, without gathering a copy.
+  absl::Status OnWholeTensor(size_t index, std::string_view bytes);
 
  private:
-  absl::Status Quantize(size_t index, const std::string& source);
+  absl::Status Quantize(size_t index, std::string_view source);
   std::string Where(size_t index) const;
 
   std::string file_;

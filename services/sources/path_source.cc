@@ -111,23 +111,37 @@ std::vector<Segment> CutSegments(const std::vector<OpenShard>& shards, const Loa
   return segments;
 }
 
+absl::Status ShortRead(const OpenShard& shard, const safetensors::TensorHeader& t, uint64_t end_offset) {
+  const safetensors::ShardHeader& header = shard.parser->header();
+  return absl::DataLossError(absl::StrCat("shard '", shard.file, "': tensor '", t.name, "': the file ends at byte offset ",
+                                          end_offset, ", inside the tensor's bytes [", header.data_start() + t.begin,
+                                          ", ", header.data_start() + t.end, ")"));
+}
+
+// Tensors to be quantized are read whole into `whole` (one read, no gathering
+// copy); everything else in chunks of `chunk_bytes` into `buf`.
 absl::Status ReadSegment(OpenShard& shard, const Segment& segment, ShardWriter& writer, LoadJob& job,
-                         const SourceHooks& hooks, size_t chunk_bytes, std::string& buf) {
+                         const SourceHooks& hooks, size_t chunk_bytes, std::string& buf, std::string& whole) {
   const safetensors::ShardHeader& header = shard.parser->header();
   for (size_t i = segment.first; i < segment.last; ++i) {
     const safetensors::TensorHeader& t = header.tensors[i];
+    if (segment.byte_begin == 0 && !job.StoresUnchanged(shard.file, i)) {
+      if (job.failed()) return job.status();
+      const uint64_t at = header.data_start() + t.begin;
+      WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, t.size(), &whole, shard.file));
+      if (whole.size() < t.size()) return ShortRead(shard, t, at + whole.size());
+      if (hooks.received) hooks.received(whole.size());
+      WEIGHTD_RETURN_IF_ERROR(writer.OnWholeTensor(i, whole));
+      if (hooks.progress) hooks.progress();
+      continue;
+    }
     const uint64_t end = std::min(t.size(), segment.byte_end);
     for (uint64_t offset = segment.byte_begin; offset < end;) {
       if (job.failed()) return job.status();
       const size_t want = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, end - offset));
       const uint64_t at = header.data_start() + t.begin + offset;
       WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, want, &buf, shard.file));
-      if (buf.size() < want) {
-        return absl::DataLossError(absl::StrCat("shard '", shard.file, "': tensor '", t.name,
-                                                "': the file ends at byte offset ", at + buf.size(),
-                                                ", inside the tensor's bytes [", header.data_start() + t.begin, ", ",
-                                                header.data_start() + t.end, ")"));
-      }
+      if (buf.size() < want) return ShortRead(shard, t, at + buf.size());
       if (hooks.received) hooks.received(buf.size());
       WEIGHTD_RETURN_IF_ERROR(writer.OnTensorBytes(i, offset, buf));
       if (hooks.progress) hooks.progress();
@@ -206,13 +220,13 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   for (const Segment& segment : segments) ++remaining[segment.shard];
   std::atomic<size_t> next{0};
   auto worker = [&] {
-    std::string buf;
+    std::string buf, whole;
     for (size_t i = next++; i < segments.size(); i = next++) {
       const Segment& segment = segments[i];
       OpenShard& shard = shards[segment.shard];
       ShardWriter* writer = job->Writer(shard.file);
       absl::Status s = writer == nullptr ? job->status()
-                                         : ReadSegment(shard, segment, *writer, *job, hooks, options.chunk_bytes, buf);
+                                         : ReadSegment(shard, segment, *writer, *job, hooks, options.chunk_bytes, buf, whole);
       bool last = false;
       absl::Status done;
       {
