@@ -44,24 +44,5 @@ done
 echo "== kernel and H2D benchmark"
 "$bin/weightd-bench-cuda" | tee "$out/bench.json"
 
-echo "== local-path load against pinned H2D of the same bytes"
-"$bin/weightd-gen" --preset=8b --layers=4 --out="$work/models/llama8b4" --shards=4 --dtype=bf16
-bytes=$(du -cb "$work"/models/llama8b4/*.safetensors | tail -n1 | cut -f1)
-cat "$work"/models/llama8b4/*.safetensors >/dev/null  # warm page cache
-h2d=$("$bin/weightd-bench-cuda" --elements=16384 --h2d-bytes="$bytes" | python3 -c 'import json,sys; print(json.load(sys.stdin)["h2d_pinned_gbps"])')
-: >"$out/load_bench.jsonl"
-for flags in "--read-threads=1" "--read-threads=8" "--read-threads=16" "--read-threads=16 --staging-ring-bytes=256MiB"; do
-  # shellcheck disable=SC2086
-  start_daemon vmm $flags
-  t0=$(date +%s.%N); ctl load llama --path=llama8b4 >/dev/null; t1=$(date +%s.%N)
-  stop_daemon
-  python3 - "$bytes" "$t0" "$t1" "$h2d" "$flags" <<'PY' | tee -a "$out/load_bench.jsonl"
-import json, sys
-b, t0, t1, h2d = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-load = b / (t1 - t0) / 1e9
-print(json.dumps({"flags": sys.argv[5], "checkpoint_bytes": b, "load_seconds": round(t1 - t0, 3),
-                  "load_gbps": round(load, 2), "pinned_h2d_gbps": h2d, "ratio": round(load / h2d, 3)}))
-PY
-done
-grep -E '"event":"(load_finished|driver_memory)"' "$out/weightd.log" | tail -n 4
+bash "$here/bench/cuda/load_bench.sh" "$bin" "$lib" "$out"
 rm -rf "$work"

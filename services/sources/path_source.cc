@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/log.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "services/safetensors/parser.h"
@@ -20,7 +22,18 @@
 namespace weightd {
 namespace {
 
+// Seconds spent in pread by all threads of all path loads (debug log of each load).
+std::atomic<uint64_t> read_nanoseconds{0};
+
 absl::Status ReadFully(int fd, uint64_t offset, size_t size, std::string* out, const std::string& file) {
+  const auto start = std::chrono::steady_clock::now();
+  struct Timed {
+    std::chrono::steady_clock::time_point start;
+    ~Timed() {
+      read_nanoseconds += static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+    }
+  } timed{start};
   out->resize(size);
   size_t done = 0;
   while (done < size) {
@@ -240,10 +253,16 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
     }
   };
   int threads = std::max(1, std::min<int>(options.read_threads, static_cast<int>(segments.size())));
+  const uint64_t read_before = read_nanoseconds.load();
+  const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (std::thread& t : pool) t.join();
+  LogEvent(LogLevel::kDebug, "path_read",
+           {{"model", job->model_id()}, {"threads", threads}, {"segments", segments.size()},
+            {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
+            {"read_seconds_all_threads", (read_nanoseconds.load() - read_before) / 1e9}});
 }
 
 }  // namespace weightd

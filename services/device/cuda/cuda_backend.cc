@@ -79,6 +79,10 @@ absl::Status CudaBackend::Quantize(DeviceAllocation& alloc, uint64_t offset, ker
 
 absl::Status CudaBackend::Synchronize(int device) {
   absl::Status status = devices_[device].ring->Synchronize();
+  const StagingRing::Stats stats = devices_[device].ring->TakeStats();
+  LogEvent(LogLevel::kDebug, "staging_ring",
+           {{"device", device}, {"chunks", stats.chunks}, {"wait_seconds", stats.wait_seconds},
+            {"fill_seconds", stats.fill_seconds}});
   LogDriverMemory(device, "load_landed", "");
   return status;
 }

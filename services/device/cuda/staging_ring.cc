@@ -1,6 +1,7 @@
 #include "services/device/cuda/staging_ring.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "kernels/quantize_cuda.h"
@@ -48,6 +49,7 @@ absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uin
   WEIGHTD_CUDA_CHECK(cudaStreamCreateWithFlags(&ring->compute_stream_, cudaStreamNonBlocking));
   ring->slots_.resize(static_cast<size_t>(slots));
   for (Slot& slot : ring->slots_) {
+    ring->free_.push_back(&slot);
     WEIGHTD_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&slot.pinned), slot_bytes, cudaHostAllocDefault));
     ring->pinned_bytes_ += slot_bytes;
     if (pinned != nullptr) pinned->Add(slot_bytes);
@@ -74,16 +76,22 @@ StagingRing::~StagingRing() {
 }
 
 absl::StatusOr<StagingRing::Slot*> StagingRing::Acquire() {
+  const auto start = std::chrono::steady_clock::now();
   Slot* slot = nullptr;
   {
     std::unique_lock<std::mutex> lock(mu_);
-    slot_freed_.wait(lock, [&] { return !slots_[next_].filling; });
-    slot = &slots_[next_];
-    slot->filling = true;
-    next_ = (next_ + 1) % slots_.size();
+    slot_freed_.wait(lock, [&] { return !free_.empty(); });
+    slot = free_.front();
+    free_.pop_front();
   }
   cudaSetDevice(device_);
   cudaError_t error = cudaEventSynchronize(slot->done);
+  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.wait_seconds += waited;
+    ++stats_.chunks;
+  }
   if (error != cudaSuccess) {
     Return(slot);
     return CudaError(error, "cudaEventSynchronize(slot done)", __FILE__, __LINE__);
@@ -94,9 +102,24 @@ absl::StatusOr<StagingRing::Slot*> StagingRing::Acquire() {
 void StagingRing::Return(Slot* slot) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    slot->filling = false;
+    free_.push_back(slot);
   }
-  slot_freed_.notify_all();
+  slot_freed_.notify_one();
+}
+
+void StagingRing::Fill(uint8_t* pinned, const void* src, uint64_t n) {
+  const auto start = std::chrono::steady_clock::now();
+  std::memcpy(pinned, src, n);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.fill_seconds += took;
+}
+
+StagingRing::Stats StagingRing::TakeStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  Stats taken = stats_;
+  stats_ = Stats{};
+  return taken;
 }
 
 absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes) {
@@ -105,7 +128,7 @@ absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes) {
     const uint64_t n = std::min<uint64_t>(slot_bytes, bytes.size() - done);
     auto slot = Acquire();
     if (!slot.ok()) return slot.status();
-    std::memcpy((*slot)->pinned, bytes.data() + done, n);
+    Fill((*slot)->pinned, bytes.data() + done, n);
     cudaError_t error;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -133,7 +156,7 @@ absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const voi
     auto slot = Acquire();
     if (!slot.ok()) return slot.status();
     Slot& s = **slot;
-    std::memcpy(s.pinned, static_cast<const uint8_t*>(src) + chunk.begin * element_size, data_bytes);
+    Fill(s.pinned, static_cast<const uint8_t*>(src) + chunk.begin * element_size, data_bytes);
     std::memcpy(s.pinned + slot_data_bytes_, scales + chunk.first_tile_row * grid_cols, scale_count * sizeof(float));
     cudaError_t error;
     {

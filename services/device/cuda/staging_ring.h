@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -42,6 +43,14 @@ class StagingRing {
   // Waits for everything enqueued; returns the first asynchronous error.
   absl::Status Synchronize();
 
+  // Where the feeding threads spent their time since the last call (and resets):
+  // waiting for a free slot, and copying into pinned slots.
+  struct Stats {
+    uint64_t chunks = 0;
+    double wait_seconds = 0, fill_seconds = 0;
+  };
+  Stats TakeStats();
+
   uint64_t device_bytes() const { return device_bytes_; }
   uint64_t pinned_bytes() const { return pinned_bytes_; }
 
@@ -51,12 +60,14 @@ class StagingRing {
     uint8_t* device = nullptr;
     cudaEvent_t copied = nullptr;
     cudaEvent_t done = nullptr;  // the slot's last use (copy or kernel) finished
-    bool filling = false;
   };
   StagingRing(int device, HostPinnedAccounting* pinned) : device_(device), pinned_ledger_(pinned) {}
-  // Blocks until a slot is free for this thread and its last use has completed.
+  // Blocks until a slot is free for this thread and its last use has completed:
+  // the least recently returned slot, so a slow filler never holds up the others.
   absl::StatusOr<Slot*> Acquire();
   void Return(Slot* slot);
+  // memcpy into a pinned slot, timed.
+  void Fill(uint8_t* pinned, const void* src, uint64_t n);
 
   int device_;
   uint64_t device_bytes_ = 0;
@@ -70,7 +81,8 @@ class StagingRing {
 
   std::mutex mu_;
   std::condition_variable slot_freed_;
-  size_t next_ = 0;
+  std::deque<Slot*> free_;  // least recently returned first
+  Stats stats_;
 };
 
 }  // namespace weightd::cuda
