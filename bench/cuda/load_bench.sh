@@ -22,6 +22,7 @@ echo "== local-path load against pinned H2D of the same bytes"
 "$bin/weightd-gen" --preset=8b --layers="$layers" --out="$work/models/llama8b4" --shards=4 --dtype=bf16
 bytes=$(du -cb "$work"/models/llama8b4/*.safetensors | tail -n1 | cut -f1)
 cat "$work"/models/llama8b4/*.safetensors >/dev/null  # warm page cache
+for t in 1 8 16; do "$bin/weightd-bench-read" --threads=$t "$work"/models/llama8b4/*.safetensors | tee -a "$out/read_bench.jsonl"; done
 h2d=$("$bin/weightd-bench-cuda" --elements=16384 --h2d-bytes="$bytes" | python3 -c 'import json,sys; print(json.load(sys.stdin)["h2d_pinned_gbps"])')
 : >"$out/load_bench.jsonl"
 for flags in "--read-threads=1" "--read-threads=8" "--read-threads=16" "--read-threads=16 --staging-ring-bytes=32MiB" \
