@@ -24,6 +24,7 @@
 #include "services/load/planner.h"
 #include "services/load/progress.h"
 #include "services/load/shard_writer.h"
+#include "services/load/tensor_placer.h"
 #include "weightd/v1/loader.pb.h"
 
 namespace weightd {
@@ -70,7 +71,7 @@ class LoadJob {
   struct Shard {
     std::string file;
     std::optional<safetensors::ShardHeader> header;
-    std::unique_ptr<ShardWriter> writer;  // holds the arena while a stream may write
+    std::unique_ptr<ShardWriter> writer;  // holds the arenas while a stream may write
     bool active = false;                  // a stream took the writer and has not ended
     bool done = false;
   };
@@ -98,6 +99,7 @@ class LoadJob {
   bool planned_ = false;
   LoadPlan plan_;
   std::vector<std::shared_ptr<Arena>> arenas_;
+  std::shared_ptr<TensorPlacer> placer_;  // shared with the writers
 };
 
 }  // namespace weightd

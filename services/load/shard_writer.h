@@ -1,10 +1,10 @@
-// Receives the data section of one shard from the parser and puts each tensor
-// where the plan says: stored tensors are written through as their bytes
-// arrive; quantized tensors are gathered on the host (their scales need whole
-// tiles' amax), their scales computed there by the fast CPU kernels, then
-// quantized into the arena by the backend and their scale tensor written.
+// Receives the data section of one shard from the parser and hands each tensor
+// to the load's TensorPlacer: stored tensors whose rank slices are byte ranges
+// of the source are written through as their bytes arrive; other tensors are
+// gathered on the host first (quantized ones need whole tiles' amax), then
+// placed on every rank.
 // Not thread-safe: one writer per shard stream. Distinct writers of one load
-// run concurrently; they write disjoint regions of the arena.
+// run concurrently; they write disjoint regions of the arenas.
 #pragma once
 
 #include <atomic>
@@ -13,18 +13,18 @@
 #include <vector>
 
 #include "kernels/quantize.h"
-#include "services/load/arena.h"
 #include "services/load/planner.h"
 #include "services/load/progress.h"
+#include "services/load/tensor_placer.h"
 #include "services/safetensors/parser.h"
 
 namespace weightd {
 
 class ShardWriter : public safetensors::TensorSink {
  public:
+  // `placer` holds the arenas: they live while any writer of the load does.
   ShardWriter(std::string file, const safetensors::ShardHeader& header,
-              const std::vector<TensorTask>& tasks, const RankPlan& rank,
-              std::shared_ptr<Arena> arena, DeviceBackend& backend,
+              const std::vector<TensorTask>& tasks, std::shared_ptr<TensorPlacer> placer,
               kernels::NonFinitePolicy policy, LoadProgress& progress,
               const std::atomic<bool>& aborted);
 
@@ -38,13 +38,12 @@ class ShardWriter : public safetensors::TensorSink {
   std::string file_;
   const safetensors::ShardHeader& header_;
   const std::vector<TensorTask>& tasks_;
-  const RankPlan& rank_;
-  std::shared_ptr<Arena> arena_;
-  DeviceBackend& backend_;
+  std::shared_ptr<TensorPlacer> placer_;
   kernels::NonFinitePolicy policy_;
   LoadProgress& progress_;
   const std::atomic<bool>& aborted_;
-  std::string staging_;  // source bytes of the tensor being quantized
+  std::vector<bool> streams_;  // by tensor index: written as bytes arrive
+  std::string staging_;        // source bytes of a tensor being gathered
 };
 
 }  // namespace weightd

@@ -1,0 +1,74 @@
+#include "services/load/slice_amax.h"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "kernels/quantize_fast.h"
+
+namespace weightd {
+namespace {
+
+// Below this many elements per thread, more threads cost more than they save.
+constexpr uint64_t kMinElementsPerThread = uint64_t{1} << 18;
+
+struct Run {
+  const char* src;
+  uint64_t elements;
+  size_t out;  // index into the result
+};
+
+}  // namespace
+
+absl::Status SliceAmax(kernels::DType dtype, const char* tensor, const SliceBytes& slice, bool per_segment,
+                       kernels::NonFinitePolicy policy, std::vector<float>& amax) {
+  const size_t element = kernels::DTypeSize(dtype);
+  const uint64_t segment_elements = slice.segment_bytes / element;
+  // Runs of elements: the segments, and a long single segment cut into pieces.
+  std::vector<Run> runs;
+  for (uint64_t s = 0; s < slice.segments; ++s) {
+    const char* src = tensor + slice.first + s * slice.stride;
+    const size_t out = per_segment ? s : 0;
+    if (slice.segments == 1 && !per_segment) {
+      for (uint64_t at = 0; at < segment_elements; at += kMinElementsPerThread) {
+        runs.push_back({src + at * element, std::min(kMinElementsPerThread, segment_elements - at), out});
+      }
+    } else {
+      runs.push_back({src, segment_elements, out});
+    }
+  }
+  amax.assign(per_segment ? slice.segments : 1, 0.0f);
+  const uint64_t total = slice.size() / element;
+  const int threads = static_cast<int>(std::clamp<uint64_t>(total / kMinElementsPerThread, 1,
+                                                           static_cast<uint64_t>(kernels::DefaultQuantizeThreads())));
+  std::atomic<size_t> next{0};
+  std::mutex mu;
+  absl::Status first_error;
+  std::vector<float> partial(threads == 1 ? 0 : amax.size() * threads, 0.0f);
+  auto work = [&](int thread) {
+    float* out = threads == 1 ? amax.data() : partial.data() + static_cast<size_t>(thread) * amax.size();
+    for (size_t i = next++; i < runs.size(); i = next++) {
+      absl::StatusOr<float> m = kernels::AbsMax(dtype, runs[i].src, runs[i].elements, policy);
+      if (!m.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (first_error.ok()) first_error = m.status();
+        return;
+      }
+      out[runs[i].out] = std::max(out[runs[i].out], *m);
+    }
+  };
+  if (threads == 1) {
+    work(0);
+  } else {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) pool.emplace_back(work, t);
+    for (std::thread& t : pool) t.join();
+    for (int t = 0; t < threads; ++t) {
+      for (size_t i = 0; i < amax.size(); ++i) amax[i] = std::max(amax[i], partial[t * amax.size() + i]);
+    }
+  }
+  return first_error;
+}
+
+}  // namespace weightd
