@@ -82,13 +82,14 @@ absl::StatusOr<TensorSplit> SplitEvenly(const std::string& what, const std::vect
   const int64_t size = shape[dim];
   TensorSplit split{rule.kind, dim, {}, {}};
   int64_t part = size / tp;
-  if (size % tp != 0) {
-    if (!rule.allow_uneven) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, ": dim ", dim, " (", size, ") is not divisible by tp_size ", tp));
-    }
+  if (size % tp != 0 && !rule.allow_uneven) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": dim ", dim, " (", size, ") is not divisible by tp_size ", tp));
+  }
+  // Unequal parts are allowed: ceil-sized, and rounded up to the alignment.
+  if (rule.allow_uneven && (size % tp != 0 || part % align != 0)) {
     part = (size + tp - 1) / tp;
-    if (align > 1) part = (part + align - 1) / align * align;
+    part = (part + align - 1) / align * align;
   }
   for (uint32_t r = 0; r < tp; ++r) {
     const int64_t begin = std::min<int64_t>(size, r * part);

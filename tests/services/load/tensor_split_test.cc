@@ -55,13 +55,13 @@ TEST(SplitTensor, ReplicatedAndOneDimensionalRowTensorsAreWhole) {
 }
 
 TEST(SplitTensor, UnevenSplitIsInvalidArgumentNamingTensorShapeAndDim) {
-  auto split = SplitTensor("model.layers.0.mlp.gate_proj.weight", {688, 256}, kColumn, 8, {}, 1);
+  auto split = SplitTensor("model.layers.0.mlp.gate_proj.weight", {690, 256}, kColumn, 8, {}, 1);
   EXPECT_EQ(split.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(split.status().message(),
-            "tensor 'model.layers.0.mlp.gate_proj.weight' [688, 256]: dim 0 (688) is not divisible by tp_size 8");
-  auto row = SplitTensor("model.layers.0.mlp.down_proj.weight", {256, 688}, kRow, 8, {}, 1);
+            "tensor 'model.layers.0.mlp.gate_proj.weight' [690, 256]: dim 0 (690) is not divisible by tp_size 8");
+  auto row = SplitTensor("model.layers.0.mlp.down_proj.weight", {256, 690}, kRow, 8, {}, 1);
   EXPECT_EQ(row.status().message(),
-            "tensor 'model.layers.0.mlp.down_proj.weight' [256, 688]: dim 1 (688) is not divisible by tp_size 8");
+            "tensor 'model.layers.0.mlp.down_proj.weight' [256, 690]: dim 1 (690) is not divisible by tp_size 8");
 }
 
 TEST(SplitTensor, AllowUnevenCutsCeilSizedParts) {
