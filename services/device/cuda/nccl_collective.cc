@@ -7,6 +7,24 @@
 #include "services/device/cuda/nccl_check.h"
 
 namespace weightd::cuda {
+namespace {
+
+// Puts the calling thread's current device back: collectives switch between
+// the group's devices on threads that also feed staging rings.
+class CurrentDeviceGuard {
+ public:
+  CurrentDeviceGuard() {
+    if (cudaGetDevice(&device_) != cudaSuccess) device_ = -1;
+  }
+  ~CurrentDeviceGuard() {
+    if (device_ >= 0) cudaSetDevice(device_);
+  }
+
+ private:
+  int device_ = -1;
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<NcclCollective>> NcclCollective::Create(const std::vector<int>& devices) {
   std::unique_ptr<NcclCollective> group(new NcclCollective());
@@ -43,6 +61,7 @@ absl::Status NcclCollective::Wait() {
 
 absl::Status NcclCollective::AllReduceMax(std::vector<std::vector<float>>& values) {
   std::lock_guard<std::mutex> lock(mu_);
+  CurrentDeviceGuard current;
   if (values.size() != ranks_.size()) {
     return absl::InternalError(absl::StrCat("all-reduce of ", values.size(), " ranks in a group of ", ranks_.size()));
   }
@@ -81,6 +100,7 @@ absl::Status NcclCollective::AllReduceMax(std::vector<std::vector<float>>& value
 
 absl::Status NcclCollective::Broadcast(int root, const std::vector<RankRegion>& regions, uint64_t size) {
   std::lock_guard<std::mutex> lock(mu_);
+  CurrentDeviceGuard current;
   if (regions.size() != ranks_.size() || root < 0 || root >= static_cast<int>(ranks_.size())) {
     return absl::InternalError(absl::StrCat("broadcast from rank ", root, " to ", regions.size(),
                                             " ranks in a group of ", ranks_.size()));
