@@ -391,6 +391,25 @@ TEST(TpLoad, BadPlacementsAreInvalidArgument) {
   EXPECT_EQ(twice.status().message(), "placement.devices lists device 3 twice");
   auto missing = load.Load(MakeTpCheckpoint(), {v1::SCHEME_PER_TENSOR, v1::SCALE_SCOPE_TENSOR, {0, 9}, {}});
   EXPECT_EQ(missing.status().message(), "device 9 does not exist (8 devices)");
+  auto huge = load.Load(MakeTpCheckpoint(), {v1::SCHEME_PER_TENSOR, v1::SCALE_SCOPE_TENSOR,
+                                             std::vector<uint32_t>(65, 0), {}});
+  EXPECT_EQ(huge.status().message(), "placement.tp_size 65 is more than 64");
+}
+
+TEST(TpLoad, ACheckpointAlreadyInFp8LoadsWithOneRankOnly) {
+  TpCheckpoint checkpoint = MakeTpCheckpoint();
+  for (TpTensor& t : checkpoint.tensors) {
+    if (t.name != "model.layers.0.mlp.up_proj.weight") continue;
+    t.dtype = kernels::DType::kF8E4M3;
+    t.bytes.resize(t.bytes.size() / 2);
+  }
+  TpLoad load;
+  EXPECT_TRUE(load.Load(checkpoint, {v1::SCHEME_PER_TENSOR, v1::SCALE_SCOPE_TENSOR, FirstDevices(1), {}}).ok());
+  auto model = load.Load(checkpoint, {v1::SCHEME_PER_TENSOR, v1::SCALE_SCOPE_TENSOR, FirstDevices(2), {}});
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(model.status().message(),
+            "tensor 'model.layers.0.mlp.up_proj.weight' in shard 'model-00002-of-00002.safetensors' is already "
+            "F8_E4M3: checkpoints in FP8 load with tp_size 1 only");
 }
 
 TEST(TpLoad, ANonFiniteValueIsNamedByItsIndexInTheWholeTensor) {
