@@ -32,4 +32,10 @@ absl::StatusOr<v1::NonFinite> ParseNonFinite(const std::string& nonfinite) {
   return absl::InvalidArgumentError(absl::StrCat("--nonfinite=", nonfinite, ": use fail or saturate"));
 }
 
+absl::StatusOr<v1::ScaleScope> ParseScaleScope(const std::string& scope) {
+  if (scope == "tensor") return v1::SCALE_SCOPE_TENSOR;
+  if (scope == "shard") return v1::SCALE_SCOPE_SHARD;
+  return absl::InvalidArgumentError(absl::StrCat("--scale-scope=", scope, ": use tensor or shard"));
+}
+
 }  // namespace weightd::ctl

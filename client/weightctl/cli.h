@@ -26,6 +26,8 @@ struct CliOptions {
   std::vector<std::string> ignore;
   std::string nonfinite = "fail";
   uint32_t tp_size = 1;
+  std::string scale_scope = "tensor";
+  std::string tp_rules;       // load, verify: a JSON file of sharding rules
   bool progress = true;
 };
 
@@ -45,6 +47,8 @@ int RunQuantize(const CliOptions& options, const Args& args);
 absl::StatusOr<v1::Scheme> ParseScheme(const std::string& scheme);
 // --nonfinite: fail or saturate; INVALID_ARGUMENT otherwise.
 absl::StatusOr<v1::NonFinite> ParseNonFinite(const std::string& nonfinite);
+// --scale-scope: tensor or shard; INVALID_ARGUMENT otherwise.
+absl::StatusOr<v1::ScaleScope> ParseScaleScope(const std::string& scope);
 
 // Prints "weightctl: CODE: message" to stderr and returns 1.
 int ReportError(const absl::Status& status);

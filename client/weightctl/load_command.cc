@@ -15,6 +15,7 @@
 #include "client/weightctl/cli.h"
 #include "client/weightctl/progress_printer.h"
 #include "client/weightctl/shard_push.h"
+#include "client/weightctl/tp_rules_file.h"
 #include "grpcpp/client_context.h"
 #include "weightd/v1/loader.grpc.pb.h"
 
@@ -71,7 +72,15 @@ absl::StatusOr<v1::LoadModelRequest> BuildRequest(const CliOptions& options, con
   auto nonfinite = ParseNonFinite(options.nonfinite);
   if (!nonfinite.ok()) return nonfinite.status();
   quantization->set_nonfinite(*nonfinite);
+  auto scope = ParseScaleScope(options.scale_scope);
+  if (!scope.ok()) return scope.status();
+  quantization->set_scale_scope(*scope);
   request.mutable_placement()->set_tp_size(options.tp_size);
+  if (!options.tp_rules.empty()) {
+    auto rules = ReadShardingRules(options.tp_rules);
+    if (!rules.ok()) return rules.status();
+    for (v1::ShardingRule& rule : *rules) *request.mutable_placement()->add_sharding_rules() = std::move(rule);
+  }
   return request;
 }
 
@@ -101,7 +110,9 @@ void PrintLoaded(const v1::Manifest& manifest, double seconds) {
 
 int RunLoad(const CliOptions& options, const Args& args) {
   if (args.size() != 1 || options.path.empty() == options.push.empty()) {
-    return Usage("weightctl load MODEL --path DIR | --push DIR_OR_FILE [--scheme S] [--ignore ...]");
+    return Usage(
+        "weightctl load MODEL --path DIR | --push DIR_OR_FILE [--scheme S] [--ignore ...] [--tp N] "
+        "[--scale-scope tensor|shard] [--tp-rules FILE]");
   }
   const std::string& model = args[0];
   std::optional<LocalShards> shards;

@@ -27,7 +27,13 @@ ABSL_FLAG(std::string, scheme, "per-tensor", "per-tensor, per-channel, block or 
 ABSL_FLAG(std::vector<std::string>, ignore, {},
           "Tensors left unquantized: exact names or re:REGEX, comma-separated, e.g. re:.*mlp\\.down_proj.*");
 ABSL_FLAG(std::string, nonfinite, "fail", "NaN/Inf in a weight: fail (default) or saturate");
-ABSL_FLAG(uint32_t, tp, 1, "Tensor-parallel size");
+ABSL_FLAG(uint32_t, tp, 1, "Tensor-parallel size (load; verify of a rank's export)");
+ABSL_FLAG(std::string, scale_scope, "tensor",
+          "FP8 scales under tensor parallelism: tensor (every rank's bytes are the single-device result sliced) or "
+          "shard (each rank's slice has its own scale)");
+ABSL_FLAG(std::string, tp_rules, "",
+          "load, verify: a JSON file of sharding rules, e.g. [{\"pattern\": \".*\\\\.o_proj\\\\.weight\", "
+          "\"split\": \"replicate\"}]");
 ABSL_FLAG(bool, progress, true, "Show load and quantize progress on stderr");
 
 namespace {
@@ -37,6 +43,7 @@ constexpr char kUsage[] = R"(weightctl COMMAND [ARGS] [FLAGS]
 Commands:
   load MODEL --path DIR | --push DIR  load a checkpoint (progress on stderr), e.g.
                                       weightctl load llama --push ./llama-8b
+                                      tensor parallel: --tp 8 [--scale-scope shard] [--tp-rules FILE]
   push MODEL FILE...                  push shard files into a load that waits for them
   manifest MODEL [--rank R] [--json]  tensors, dtypes, shapes and allocations
   list [--json]                       models and their states
@@ -44,7 +51,8 @@ Commands:
   unload MODEL [--force]              free a model (refused while leased unless --force)
   export MODEL DIR [--rank R]         map a rank's memory and write DIR/model.safetensors
   verify CHECKPOINT EXPORT            check an export (or a quantize output) byte for byte
-                                      against the CPU reference, e.g. --scheme block
+                                      against the CPU reference, e.g. --scheme block;
+                                      a rank's export: --tp N --rank R
   quantize IN OUT                     write an FP8 copy of a checkpoint (dir or .safetensors), e.g.
                                       weightctl quantize ./llama-8b ./llama-8b-fp8 --scheme per-channel
 
@@ -73,6 +81,8 @@ int main(int argc, char** argv) {
   options.ignore = absl::GetFlag(FLAGS_ignore);
   options.nonfinite = absl::GetFlag(FLAGS_nonfinite);
   options.tp_size = absl::GetFlag(FLAGS_tp);
+  options.scale_scope = absl::GetFlag(FLAGS_scale_scope);
+  options.tp_rules = absl::GetFlag(FLAGS_tp_rules);
   options.progress = absl::GetFlag(FLAGS_progress);
 
   using Command = std::function<int(const weightd::ctl::CliOptions&, const weightd::ctl::Args&)>;

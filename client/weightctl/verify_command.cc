@@ -1,6 +1,7 @@
 // weightctl verify: checks an export or a `weightctl quantize` output (any FP8
 // checkpoint weightd wrote) byte for byte against the CPU reference applied to
-// the original checkpoint, under any scheme.
+// the original checkpoint, under any scheme; with --tp N --rank R, an export of
+// rank R against the reference sliced as the daemon slices (docs/tensor-parallel.md).
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -10,7 +11,8 @@
 #include "base/status_macros.h"
 #include "client/weightctl/cli.h"
 #include "client/weightctl/mapped_checkpoint.h"
-#include "kernels/quantize.h"
+#include "client/weightctl/rank_reference.h"
+#include "client/weightctl/tp_rules_file.h"
 #include "services/load/output_layout.h"
 
 namespace weightd::ctl {
@@ -43,37 +45,42 @@ absl::Status ExpectTensor(const MappedCheckpoint& exported, const OutputSpec& sp
                      spec.size);
 }
 
-// Every output the layout (the daemon's own naming) gives each source tensor, with
-// the bytes of the reference kernels (kernels/quantize_ref.cc), and nothing else.
+// Every output the layout (the daemon's own naming) gives each source tensor on
+// the rank (--rank, of --tp ranks), with the bytes of the reference kernels
+// (kernels/quantize_ref.cc) sliced as the daemon slices, and nothing else.
 absl::StatusOr<Counts> Verify(const CliOptions& options, const MappedCheckpoint& source,
                               const MappedCheckpoint& exported) {
   WEIGHTD_ASSIGN_OR_RETURN(v1::Scheme scheme, ParseScheme(options.scheme));
   WEIGHTD_ASSIGN_OR_RETURN(v1::NonFinite nonfinite, ParseNonFinite(options.nonfinite));
-  const kernels::NonFinitePolicy policy =
+  RankReferenceOptions rank;
+  rank.policy =
       nonfinite == v1::NONFINITE_SATURATE ? kernels::NonFinitePolicy::kSaturate : kernels::NonFinitePolicy::kFail;
+  WEIGHTD_ASSIGN_OR_RETURN(rank.scope, ParseScaleScope(options.scale_scope));
+  rank.tp = options.tp_size == 0 ? 1 : options.tp_size;
+  rank.rank = options.rank < 0 ? 0 : static_cast<uint32_t>(options.rank);
+  if (rank.rank >= rank.tp) {
+    return absl::InvalidArgumentError(absl::StrCat("--rank=", rank.rank, " is not below --tp=", rank.tp));
+  }
+  if (rank.tp > 1) {
+    WEIGHTD_ASSIGN_OR_RETURN(rank.heads, AttentionHeadsFromConfig(source.config_json()));
+  }
   WEIGHTD_ASSIGN_OR_RETURN(OutputLayout layout, OutputLayout::Create(scheme, options.ignore));
+  google::protobuf::RepeatedPtrField<v1::ShardingRule> rule_list;
+  if (!options.tp_rules.empty()) {
+    WEIGHTD_ASSIGN_OR_RETURN(std::vector<v1::ShardingRule> read, ReadShardingRules(options.tp_rules));
+    for (v1::ShardingRule& rule : read) *rule_list.Add() = std::move(rule);
+  }
+  WEIGHTD_ASSIGN_OR_RETURN(ShardingRules rules, ShardingRules::Create(rule_list));
   Counts counts;
   size_t expected_tensors = 0;
-  std::vector<float> scales;
-  std::vector<uint8_t> fp8;
   for (const auto& [name, tensor] : source.tensors()) {
-    const safetensors::TensorHeader& h = tensor.header;
-    const TensorOutputs out = layout.For(name, h.dtype, h.shape);
-    ++expected_tensors;
-    if (!out.quantized) {
-      WEIGHTD_RETURN_IF_ERROR(ExpectTensor(exported, out.data, tensor.bytes));
-      ++counts.unchanged;
-      continue;
+    WEIGHTD_ASSIGN_OR_RETURN(std::vector<ExpectedOutput> outputs,
+                             RankReference(layout, rules, rank, tensor.header, tensor.bytes));
+    for (const ExpectedOutput& output : outputs) {
+      WEIGHTD_RETURN_IF_ERROR(ExpectTensor(exported, output.spec, output.bytes.data()));
     }
-    scales.resize(out.tiling.num_tiles());
-    absl::Status scaled = kernels::TileScales(out.scheme, h.dtype, tensor.bytes, out.tiling, policy, scales.data());
-    if (!scaled.ok()) return absl::InvalidArgumentError(absl::StrCat(name, ": ", scaled.message()));
-    fp8.resize(out.data.size);
-    kernels::QuantizeRows(h.dtype, tensor.bytes, out.tiling, scales.data(), 0, out.tiling.rows, fp8.data());
-    WEIGHTD_RETURN_IF_ERROR(ExpectTensor(exported, out.data, fp8.data()));
-    WEIGHTD_RETURN_IF_ERROR(ExpectTensor(exported, out.scale, scales.data()));
-    ++expected_tensors;
-    ++counts.quantized;
+    expected_tensors += outputs.size();
+    ++(outputs.size() > 1 ? counts.quantized : counts.unchanged);
   }
   if (exported.tensors().size() != expected_tensors) {
     return absl::FailedPreconditionError(absl::StrCat("the export has ", exported.tensors().size(),
@@ -85,7 +92,11 @@ absl::StatusOr<Counts> Verify(const CliOptions& options, const MappedCheckpoint&
 }  // namespace
 
 int RunVerify(const CliOptions& options, const Args& args) {
-  if (args.size() != 2) return Usage("weightctl verify CHECKPOINT EXPORT [--scheme S] [--ignore ...] [--nonfinite fail|saturate]");
+  if (args.size() != 2) {
+    return Usage(
+        "weightctl verify CHECKPOINT EXPORT [--scheme S] [--ignore ...] [--nonfinite fail|saturate] "
+        "[--tp N --rank R [--scale-scope tensor|shard] [--tp-rules FILE]]");
+  }
   auto source = MappedCheckpoint::Open(args[0]);
   if (!source.ok()) return ReportError(source.status());
   auto exported = MappedCheckpoint::Open(args[1]);

@@ -9,11 +9,13 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
+#include "services/device/collective.h"
 #include "weightd/v1/loader.pb.h"
 
 namespace weightd {
@@ -57,6 +59,10 @@ class DeviceBackend {
   virtual uint64_t reserved_bytes(int device) const { return 0; }
   // Copies `size` bytes at `offset` back to the host (tests, export of host devices).
   virtual absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) = 0;
+  // The collective of a tensor-parallel group, rank r on devices[r] (distinct,
+  // existing devices). A backend that keeps communicators creates one per device
+  // list on first use and hands the same one to every later load.
+  virtual absl::StatusOr<std::shared_ptr<Collective>> GroupCollective(const std::vector<int>& devices) = 0;
 };
 
 inline uint64_t RoundUp(uint64_t value, uint64_t multiple) {

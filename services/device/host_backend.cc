@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/unique_fd.h"
+#include "services/device/in_process_collective.h"
 #include "kernels/quantize_fast.h"
 
 namespace weightd {
@@ -89,6 +90,13 @@ absl::Status HostBackend::Read(DeviceAllocation& alloc, uint64_t offset, uint64_
   if (!src.ok()) return src.status();
   std::memcpy(out, *src, size);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<Collective>> HostBackend::GroupCollective(const std::vector<int>& devices) {
+  for (int d : devices) {
+    if (d < 0 || d >= devices_) return absl::InvalidArgumentError(absl::StrCat("no host device ", d));
+  }
+  return std::make_shared<InProcessCollective>(*this, static_cast<int>(devices.size()));
 }
 
 }  // namespace weightd

@@ -26,6 +26,8 @@ class HostBackend : public DeviceBackend {
   absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                         const kernels::Tiling& tiling, const float* scales) override;
   absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;
+  // An InProcessCollective: it holds no state worth keeping between loads.
+  absl::StatusOr<std::shared_ptr<Collective>> GroupCollective(const std::vector<int>& devices) override;
 
  private:
   int devices_;

@@ -106,6 +106,13 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   options.ignore.assign(spec_.quantization().ignore().begin(), spec_.quantization().ignore().end());
   options.devices = DevicesOf(spec_.placement());
   for (int d = 0; d < backend_.device_count(); ++d) options.device_granularity.push_back(backend_.granularity(d));
+  options.sharding_rules = spec_.placement().sharding_rules();
+  options.scale_scope = spec_.quantization().scale_scope() == v1::SCALE_SCOPE_SHARD ? v1::SCALE_SCOPE_SHARD
+                                                                                     : v1::SCALE_SCOPE_TENSOR;
+  // Heads matter only where ranks split them.
+  if (options.devices.size() > 1) {
+    WEIGHTD_ASSIGN_OR_RETURN(options.heads, AttentionHeadsFromConfig(config_json_));
+  }
   WEIGHTD_ASSIGN_OR_RETURN(plan_, PlanLoad(inputs, options));
   WEIGHTD_ASSIGN_OR_RETURN(config_json_, ConfigWithQuantization(config_json_, spec_.quantization().scheme(), plan_.ignored_modules));
   progress_.set_totals(plan_.source_bytes, plan_.source_tensors);
@@ -133,23 +140,26 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
             {"scheme", SchemeLabel(spec_.quantization().scheme())}, {"result", "ok"},
             {"seconds", progress_.seconds()}, {"bytes", plan_.source_bytes}, {"tensors", plan_.source_tensors},
             {"quantized", plan_.quantized_tensors}, {"quantized_bytes", quantized_bytes},
-            {"arena_bytes", plan_.ranks[0].arena_bytes}});
+            {"arena_bytes", plan_.ranks[0].arena_bytes}, {"ranks", plan_.ranks.size()}});
 
+  WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<Collective> collective, backend_.GroupCollective(options.devices));
+  placer_ = std::make_shared<TensorPlacer>(plan_, arenas_, backend_, std::move(collective));
   kernels::NonFinitePolicy policy = PolicyOf(spec_.quantization());
   for (size_t s = 0; s < shards_.size(); ++s) {
-    shards_[s].writer = std::make_unique<ShardWriter>(shards_[s].file, *shards_[s].header,
-                                                      plan_.tasks[s], plan_.ranks[0], arenas_[0],
-                                                      backend_, policy, progress_, aborted_);
+    shards_[s].writer = std::make_unique<ShardWriter>(shards_[s].file, *shards_[s].header, plan_.tasks[s], placer_,
+                                                      policy, progress_, aborted_);
   }
   return absl::OkStatus();
 }
 
-bool LoadJob::StoresUnchanged(const std::string& file, size_t index) const {
+bool LoadJob::StreamsTensor(const std::string& file, size_t index) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = shard_index_.find(file);
   if (it == shard_index_.end() || !planned_ || it->second >= plan_.tasks.size()) return false;
   const auto& tasks = plan_.tasks[it->second];
-  return index < tasks.size() && tasks[index].kind == TaskKind::kStore;
+  const Shard& shard = shards_[it->second];
+  return index < tasks.size() && shard.header.has_value() && index < shard.header->tensors.size() &&
+         TensorPlacer::Streams(tasks[index], shard.header->tensors[index]);
 }
 
 ShardWriter* LoadJob::Writer(const std::string& file) {
@@ -182,6 +192,8 @@ void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
     for (const RankPlan& rank : plan_.ranks) {
       if (landed.ok()) landed = backend_.Synchronize(rank.device);
     }
+    // Replicated tensors are on rank 0 only until now.
+    if (landed.ok()) landed = placer_->BroadcastReplicas();
     auto manifest = landed.ok() ? BuildManifestLocked() : absl::StatusOr<v1::Manifest>(landed);
     if (!manifest.ok()) {
       status_ = manifest.status();
@@ -193,6 +205,7 @@ void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
     // The writers hold the arenas too; drop them now that every byte is in.
     for (Shard& s : shards_) s.writer.reset();
     arenas_.clear();
+    placer_.reset();
   }
   if (result.ok()) progress_.set_phase(v1::PHASE_READY);
   Finish(std::move(result));
@@ -226,6 +239,12 @@ absl::StatusOr<v1::Manifest> LoadJob::BuildManifestLocked() {
       e->set_allocation(0);
       e->set_offset(t.offset);
       e->set_size(t.size);
+      if (t.slice_dim >= 0) {
+        v1::TensorSlice* slice = e->mutable_slice();
+        slice->set_dim(static_cast<uint32_t>(t.slice_dim));
+        slice->set_begin(t.slice_begin);
+        for (int64_t d : t.full_shape) slice->add_full_shape(d);
+      }
     }
   }
   m.set_resident_bytes(resident);
@@ -246,6 +265,7 @@ void LoadJob::Fail(const absl::Status& status) {
       if (!s.active) s.writer.reset();
     }
     arenas_.clear();
+    placer_.reset();
   }
   for (auto& w : wake) w(status);
   Finish(status);

@@ -24,6 +24,7 @@
 #include "services/load/planner.h"
 #include "services/load/progress.h"
 #include "services/load/shard_writer.h"
+#include "services/load/tensor_placer.h"
 #include "weightd/v1/loader.pb.h"
 
 namespace weightd {
@@ -58,9 +59,10 @@ class LoadJob {
                      std::function<void(absl::Status)> resume);
   // Only after resume(OK). The caller must call OnShardDone(file, ...) when its stream ends.
   ShardWriter* Writer(const std::string& file);
-  // Whether tensor `index` of shard `file` is stored unchanged (after planning;
-  // false before, or for an unknown shard): its bytes may arrive in any order.
-  bool StoresUnchanged(const std::string& file, size_t index) const;
+  // Whether tensor `index` of shard `file` is written as its bytes arrive, in
+  // any order (stored unchanged, its rank slices byte ranges of the source);
+  // false before planning, or for an unknown shard.
+  bool StreamsTensor(const std::string& file, size_t index) const;
   // The stream of `file` has ended (OK when the parser finished cleanly); its writer is dropped.
   void OnShardDone(const std::string& file, const absl::Status& status);
 
@@ -73,7 +75,7 @@ class LoadJob {
   struct Shard {
     std::string file;
     std::optional<safetensors::ShardHeader> header;
-    std::unique_ptr<ShardWriter> writer;  // holds the arena while a stream may write
+    std::unique_ptr<ShardWriter> writer;  // holds the arenas while a stream may write
     bool active = false;                  // a stream took the writer and has not ended
     bool done = false;
   };
@@ -101,6 +103,7 @@ class LoadJob {
   bool planned_ = false;
   LoadPlan plan_;
   std::vector<std::shared_ptr<Arena>> arenas_;
+  std::shared_ptr<TensorPlacer> placer_;  // shared with the writers
 };
 
 }  // namespace weightd

@@ -1,5 +1,6 @@
 // Turns the shard headers of a checkpoint into an exact placement: which output
-// tensors each rank holds, at which offsets of its arena, and what the pipeline
+// tensors each rank holds (its slice of each checkpoint tensor, under the
+// checkpoint's names), at which offsets of its arena, and what the pipeline
 // does with each source tensor. Uses headers only, so admission is decided
 // before any tensor byte is copied. Pure function; thread-safe.
 #pragma once
@@ -12,6 +13,7 @@
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
 #include "services/load/output_layout.h"
+#include "services/load/tensor_split.h"
 #include "services/safetensors/header.h"
 #include "weightd/v1/loader.pb.h"
 
@@ -31,18 +33,38 @@ struct OutputTensor {
   std::vector<int64_t> shape;
   uint64_t offset = 0;
   uint64_t size = 0;
+  // A slice of the checkpoint tensor: `shape` is the slice's, along slice_dim from
+  // slice_begin; full_shape is the checkpoint's. slice_dim -1: the whole tensor.
+  int slice_dim = -1;
+  int64_t slice_begin = 0;
+  std::vector<int64_t> full_shape;
 };
 
 enum class TaskKind { kStore, kQuantize };
 
-// What happens to one source tensor. Indices point into RankPlan::tensors.
+// One rank's part of a source tensor. Indices point into that rank's RankPlan::tensors.
+struct RankPart {
+  size_t output = 0;
+  size_t scale = 0;        // kQuantize only
+  kernels::Tiling tiling;  // of the rank's slice; kQuantize only
+};
+
+// What happens to one source tensor.
 struct TensorTask {
   TaskKind kind = TaskKind::kStore;
+  // Rank 0's part, as parts[0] (what single-rank callers use).
   size_t output = 0;
-  // kQuantize only:
   size_t scale = 0;
-  kernels::Scheme scheme = kernels::Scheme::kPerTensor;
+  kernels::Scheme scheme = kernels::Scheme::kPerTensor;  // kQuantize only
   kernels::Tiling tiling;
+  // Tensor parallelism: every rank's part. A replicated tensor is written to
+  // rank 0 only and broadcast to the others once every byte has landed.
+  TensorSplit split;
+  std::vector<RankPart> parts;
+  // Scale scope `tensor` where a rank's scales depend on bytes other ranks hold
+  // (per-tensor of a split tensor, per-channel of a row split): the ranks' tile
+  // amax are all-reduced (max) before scaling.
+  bool reduce_amax = false;
 };
 
 struct RankPlan {
@@ -70,12 +92,16 @@ struct PlanOptions {
   std::vector<std::string> ignore;
   std::vector<int> devices;                 // one per rank
   std::vector<uint64_t> device_granularity;  // indexed by device
+  // Tensor parallelism (docs/tensor-parallel.md).
+  google::protobuf::RepeatedPtrField<v1::ShardingRule> sharding_rules;
+  v1::ScaleScope scale_scope = v1::SCALE_SCOPE_TENSOR;
+  AttentionHeads heads;  // from config.json
 };
 
-// Output names, dtypes and shapes come from OutputLayout. INVALID_ARGUMENT for
-// duplicate tensor names across shards or output name clashes; UNIMPLEMENTED for
-// tensor parallelism (ValidateLoadSpec refuses both bad schemes and tp_size > 1
-// before a load starts; these checks only guard direct callers).
+// Output names, dtypes and shapes come from OutputLayout, slices from
+// SplitTensor. INVALID_ARGUMENT for duplicate tensor names across shards, output
+// name clashes, malformed sharding rules, tensors that do not split (the message
+// of SplitTensor), and a checkpoint already in FP8 with tp_size > 1.
 absl::StatusOr<LoadPlan> PlanLoad(const std::vector<ShardInput>& shards, const PlanOptions& options);
 
 }  // namespace weightd

@@ -1,6 +1,5 @@
 #include "services/load/shard_writer.h"
 
-
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/quantize_fast.h"
@@ -8,19 +7,18 @@
 namespace weightd {
 
 ShardWriter::ShardWriter(std::string file, const safetensors::ShardHeader& header,
-                         const std::vector<TensorTask>& tasks, const RankPlan& rank,
-                         std::shared_ptr<Arena> arena, DeviceBackend& backend,
+                         const std::vector<TensorTask>& tasks, std::shared_ptr<TensorPlacer> placer,
                          kernels::NonFinitePolicy policy, LoadProgress& progress,
                          const std::atomic<bool>& aborted)
     : file_(std::move(file)),
       header_(header),
       tasks_(tasks),
-      rank_(rank),
-      arena_(std::move(arena)),
-      backend_(backend),
+      placer_(std::move(placer)),
       policy_(policy),
       progress_(progress),
-      aborted_(aborted) {}
+      aborted_(aborted) {
+  for (size_t i = 0; i < tasks_.size(); ++i) streams_.push_back(TensorPlacer::Streams(tasks_[i], header_.tensors[i]));
+}
 
 std::string ShardWriter::Where(size_t index) const {
   return absl::StrCat("shard '", file_, "': tensor '", header_.tensors[index].name, "'");
@@ -28,10 +26,8 @@ std::string ShardWriter::Where(size_t index) const {
 
 absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::string_view bytes) {
   if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
-  const TensorTask& task = tasks_[index];
-  if (task.kind == TaskKind::kStore) {
-    WEIGHTD_RETURN_IF_ERROR(
-        backend_.Write(arena_->allocation(), rank_.tensors[task.output].offset + offset, bytes));
+  if (streams_[index]) {
+    WEIGHTD_RETURN_IF_ERROR(placer_->WriteStreamed(tasks_[index], header_.tensors[index], offset, bytes));
   } else {
     std::string* buffer;
     {
@@ -55,7 +51,7 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
 
 absl::Status ShardWriter::OnTensorComplete(size_t index) {
   if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
-  if (tasks_[index].kind == TaskKind::kQuantize) {
+  if (!streams_[index]) {
     std::string source;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -65,49 +61,46 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
         staging_.erase(it);
       }
     }
-    absl::Status quantized = Quantize(index, source);
+    absl::Status placed = Place(index, source);
     {
       std::lock_guard<std::mutex> lock(mu_);
       spare_.push_back(std::move(source));
     }
-    WEIGHTD_RETURN_IF_ERROR(quantized);
+    WEIGHTD_RETURN_IF_ERROR(placed);
   }
+  placer_->Complete(tasks_[index]);
   progress_.add_tensor();
   return absl::OkStatus();
 }
 
 absl::Status ShardWriter::OnWholeTensor(size_t index, std::string_view bytes) {
   if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
-  if (tasks_[index].kind != TaskKind::kQuantize) {
+  if (streams_[index]) {
     WEIGHTD_RETURN_IF_ERROR(OnTensorBytes(index, 0, bytes));
     return OnTensorComplete(index);
   }
   progress_.add_bytes(bytes.size());
-  WEIGHTD_RETURN_IF_ERROR(Quantize(index, bytes));
+  WEIGHTD_RETURN_IF_ERROR(Place(index, bytes));
+  placer_->Complete(tasks_[index]);
   progress_.add_tensor();
   return absl::OkStatus();
 }
 
+absl::Status ShardWriter::Place(size_t index, std::string_view source) {
+  const TensorTask& task = tasks_[index];
+  if (task.kind == TaskKind::kQuantize) return Quantize(index, source);
+  return placer_->WriteWhole(task, header_.tensors[index], source.data());
+}
+
 absl::Status ShardWriter::Quantize(size_t index, std::string_view source) {
   const safetensors::TensorHeader& t = header_.tensors[index];
-  const TensorTask& task = tasks_[index];
-  const kernels::Tiling& tiling = task.tiling;
-  std::vector<float> scales(tiling.num_tiles());
-  absl::Status scaled =
-      kernels::TileScalesFast(task.scheme, t.dtype, source.data(), tiling, policy_, scales.data());
-  if (!scaled.ok()) {
-    // Error path only: find the element again to name its byte offset in the file.
-    const size_t i = kernels::FindNonFinite(t.dtype, source.data(), static_cast<size_t>(t.num_elements()));
-    const uint64_t at = header_.data_start() + t.begin + i * kernels::DTypeSize(t.dtype);
-    return absl::InvalidArgumentError(absl::StrCat(Where(index), ": non-finite value at element ", i,
-                                                   " (file byte offset ", at, ")"));
-  }
-  WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(arena_->allocation(), rank_.tensors[task.output].offset, t.dtype,
-                                            source.data(), tiling, scales.data()));
-  WEIGHTD_RETURN_IF_ERROR(backend_.Write(
-      arena_->allocation(), rank_.tensors[task.scale].offset,
-      std::string_view(reinterpret_cast<const char*>(scales.data()), scales.size() * sizeof(float))));
-  return absl::OkStatus();
+  absl::Status placed = placer_->Quantize(tasks_[index], t, source.data(), policy_);
+  if (placed.ok() || placed.code() != absl::StatusCode::kInvalidArgument) return placed;
+  // Error path only: find the element again to name its byte offset in the file.
+  const size_t i = kernels::FindNonFinite(t.dtype, source.data(), static_cast<size_t>(t.num_elements()));
+  const uint64_t at = header_.data_start() + t.begin + i * kernels::DTypeSize(t.dtype);
+  return absl::InvalidArgumentError(absl::StrCat(Where(index), ": non-finite value at element ", i,
+                                                 " (file byte offset ", at, ")"));
 }
 
 }  // namespace weightd

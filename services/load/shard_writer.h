@@ -1,12 +1,12 @@
-// Receives the data section of one shard from the parser and puts each tensor
-// where the plan says: stored tensors are written through as their bytes
-// arrive; quantized tensors are gathered on the host (their scales need whole
-// tiles' amax), their scales computed there by the fast CPU kernels, then
-// quantized into the arena by the backend and their scale tensor written.
+// Receives the data section of one shard and hands each tensor to the load's
+// TensorPlacer: stored tensors whose rank slices are byte ranges of the source
+// are written through as their bytes arrive (in any order); other tensors are
+// gathered on the host first (quantized ones need whole tiles' amax), or handed
+// over whole by a path load's positioned read, then placed on every rank.
 // Thread-safe for distinct tensors: a stream delivers one tensor after another,
-// while a path load may deliver several tensors of one shard from several threads
-// at once (each tensor's bytes from one thread, in order). All writers of a load
-// write disjoint regions of the arena.
+// while a path load delivers several tensors of one shard from several threads
+// at once (a gathered tensor's bytes from one thread, in order). All writers of
+// a load write disjoint regions of the arenas.
 #pragma once
 
 #include <atomic>
@@ -18,18 +18,18 @@
 #include "absl/container/node_hash_map.h"
 
 #include "kernels/quantize.h"
-#include "services/load/arena.h"
 #include "services/load/planner.h"
 #include "services/load/progress.h"
+#include "services/load/tensor_placer.h"
 #include "services/safetensors/parser.h"
 
 namespace weightd {
 
 class ShardWriter : public safetensors::TensorSink {
  public:
+  // `placer` holds the arenas: they live while any writer of the load does.
   ShardWriter(std::string file, const safetensors::ShardHeader& header,
-              const std::vector<TensorTask>& tasks, const RankPlan& rank,
-              std::shared_ptr<Arena> arena, DeviceBackend& backend,
+              const std::vector<TensorTask>& tasks, std::shared_ptr<TensorPlacer> placer,
               kernels::NonFinitePolicy policy, LoadProgress& progress,
               const std::atomic<bool>& aborted);
 
@@ -38,20 +38,23 @@ class ShardWriter : public safetensors::TensorSink {
   // A whole tensor at once (a path load's positioned read): quantized straight
   // from `bytes`, without gathering a copy.
   absl::Status OnWholeTensor(size_t index, std::string_view bytes);
+  // Whether tensor `index` is written as its bytes arrive, in any order.
+  bool Streams(size_t index) const { return streams_[index]; }
 
  private:
+  // A gathered (or whole) tensor onto its ranks.
+  absl::Status Place(size_t index, std::string_view source);
   absl::Status Quantize(size_t index, std::string_view source);
   std::string Where(size_t index) const;
 
   std::string file_;
   const safetensors::ShardHeader& header_;
   const std::vector<TensorTask>& tasks_;
-  const RankPlan& rank_;
-  std::shared_ptr<Arena> arena_;
-  DeviceBackend& backend_;
+  std::shared_ptr<TensorPlacer> placer_;
   kernels::NonFinitePolicy policy_;
   LoadProgress& progress_;
   const std::atomic<bool>& aborted_;
+  std::vector<bool> streams_;  // by tensor index: written as bytes arrive
   std::mutex mu_;
   // Source bytes of the tensors being quantized, by tensor index; finished
   // buffers are kept for the next tensor, so their pages are touched once.

@@ -5,11 +5,13 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "services/load/output_layout.h"
+#include "services/load/sharding_rules.h"
 
 namespace weightd {
 namespace {
 
 constexpr size_t kMaxModelIdBytes = 256;
+constexpr uint32_t kMaxTpSize = 64;
 
 bool ValidModelIdChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
@@ -32,14 +34,21 @@ absl::Status ValidateQuantization(const v1::Quantization& q) {
 
 absl::Status ValidatePlacement(const v1::Placement& p) {
   const uint32_t tp = p.tp_size() == 0 ? 1 : p.tp_size();
+  if (tp > kMaxTpSize) {
+    return absl::InvalidArgumentError(absl::StrCat("placement.tp_size ", tp, " is more than ", kMaxTpSize));
+  }
   if (p.devices_size() != 0 && static_cast<uint32_t>(p.devices_size()) != tp) {
     return absl::InvalidArgumentError(
         absl::StrCat("placement.devices lists ", p.devices_size(), " devices for tp_size ", tp));
   }
-  if (tp > 1) {
-    return absl::UnimplementedError(absl::StrCat("tensor parallelism (tp_size ", tp, ") is not available in this build"));
+  std::set<uint32_t> seen;
+  for (uint32_t device : p.devices()) {
+    if (!seen.insert(device).second) {
+      return absl::InvalidArgumentError(absl::StrCat("placement.devices lists device ", device, " twice"));
+    }
   }
-  return absl::OkStatus();
+  // Compiles the rules' patterns: a malformed one is refused now, not at plan time.
+  return ShardingRules::Create(p.sharding_rules()).status();
 }
 
 }  // namespace

@@ -9,8 +9,9 @@
 namespace weightd {
 
 // INVALID_ARGUMENT naming the field (unknown enum values, malformed ignore
-// patterns, a device list that does not match tp_size); UNIMPLEMENTED for what
-// this build does not have (peer sources, tp_size > 1). Everything a load could
+// patterns or sharding rules, a device list that does not match tp_size or
+// names a device twice); UNIMPLEMENTED for what this build does not have (peer
+// sources). Everything a load could
 // refuse from the request alone is refused here, before the model is LOADING.
 absl::Status ValidateLoadSpec(const v1::LoadModelRequest& spec);
 

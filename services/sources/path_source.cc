@@ -101,7 +101,7 @@ std::vector<Segment> CutSegments(const std::vector<OpenShard>& shards, const Loa
     };
     for (size_t t = 0; t < tensors.size(); ++t) {
       const uint64_t size = tensors[t].size();
-      if (size > segment_bytes && job.StoresUnchanged(shards[s].file, t)) {
+      if (size > segment_bytes && job.StreamsTensor(shards[s].file, t)) {
         close(t);
         for (uint64_t begin = 0; begin < size; begin += segment_bytes) {
           segments.push_back(Segment{s, t, t + 1, begin, std::min(size, begin + segment_bytes)});
@@ -138,7 +138,7 @@ absl::Status ReadSegment(OpenShard& shard, const Segment& segment, ShardWriter& 
   const safetensors::ShardHeader& header = shard.parser->header();
   for (size_t i = segment.first; i < segment.last; ++i) {
     const safetensors::TensorHeader& t = header.tensors[i];
-    if (segment.byte_begin == 0 && !job.StoresUnchanged(shard.file, i)) {
+    if (segment.byte_begin == 0 && !job.StreamsTensor(shard.file, i)) {
       if (job.failed()) return job.status();
       const uint64_t at = header.data_start() + t.begin;
       WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, t.size(), &whole, shard.file));

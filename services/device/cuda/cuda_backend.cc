@@ -4,6 +4,10 @@
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "services/device/cuda/cuda_check.h"
+#include "services/device/in_process_collective.h"
+#ifdef WEIGHTD_HAVE_NCCL
+#include "services/device/cuda/nccl_collective.h"
+#endif
 
 namespace weightd::cuda {
 
@@ -108,6 +112,28 @@ std::pair<uint64_t, uint64_t> CudaBackend::DriverMemoryInfo(int device) const {
     cudaGetLastError();
   }
   return {free_bytes, total_bytes};
+}
+
+absl::StatusOr<std::shared_ptr<Collective>> CudaBackend::GroupCollective(const std::vector<int>& devices) {
+  for (int d : devices) {
+    if (d < 0 || d >= device_count()) return absl::InvalidArgumentError(absl::StrCat("no CUDA device ", d));
+  }
+  std::lock_guard<std::mutex> lock(collectives_mu_);
+  std::shared_ptr<Collective>& group = collectives_[devices];
+  if (group == nullptr) {
+#ifdef WEIGHTD_HAVE_NCCL
+    auto nccl = NcclCollective::Create(devices);
+    if (!nccl.ok()) {
+      collectives_.erase(devices);
+      return nccl.status();
+    }
+    group = std::move(*nccl);
+    LogEvent(LogLevel::kInfo, "nccl_communicator", {{"ranks", devices.size()}});
+#else
+    group = std::make_shared<InProcessCollective>(*this, static_cast<int>(devices.size()));
+#endif
+  }
+  return group;
 }
 
 }  // namespace weightd::cuda

@@ -4,7 +4,9 @@
 // Thread-safe (see DeviceBackend).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -40,6 +42,8 @@ class CudaBackend : public DeviceBackend {
   absl::Status Synchronize(int device) override;
   uint64_t reserved_bytes(int device) const override { return devices_[device].ring->device_bytes(); }
   absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;
+  // NCCL's (an InProcessCollective in a build without NCCL), one per device list, kept.
+  absl::StatusOr<std::shared_ptr<Collective>> GroupCollective(const std::vector<int>& devices) override;
 
   // The driver's view of one device, for logs: (free, total) bytes.
   std::pair<uint64_t, uint64_t> DriverMemoryInfo(int device) const;
@@ -57,6 +61,8 @@ class CudaBackend : public DeviceBackend {
 
   CudaBackendOptions options_;
   std::vector<Device> devices_;
+  std::mutex collectives_mu_;
+  std::map<std::vector<int>, std::shared_ptr<Collective>> collectives_;
 };
 
 }  // namespace weightd::cuda

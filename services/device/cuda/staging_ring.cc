@@ -123,6 +123,8 @@ StagingRing::Stats StagingRing::TakeStats() {
 }
 
 absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes) {
+  // Shard threads feed the rings of several GPUs under tensor parallelism.
+  WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
   const uint64_t slot_bytes = slot_data_bytes_ + slot_scale_bytes_;
   for (uint64_t done = 0; done < bytes.size();) {
     const uint64_t n = std::min<uint64_t>(slot_bytes, bytes.size() - done);
@@ -144,6 +146,7 @@ absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes) {
 
 absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const void* src,
                                    const kernels::Tiling& tiling, const float* scales) {
+  WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
   const uint64_t element_size = kernels::DTypeSize(dtype);
   const uint64_t total = static_cast<uint64_t>(tiling.rows) * tiling.cols;
   const uint64_t max_elements = slot_data_bytes_ / element_size / kElementAlignment * kElementAlignment;

@@ -1,0 +1,146 @@
+#include "services/load/tensor_placer.h"
+
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "kernels/quantize_fast.h"
+#include "services/load/slice_amax.h"
+
+namespace weightd {
+namespace {
+
+SliceBytes SliceOf(const TensorTask& task, size_t rank, const safetensors::TensorHeader& t) {
+  return SliceBytesOf(task.split, rank, t.shape, kernels::DTypeSize(t.dtype));
+}
+
+std::string_view AsBytes(const std::vector<float>& values) {
+  return {reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float)};
+}
+
+}  // namespace
+
+TensorPlacer::TensorPlacer(const LoadPlan& plan, std::vector<std::shared_ptr<Arena>> arenas, DeviceBackend& backend,
+                           std::shared_ptr<Collective> collective)
+    : plan_(plan), arenas_(std::move(arenas)), backend_(backend), collective_(std::move(collective)) {}
+
+std::vector<size_t> TensorPlacer::WritingRanks(const TensorTask& task) const {
+  if (task.split.replicated()) return {0};
+  std::vector<size_t> ranks(task.parts.size());
+  for (size_t r = 0; r < ranks.size(); ++r) ranks[r] = r;
+  return ranks;
+}
+
+absl::Status TensorPlacer::Write(size_t rank, size_t tensor, uint64_t offset, std::string_view bytes) {
+  return backend_.Write(arenas_[rank]->allocation(), plan_.ranks[rank].tensors[tensor].offset + offset, bytes);
+}
+
+bool TensorPlacer::Streams(const TensorTask& task, const safetensors::TensorHeader& t) {
+  if (task.kind != TaskKind::kStore) return false;
+  for (size_t r = 0; r < task.parts.size(); ++r) {
+    if (!SliceOf(task, r, t).contiguous()) return false;
+  }
+  return true;
+}
+
+absl::Status TensorPlacer::WriteStreamed(const TensorTask& task, const safetensors::TensorHeader& t, uint64_t offset,
+                                         std::string_view bytes) {
+  const uint64_t end = offset + bytes.size();
+  for (size_t r : WritingRanks(task)) {
+    const SliceBytes slice = SliceOf(task, r, t);
+    const uint64_t lo = std::max(offset, slice.first);
+    const uint64_t hi = std::min(end, slice.first + slice.size());
+    if (lo >= hi) continue;
+    WEIGHTD_RETURN_IF_ERROR(Write(r, task.parts[r].output, lo - slice.first, bytes.substr(lo - offset, hi - lo)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TensorPlacer::WriteWhole(const TensorTask& task, const safetensors::TensorHeader& t, const char* src) {
+  std::string buffer;
+  for (size_t r : WritingRanks(task)) {
+    const SliceBytes slice = SliceOf(task, r, t);
+    buffer.resize(slice.size());
+    GatherSlice(slice, src, buffer.data());
+    WEIGHTD_RETURN_IF_ERROR(Write(r, task.parts[r].output, 0, buffer));
+  }
+  return absl::OkStatus();
+}
+
+// Scale scope `tensor` across ranks: each rank's amax, the maximum over all of
+// them, then the scale formula, so every rank scales as the whole tensor would be.
+absl::Status TensorPlacer::ScalesOf(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
+                                    kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales) {
+  const bool per_row = task.scheme == kernels::Scheme::kPerChannel;
+  std::vector<std::vector<float>> amax(task.parts.size());
+  for (size_t r = 0; r < task.parts.size(); ++r) {
+    const SliceBytes slice = SliceOf(task, r, t);
+    if (per_row && slice.segments != task.parts[r].tiling.rows) {
+      return absl::InternalError(absl::StrCat("tensor '", t.name, "': per-channel amax of a slice that is not a row split"));
+    }
+    WEIGHTD_RETURN_IF_ERROR(SliceAmax(t.dtype, src, slice, per_row, policy, amax[r]));
+  }
+  WEIGHTD_RETURN_IF_ERROR(collective_->AllReduceMax(amax));
+  for (size_t r = 0; r < task.parts.size(); ++r) {
+    scales[r].resize(amax[r].size());
+    std::transform(amax[r].begin(), amax[r].end(), scales[r].begin(), kernels::ScaleFromAmax);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TensorPlacer::Quantize(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
+                                    kernels::NonFinitePolicy policy) {
+  std::vector<std::vector<float>> scales(task.parts.size());
+  if (task.reduce_amax) WEIGHTD_RETURN_IF_ERROR(ScalesOf(task, t, src, policy, scales));
+  std::string buffer;
+  for (size_t r : WritingRanks(task)) {
+    const RankPart& part = task.parts[r];
+    const SliceBytes slice = SliceOf(task, r, t);
+    const char* bytes = src + slice.first;
+    if (!slice.contiguous()) {
+      buffer.resize(slice.size());
+      GatherSlice(slice, src, buffer.data());
+      bytes = buffer.data();
+    }
+    if (!task.reduce_amax) {
+      scales[r].resize(part.tiling.num_tiles());
+      WEIGHTD_RETURN_IF_ERROR(
+          kernels::TileScalesFast(task.scheme, t.dtype, bytes, part.tiling, policy, scales[r].data()));
+    }
+    WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(arenas_[r]->allocation(), plan_.ranks[r].tensors[part.output].offset,
+                                              t.dtype, bytes, part.tiling, scales[r].data()));
+    WEIGHTD_RETURN_IF_ERROR(Write(r, part.scale, 0, AsBytes(scales[r])));
+  }
+  return absl::OkStatus();
+}
+
+void TensorPlacer::Complete(const TensorTask& task) {
+  if (!task.split.replicated() || task.parts.size() < 1) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  replicas_.push_back(&task);
+}
+
+absl::Status TensorPlacer::BroadcastReplicas() {
+  std::vector<const TensorTask*> replicas;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    replicas.swap(replicas_);
+  }
+  for (const TensorTask* task : replicas) {
+    std::vector<size_t> outputs = {task->parts[0].output};
+    if (task->kind == TaskKind::kQuantize) outputs.push_back(task->parts[0].scale);
+    for (size_t o = 0; o < outputs.size(); ++o) {
+      std::vector<RankRegion> regions;
+      for (size_t r = 0; r < task->parts.size(); ++r) {
+        const size_t tensor = o == 0 ? task->parts[r].output : task->parts[r].scale;
+        regions.push_back({&arenas_[r]->allocation(), plan_.ranks[r].tensors[tensor].offset});
+      }
+      const uint64_t size = plan_.ranks[0].tensors[outputs[o]].size;
+      if (size > 0) WEIGHTD_RETURN_IF_ERROR(collective_->Broadcast(0, regions, size));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace weightd

@@ -1,0 +1,64 @@
+// Puts each source tensor onto the ranks of a load as its TensorTask says.
+// A stored tensor whose slices are single byte ranges of the source (split on
+// dim 0, or replicated) is written as its bytes arrive; any other is written
+// from the gathered tensor. A quantized tensor is gathered on the host; where
+// the scale scope needs it the ranks' amax are all-reduced (max) through the
+// Collective, then each rank quantizes its slice with its scales. Replicated
+// tensors land on rank 0 only, and BroadcastReplicas copies them to the other
+// ranks once every write has landed: host-to-device traffic does not grow
+// with the number of ranks.
+// Thread-safe: the shard writers of a load call it concurrently, each for its
+// own tensors.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "services/device/collective.h"
+#include "services/device/device_backend.h"
+#include "services/load/arena.h"
+#include "services/load/planner.h"
+#include "services/safetensors/header.h"
+
+namespace weightd {
+
+class TensorPlacer {
+ public:
+  // `plan` must outlive the placer; arenas and collective are per rank of the plan.
+  TensorPlacer(const LoadPlan& plan, std::vector<std::shared_ptr<Arena>> arenas, DeviceBackend& backend,
+               std::shared_ptr<Collective> collective);
+
+  // Whether a stored tensor is written as its bytes arrive (else the caller
+  // gathers it and calls WriteWhole).
+  static bool Streams(const TensorTask& task, const safetensors::TensorHeader& t);
+  absl::Status WriteStreamed(const TensorTask& task, const safetensors::TensorHeader& t, uint64_t offset,
+                             std::string_view bytes);
+  absl::Status WriteWhole(const TensorTask& task, const safetensors::TensorHeader& t, const char* src);
+  // `src`: the whole tensor. A NaN or Inf under kFail is INVALID_ARGUMENT (the
+  // caller names the element: its index in the slice would mislead).
+  absl::Status Quantize(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
+                        kernels::NonFinitePolicy policy);
+  // Every byte of the tensor was handed over; a replicated one is queued for broadcast.
+  void Complete(const TensorTask& task);
+  // Call after DeviceBackend::Synchronize of every rank's device.
+  absl::Status BroadcastReplicas();
+
+ private:
+  std::vector<size_t> WritingRanks(const TensorTask& task) const;
+  absl::Status Write(size_t rank, size_t tensor, uint64_t offset, std::string_view bytes);
+  absl::Status ScalesOf(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
+                        kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales);
+
+  const LoadPlan& plan_;
+  std::vector<std::shared_ptr<Arena>> arenas_;
+  DeviceBackend& backend_;
+  std::shared_ptr<Collective> collective_;
+
+  std::mutex mu_;
+  std::vector<const TensorTask*> replicas_;  // in completion order
+};
+
+}  // namespace weightd

@@ -1,0 +1,68 @@
+// The amax of a rank's slice, against the reference kernels::AbsMax.
+#include "services/load/slice_amax.h"
+
+#include <bit>
+#include <cstring>
+#include <limits>
+
+#include "gtest/gtest.h"
+
+namespace weightd {
+namespace {
+
+std::vector<float> Values(size_t n) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<float>((i * 7919) % 1000) * ((i % 3) ? -0.01f : 0.02f);
+  return v;
+}
+
+TEST(SliceAmax, EqualsTheReferenceForEveryDtypeWholeAndPerSegment) {
+  const size_t rows = 37, cols = 1000;
+  const std::vector<float> f32 = Values(rows * cols);
+  std::vector<uint16_t> bf16(f32.size()), f16(f32.size());
+  for (size_t i = 0; i < f32.size(); ++i) {
+    bf16[i] = static_cast<uint16_t>(std::bit_cast<uint32_t>(f32[i]) >> 16);
+    const _Float16 h = static_cast<_Float16>(f32[i]);
+    std::memcpy(&f16[i], &h, 2);
+  }
+  struct Input {
+    kernels::DType dtype;
+    const char* bytes;
+  };
+  for (Input in : {Input{kernels::DType::kF32, reinterpret_cast<const char*>(f32.data())},
+                   Input{kernels::DType::kBF16, reinterpret_cast<const char*>(bf16.data())},
+                   Input{kernels::DType::kF16, reinterpret_cast<const char*>(f16.data())}}) {
+    const size_t e = kernels::DTypeSize(in.dtype);
+    std::vector<float> whole;
+    ASSERT_TRUE(SliceAmax(in.dtype, in.bytes, {0, 1, rows * cols * e, 0}, false, kernels::NonFinitePolicy::kFail, whole).ok());
+    EXPECT_EQ(whole, std::vector<float>{*kernels::AbsMax(in.dtype, in.bytes, rows * cols, kernels::NonFinitePolicy::kFail)});
+    // Columns [300, 700) of every row, one amax per row.
+    std::vector<float> per_row;
+    ASSERT_TRUE(SliceAmax(in.dtype, in.bytes, {300 * e, rows, 400 * e, cols * e}, true, kernels::NonFinitePolicy::kFail,
+                          per_row)
+                    .ok());
+    ASSERT_EQ(per_row.size(), rows);
+    for (size_t r = 0; r < rows; ++r) {
+      EXPECT_EQ(per_row[r], *kernels::AbsMax(in.dtype, in.bytes + (r * cols + 300) * e, 400, kernels::NonFinitePolicy::kFail));
+    }
+  }
+}
+
+TEST(SliceAmax, NonFiniteValuesFailOrAreLeftOutUnderSaturate) {
+  std::vector<float> v = Values(1 << 20);
+  v[12345] = std::numeric_limits<float>::infinity();
+  v[777] = std::numeric_limits<float>::quiet_NaN();
+  const char* bytes = reinterpret_cast<const char*>(v.data());
+  std::vector<float> amax;
+  EXPECT_EQ(SliceAmax(kernels::DType::kF32, bytes, {0, 1, v.size() * 4, 0}, false, kernels::NonFinitePolicy::kFail, amax)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(
+      SliceAmax(kernels::DType::kF32, bytes, {0, 1, v.size() * 4, 0}, false, kernels::NonFinitePolicy::kSaturate, amax).ok());
+  EXPECT_EQ(amax, std::vector<float>{*kernels::AbsMax(kernels::DType::kF32, bytes, v.size(),
+                                                      kernels::NonFinitePolicy::kSaturate)});
+  EXPECT_EQ(amax[0], 19.98f);
+}
+
+}  // namespace
+}  // namespace weightd
