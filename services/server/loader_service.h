@@ -8,6 +8,8 @@
 #include "services/device/accounting.h"
 #include "services/device/device_backend.h"
 #include "services/executor.h"
+#include "services/load/stall_watchdog.h"
+#include "services/safetensors/header.h"
 #include "services/registry/registry.h"
 #include "services/sources/source_hooks.h"
 #include "weightd/v1/loader.grpc.pb.h"
@@ -24,6 +26,8 @@ struct LoaderServiceDeps {
   SourceHooks path_hooks;
   std::string model_root;
   std::string version;
+  safetensors::ParseLimits parse_limits;
+  StallWatchdog* push_watchdog = nullptr;  // watches every push load; may be null
 };
 
 class LoaderService final : public v1::Loader::CallbackService {

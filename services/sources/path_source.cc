@@ -33,20 +33,18 @@ absl::Status ReadFully(int fd, uint64_t offset, size_t size, std::string* out, c
   return absl::OkStatus();
 }
 
-struct OpenShard {
+struct ShardFile {
   std::string file;
   UniqueFd fd;
   std::unique_ptr<safetensors::ShardParser> parser;
 };
 
 // Header phase: 8 bytes, then exactly the header, so no data byte is read twice.
-absl::Status ReadHeader(const std::string& dir, OpenShard& shard) {
-  std::string path = dir + "/" + shard.file;
-  shard.fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!shard.fd.valid()) return absl::NotFoundError(absl::StrCat("cannot open shard '", shard.file, "': ", std::strerror(errno)));
+absl::Status ReadHeader(const CheckpointFiles& files, const safetensors::ParseLimits& limits, ShardFile& shard) {
+  WEIGHTD_ASSIGN_OR_RETURN(shard.fd, OpenShard(files, shard.file));
   struct stat st;
   if (::fstat(shard.fd.get(), &st) != 0) return absl::InternalError(absl::StrCat("stat '", shard.file, "'"));
-  shard.parser = std::make_unique<safetensors::ShardParser>(shard.file, safetensors::ParseLimits{},
+  shard.parser = std::make_unique<safetensors::ShardParser>(shard.file, limits,
                                                             static_cast<uint64_t>(st.st_size));
   std::string buf;
   uint64_t offset = 0;
@@ -65,7 +63,7 @@ absl::Status ReadHeader(const std::string& dir, OpenShard& shard) {
   return absl::OkStatus();
 }
 
-absl::Status StreamData(OpenShard& shard, ShardWriter& writer, LoadJob& job,
+absl::Status StreamData(ShardFile& shard, ShardWriter& writer, LoadJob& job,
                         const SourceHooks& hooks, size_t chunk_bytes) {
   std::string buf;
   uint64_t offset = shard.parser->position();
@@ -81,10 +79,10 @@ absl::Status StreamData(OpenShard& shard, ShardWriter& writer, LoadJob& job,
   return shard.parser->Finish(writer);
 }
 
-absl::Status CheckWeightMap(const CheckpointFiles& files, const std::vector<OpenShard>& shards) {
+absl::Status CheckWeightMap(const CheckpointFiles& files, const std::vector<ShardFile>& shards) {
   if (files.weight_map.empty()) return absl::OkStatus();
   size_t seen = 0;
-  for (const OpenShard& s : shards) {
+  for (const ShardFile& s : shards) {
     for (const auto& t : s.parser->header().tensors) {
       auto it = files.weight_map.find(t.name);
       if (it == files.weight_map.end() || it->second != s.file) {
@@ -107,10 +105,10 @@ absl::Status CheckWeightMap(const CheckpointFiles& files, const std::vector<Open
 void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, const SourceHooks& hooks,
                  const PathSourceOptions& options) {
   job->ExpectShards(files.shards, files.config_json);
-  std::vector<OpenShard> shards(files.shards.size());
+  std::vector<ShardFile> shards(files.shards.size());
   for (size_t i = 0; i < shards.size(); ++i) {
     shards[i].file = files.shards[i];
-    absl::Status s = ReadHeader(files.dir, shards[i]);
+    absl::Status s = ReadHeader(files, options.limits, shards[i]);
     if (!s.ok()) {
       job->Fail(s);
       return;
@@ -126,7 +124,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   std::condition_variable cv;
   size_t resumed = 0;
   size_t offered = 0;
-  for (OpenShard& s : shards) {
+  for (ShardFile& s : shards) {
     ++offered;
     job->OnShardHeader(s.file, s.parser->header(), [&](absl::Status) {
       std::lock_guard<std::mutex> lock(mu);

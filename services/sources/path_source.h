@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "services/load/load_job.h"
+#include "services/safetensors/header.h"
 #include "services/sources/checkpoint_dir.h"
 #include "services/sources/source_hooks.h"
 
@@ -16,6 +17,7 @@ namespace weightd {
 struct PathSourceOptions {
   size_t chunk_bytes = 8u << 20;
   int parallel_shards = 4;
+  safetensors::ParseLimits limits;
 };
 
 void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files,

@@ -175,6 +175,16 @@ std::string DaemonProcess::Metrics() const {
   return body == std::string::npos ? "" : response.substr(body + 4);
 }
 
+int DaemonProcess::OpenFds() const {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
 double DaemonProcess::Metric(const std::string& sample) const {
   std::istringstream lines(Metrics());
   std::string line;

@@ -43,6 +43,11 @@ class DaemonProcess {
   std::string grpc_address() const { return "unix:" + dir_ + "/weightd.sock"; }
   std::string handle_socket() const { return dir_ + "/handles.sock"; }
   const std::string& log() const { return log_; }
+  pid_t pid() const { return pid_; }
+  // Open descriptors of the daemon process (/proc/<pid>/fd).
+  int OpenFds() const;
+  // Device 0's weightd_device_memory_used_bytes.
+  double UsedBytes() const { return Metric("weightd_device_memory_used_bytes{device=\"0\"}"); }
 
  private:
   std::string dir_;
