@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/fd_passing.h"
 #include "base/log.h"
+#include "base/wake_fd.h"
 
 namespace weightd::handoff {
 namespace {
@@ -87,12 +88,7 @@ void HandleServer::Shutdown() {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
-  if (thread_.joinable()) {
-    uint64_t one = 1;
-    while (::write(wake_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
-    }
-    thread_.join();
-  }
+  WakeAndJoin(wake_.get(), thread_);
   listener_.reset();
   struct stat st;
   // Only our own socket: a newer server may have replaced the file since.

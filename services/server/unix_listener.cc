@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
+#include "base/wake_fd.h"
 
 namespace weightd {
 
@@ -53,12 +54,7 @@ absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Start(const std::str
 void UnixListener::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  if (thread_.joinable()) {
-    uint64_t one = 1;
-    while (::write(wake_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
-    }
-    thread_.join();
-  }
+  WakeAndJoin(wake_.get(), thread_);
   listener_.reset();
   ::unlink(path_.c_str());
 }
