@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "base/dashed_flags.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "base/byte_size.h"
 #include "base/log.h"
@@ -37,6 +39,20 @@ ABSL_FLAG(std::string, read_segment_bytes, "64MiB",
           "A path load cuts shards into segments of about this size (whole tensors, or pieces of a large tensor "
           "stored unchanged), read by the read threads in parallel");
 ABSL_FLAG(std::string, model_root, "", "Directory that path sources must lie in; empty turns path sources off");
+ABSL_FLAG(std::string, allowed_uids, "",
+          "Comma-separated uids that may connect to the Unix sockets (checked with SO_PEERCRED); empty: the "
+          "daemon's own uid and root");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TCP listeners");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for TCP listeners");
+ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle: TCP clients must present a certificate it signed (mTLS)");
+ABSL_FLAG(bool, insecure_tcp, false, "Allow TCP listeners without TLS (anyone who reaches the port can load and read models)");
+ABSL_FLAG(int, push_idle_timeout_seconds, 300,
+          "A push load that receives nothing (no stream opens, no byte arrives) this long fails with DEADLINE_EXCEEDED");
+ABSL_FLAG(std::string, max_header_bytes, "100MiB", "Largest safetensors header accepted");
+ABSL_FLAG(int64_t, max_tensors, 1 << 20, "Most tensors in one shard");
+ABSL_FLAG(int64_t, max_tensor_name_bytes, 1024, "Longest tensor name");
+ABSL_FLAG(std::string, max_model_bytes, "0", "Most source bytes of one load, e.g. 2TiB; 0: no limit");
+ABSL_FLAG(int64_t, max_concurrent_loads, 0, "Most models loading at once; 0: no limit");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
 ABSL_FLAG(std::string, log_format, "auto", "json (one object per line), text, or auto (text on a terminal)");
 
@@ -85,6 +101,30 @@ int main(int argc, char** argv) {
   auto segment = weightd::ParseByteSize(absl::GetFlag(FLAGS_read_segment_bytes));
   if (!segment.ok()) return Fail("--read-segment-bytes: " + std::string(segment.status().message()));
   options.path_read.segment_bytes = *segment;
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_allowed_uids), ',', absl::SkipEmpty())) {
+    uint32_t uid = 0;
+    if (!absl::SimpleAtoi(part, &uid)) return Fail("--allowed-uids: '" + std::string(part) + "' is not a uid");
+    options.allowed_uids.push_back(static_cast<uid_t>(uid));
+  }
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.insecure_tcp = absl::GetFlag(FLAGS_insecure_tcp);
+  if (absl::GetFlag(FLAGS_push_idle_timeout_seconds) <= 0) return Fail("--push-idle-timeout-seconds must be positive");
+  options.push_idle_timeout = std::chrono::seconds(absl::GetFlag(FLAGS_push_idle_timeout_seconds));
+  auto header_bytes = weightd::ParseByteSize(absl::GetFlag(FLAGS_max_header_bytes));
+  if (!header_bytes.ok()) return Fail("--max-header-bytes: " + std::string(header_bytes.status().message()));
+  options.parse_limits.max_header_bytes = *header_bytes;
+  if (absl::GetFlag(FLAGS_max_tensors) <= 0 || absl::GetFlag(FLAGS_max_tensor_name_bytes) <= 0) {
+    return Fail("--max-tensors and --max-tensor-name-bytes must be positive");
+  }
+  options.parse_limits.max_tensors = static_cast<size_t>(absl::GetFlag(FLAGS_max_tensors));
+  options.parse_limits.max_name_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_max_tensor_name_bytes));
+  auto model_bytes = weightd::ParseByteSize(absl::GetFlag(FLAGS_max_model_bytes));
+  if (!model_bytes.ok()) return Fail("--max-model-bytes: " + std::string(model_bytes.status().message()));
+  options.max_model_bytes = *model_bytes;
+  if (absl::GetFlag(FLAGS_max_concurrent_loads) < 0) return Fail("--max-concurrent-loads must not be negative");
+  options.max_concurrent_loads = static_cast<size_t>(absl::GetFlag(FLAGS_max_concurrent_loads));
 
   // Signals are taken by sigwait below, never by a handler on a random thread.
   sigset_t signals;

@@ -34,7 +34,7 @@ struct Input {
 absl::StatusOr<Input> OpenInput(const std::string& in) {
   Input input;
   std::error_code ec;
-  const fs::path path = fs::absolute(in, ec);
+  const fs::path path = fs::absolute(in, ec).lexically_normal();
   input.is_dir = fs::is_directory(path, ec);
   // The daemon's resolution (index, single file, or every shard), rooted at the input itself.
   const std::string root = input.is_dir ? path.string() : path.parent_path().string();

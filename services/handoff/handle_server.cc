@@ -13,21 +13,15 @@
 #include "absl/strings/str_cat.h"
 #include "base/fd_passing.h"
 #include "base/log.h"
+#include "base/wake_fd.h"
 
 namespace weightd::handoff {
 namespace {
 
-// An AttachRequest is a model id and a rank; anything near this is not one.
-constexpr size_t kMaxRequestBytes = 64 << 10;
 // Bounds how long one stalled reader can hold the poll thread inside a send.
 constexpr int kSendTimeoutSeconds = 5;
 
 absl::Status Errno(const std::string& what) { return absl::ErrnoToStatus(errno, what); }
-
-uint32_t FrameLength(const std::string& frame) {
-  const auto* h = reinterpret_cast<const unsigned char*>(frame.data());
-  return uint32_t{h[0]} | uint32_t{h[1]} << 8 | uint32_t{h[2]} << 16 | uint32_t{h[3]} << 24;
-}
 
 }  // namespace
 
@@ -35,7 +29,7 @@ struct HandleServer::Connection {
   UniqueFd fd;
   PeerCredentials peer{};
   absl::Time request_deadline;
-  std::string request;  // the request frame as it arrives, header included
+  RequestFrameDecoder request;
   bool leased = false;
   std::function<void()> on_lease_end;
 };
@@ -94,12 +88,7 @@ void HandleServer::Shutdown() {
   std::lock_guard<std::mutex> lock(shutdown_mu_);
   if (shut_down_) return;
   shut_down_ = true;
-  if (thread_.joinable()) {
-    uint64_t one = 1;
-    while (::write(wake_.get(), &one, sizeof(one)) < 0 && errno == EINTR) {
-    }
-    thread_.join();
-  }
+  WakeAndJoin(wake_.get(), thread_);
   listener_.reset();
   struct stat st;
   // Only our own socket: a newer server may have replaced the file since.
@@ -194,49 +183,38 @@ bool HandleServer::ServeReadable(Connection& conn) {
 // Reads what has arrived of the request, without blocking, and answers it once
 // it is whole. A refusal closes the connection.
 bool HandleServer::ServeRequest(Connection& conn) {
-  auto refuse = [&conn](absl::StatusCode code, const std::string& message) {
+  auto refuse = [&conn](const absl::Status& status) {
     v1::AttachResponse response;
-    response.set_code(static_cast<int>(code));
-    response.set_message(message);
+    response.set_code(static_cast<int>(status.code()));
+    response.set_message(std::string(status.message()));
     (void)SendFrame(conn.fd.get(), response.SerializeAsString());
     return false;
   };
-  size_t want = conn.request.size() >= 4 ? 4 + FrameLength(conn.request) : 4;
-  size_t have = conn.request.size();
-  conn.request.resize(want);
+  std::string buf(conn.request.wanted(), '\0');
   // Exactly up to the frame's end: a byte past it would be a second request.
-  ssize_t n = ::recv(conn.fd.get(), conn.request.data() + have, want - have, MSG_DONTWAIT);
+  ssize_t n = ::recv(conn.fd.get(), buf.data(), buf.size(), MSG_DONTWAIT);
   if (n == 0) return false;  // closed before a whole request
-  if (n < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return false;
-    n = 0;
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+  bool had_length = conn.request.length_known();
+  absl::Status appended = conn.request.Append(std::string_view(buf.data(), static_cast<size_t>(n)));
+  if (!had_length && conn.request.length_known() &&
+      std::find(allowed_uids_.begin(), allowed_uids_.end(), conn.peer.uid) == allowed_uids_.end()) {
+    return refuse(absl::PermissionDeniedError(absl::StrCat("uid ", conn.peer.uid, " is not allowed")));
   }
-  conn.request.resize(have + static_cast<size_t>(n));
-  if (have < 4 && conn.request.size() >= 4) {
-    if (std::find(allowed_uids_.begin(), allowed_uids_.end(), conn.peer.uid) == allowed_uids_.end()) {
-      return refuse(absl::StatusCode::kPermissionDenied, absl::StrCat("uid ", conn.peer.uid, " is not allowed"));
-    }
-    uint32_t len = FrameLength(conn.request);
-    if (len > kMaxRequestBytes) {
-      return refuse(absl::StatusCode::kInvalidArgument,
-                    absl::StrCat("request frame length ", len, " exceeds the limit of ", kMaxRequestBytes));
-    }
-    if (len > 0) return true;  // the body follows (usually already queued: poll fires again)
-  }
-  if (conn.request.size() < 4 || conn.request.size() < want) return true;
+  if (!appended.ok()) return refuse(appended);
+  if (!conn.request.complete()) return true;  // the rest follows (usually already queued: poll fires again)
 
-  v1::AttachRequest request;
-  if (!request.ParseFromArray(conn.request.data() + 4, static_cast<int>(conn.request.size() - 4))) {
-    return refuse(absl::StatusCode::kInvalidArgument, "malformed AttachRequest");
-  }
-  conn.request.clear();
-  AttachGrant grant = handler_->Attach(conn.peer, request);
+  absl::StatusOr<v1::AttachRequest> request = conn.request.Parse();
+  if (!request.ok()) return refuse(request.status());
+  AttachGrant grant = handler_->Attach(conn.peer, *request);
   if (grant.response.code() != 0) {
     if (grant.on_lease_end) grant.on_lease_end();
     (void)SendFrame(conn.fd.get(), grant.response.SerializeAsString());
     return false;
   }
-  absl::Status sent = SendFrame(conn.fd.get(), grant.response.SerializeAsString(), grant.fds);
+  std::vector<int> fds;
+  for (const UniqueFd& fd : grant.fds) fds.push_back(fd.get());
+  absl::Status sent = SendFrame(conn.fd.get(), grant.response.SerializeAsString(), fds);
   if (!sent.ok()) {
     WEIGHTD_LOG(WARNING) << "handle server: cannot send lease to pid " << conn.peer.pid << ": " << sent;
     if (grant.on_lease_end) grant.on_lease_end();

@@ -22,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
+#include "services/handoff/request_frame.h"
 #include "weightd/v1/handoff.pb.h"
 
 namespace weightd::handoff {
@@ -34,7 +35,7 @@ struct PeerCredentials {
 
 struct AttachGrant {
   v1::AttachResponse response;  // code != 0: refused, no descriptors are sent
-  std::vector<int> fds;         // borrowed; sent with the response
+  std::vector<UniqueFd> fds;    // sent with the response, then closed here
   std::function<void()> on_lease_end;  // called once when the connection closes; may be empty
 };
 
@@ -48,7 +49,7 @@ class AttachHandler {
 struct HandleServerOptions {
   std::string socket_path;
   mode_t mode = 0660;
-  std::vector<uid_t> allowed_uids;  // empty: the daemon's euid and root
+  std::vector<uid_t> allowed_uids;  // empty: the daemon's euid and root; checked with SO_PEERCRED
   size_t max_connections = 1024;
   absl::Duration request_timeout = absl::Seconds(10);  // a connection silent this long is closed
 };

@@ -58,8 +58,20 @@ absl::Status LoadJob::status() const {
   return status_;
 }
 
+std::string LoadJob::DescribePending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out;
+  for (const Shard& s : shards_) {
+    if (s.done) continue;
+    if (!out.empty()) out += ", ";
+    absl::StrAppend(&out, "shard '", s.file, "' (", s.header ? "not finished" : "no stream yet", ")");
+  }
+  return out;
+}
+
 void LoadJob::OnShardHeader(const std::string& file, safetensors::ShardHeader header,
                             std::function<void(absl::Status)> resume) {
+  ++activity_;
   // Exactly one call of `resume` per call of this function, always outside the lock.
   absl::Status refused;  // this stream alone is turned away; the load goes on
   absl::Status plan_error;
@@ -114,6 +126,10 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
     WEIGHTD_ASSIGN_OR_RETURN(options.heads, AttentionHeadsFromConfig(config_json_));
   }
   WEIGHTD_ASSIGN_OR_RETURN(plan_, PlanLoad(inputs, options));
+  if (max_source_bytes_ > 0 && plan_.source_bytes > max_source_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat("model '", model_id_, "': its shards hold ", plan_.source_bytes,
+                                                     " bytes, the limit (--max-model-bytes) is ", max_source_bytes_));
+  }
   WEIGHTD_ASSIGN_OR_RETURN(config_json_, ConfigWithQuantization(config_json_, spec_.quantization().scheme(), plan_.ignored_modules));
   progress_.set_totals(plan_.source_bytes, plan_.source_tensors);
   uint64_t quantized_bytes = 0;
@@ -126,15 +142,23 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   progress_.set_phase(v1::PHASE_PLANNED);
 
   WEIGHTD_RETURN_IF_ERROR(accounting_.Reserve(plan_.DeviceBytes(), absl::StrCat("model '", model_id_, "'")));
-  for (const RankPlan& rank : plan_.ranks) {
-    WEIGHTD_ASSIGN_OR_RETURN(
-        std::shared_ptr<Arena> arena,
+  for (size_t r = 0; r < plan_.ranks.size(); ++r) {
+    const RankPlan& rank = plan_.ranks[r];
+    absl::StatusOr<std::shared_ptr<Arena>> arena =
         Arena::Create(backend_, accounting_, rank.device, rank.arena_bytes,
-                      absl::StrCat(model_id_, ":rank", rank.rank)));
-    arenas_.push_back(std::move(arena));
+                      absl::StrCat(model_id_, ":rank", rank.rank));
+    if (!arena.ok()) {
+      // Create released this rank's bytes and the arenas made so far release theirs when
+      // dropped; the ranks after it never got an arena, so their reservation goes here.
+      std::vector<uint64_t> unused(static_cast<size_t>(accounting_.device_count()), 0);
+      for (size_t later = r + 1; later < plan_.ranks.size(); ++later) {
+        unused[static_cast<size_t>(plan_.ranks[later].device)] += plan_.ranks[later].arena_bytes;
+      }
+      accounting_.Release(unused);
+      return arena.status();
+    }
+    arenas_.push_back(std::move(*arena));
   }
-  // The reservation of ranks that never got an arena (a failed Create) is still held.
-  if (arenas_.size() != plan_.ranks.size()) return absl::InternalError("arena count");
   LogEvent(LogLevel::kInfo, "load_planned",
            {{"model", model_id_}, {"source", SourceLabel(spec_.source())},
             {"scheme", SchemeLabel(spec_.quantization().scheme())}, {"result", "ok"},
@@ -172,6 +196,7 @@ ShardWriter* LoadJob::Writer(const std::string& file) {
 }
 
 void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
+  ++activity_;
   if (!status.ok()) Fail(status);
   absl::StatusOr<ResidentModel> result;
   {

@@ -48,6 +48,10 @@ class LoadJob {
   const v1::LoadModelRequest& spec() const { return spec_; }
   LoadProgress& progress() { return progress_; }
 
+  // Before any header: a load whose headers describe more source bytes is
+  // RESOURCE_EXHAUSTED before any memory is reserved. 0: no limit.
+  void set_max_source_bytes(uint64_t bytes) { max_source_bytes_ = bytes; }
+
   // Set once by the source, before any header: the shard files in order, and config.json.
   void ExpectShards(std::vector<std::string> files, std::string config_json);
   bool ExpectsShard(const std::string& file) const;
@@ -66,9 +70,20 @@ class LoadJob {
   // The stream of `file` has ended (OK when the parser finished cleanly); its writer is dropped.
   void OnShardDone(const std::string& file, const absl::Status& status);
 
+  // Changes whenever a shard's header arrives or a shard ends; with progress().bytes_done()
+  // it tells a stalled load from a slow one (services/load/stall_watchdog.h).
+  uint64_t activity() const { return activity_.load() + progress_.bytes_done(); }
+  // "shard 'a' (no stream yet), shard 'b' (at byte 1234 of 5678)": what the load still waits for.
+  std::string DescribePending() const;
+
   // Aborts the load with `status` (idempotent; the first error wins).
   void Fail(const absl::Status& status);
   bool failed() const { return aborted_.load(); }
+  // Failed, or every shard is in (the outcome has been reported).
+  bool finished() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return finished_;
+  }
   absl::Status status() const;
 
  private:
@@ -92,6 +107,8 @@ class LoadJob {
   DoneCallback done_;
   LoadProgress progress_;
   std::atomic<bool> aborted_{false};
+  std::atomic<uint64_t> activity_{0};
+  uint64_t max_source_bytes_ = 0;
 
   mutable std::mutex mu_;
   absl::Status status_;

@@ -1,6 +1,10 @@
 #include "services/registry/registry.h"
 
+#include <fcntl.h>
 #include <google/protobuf/util/message_differencer.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
@@ -20,8 +24,8 @@ uint64_t ResidentBytes(const ResidentModel& m) {
 
 }  // namespace
 
-Registry::Registry(DeviceBackend& backend, DeviceAccounting& accounting)
-    : backend_(backend), accounting_(accounting) {}
+Registry::Registry(DeviceBackend& backend, DeviceAccounting& accounting, RegistryLimits limits)
+    : backend_(backend), accounting_(accounting), limits_(limits) {}
 
 Registry::~Registry() { Shutdown(); }
 
@@ -99,6 +103,15 @@ absl::Status Registry::LoadOrAttach(const v1::LoadModelRequest& request,
       }
     } else {
       // New, or a failed load tried again (with this spec).
+      if (limits_.max_concurrent_loads > 0) {
+        size_t loading = 0;
+        for (const auto& [other, entry] : models_) loading += entry.state == v1::MODEL_STATE_LOADING;
+        if (loading >= limits_.max_concurrent_loads) {
+          return absl::ResourceExhaustedError(absl::StrCat(
+              "model '", id, "': ", loading, " loads are in progress, the limit (--max-concurrent-loads) is ",
+              limits_.max_concurrent_loads, "; retry when one finishes"));
+        }
+      }
       Entry& e = models_[id];
       e = Entry{};
       e.spec = spec;
@@ -109,6 +122,7 @@ absl::Status Registry::LoadOrAttach(const v1::LoadModelRequest& request,
           [this, id](const LoadJob* finished, absl::StatusOr<ResidentModel> result) {
             OnLoadFinished(id, finished, std::move(result));
           });
+      job->set_max_source_bytes(limits_.max_source_bytes);
       if (spec.source().has_push()) {
         // Before the job is visible to push streams.
         const auto& push = spec.source().push();
@@ -328,7 +342,14 @@ absl::StatusOr<LeaseGrant> Registry::AcquireLease(const std::string& model_id, u
   grant.manifest = e.resident.manifest.ranks(static_cast<int>(rank));
   // Only descriptor-backed allocations travel as fds (legacy IPC handles are in the manifest).
   int fd = e.resident.arenas[rank]->allocation().export_fd();
-  if (fd >= 0) grant.fds.push_back(fd);
+  if (fd >= 0) {
+    UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!dup.valid()) {
+      return absl::ResourceExhaustedError(absl::StrCat("model '", model_id, "': cannot duplicate its memory handle: ",
+                                                       std::strerror(errno)));
+    }
+    grant.fds.push_back(std::move(dup));
+  }
   ++e.leases;
   leases_[grant.lease_id] = Lease{model_id, rank};
   return grant;

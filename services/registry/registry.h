@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/unique_fd.h"
 #include "services/device/accounting.h"
 #include "services/device/device_backend.h"
 #include "services/load/load_job.h"
@@ -29,7 +30,9 @@ namespace weightd {
 struct LeaseGrant {
   uint64_t lease_id = 0;
   v1::RankManifest manifest;
-  std::vector<int> fds;  // borrowed: valid while the model is resident
+  // Duplicated under the registry's lock: they stay valid (and keep the memory
+  // mapped in this process) even if a forced unload frees the model before they are sent.
+  std::vector<UniqueFd> fds;
 };
 
 // The outcome of every LoadModel that started a load or was turned away, for
@@ -50,9 +53,14 @@ struct LoadOutcome {
   std::map<int, uint64_t> device_peak_bytes;   // by device: the most the load held; ok only
 };
 
+struct RegistryLimits {
+  uint64_t max_source_bytes = 0;   // of one load, from its headers; 0: none
+  size_t max_concurrent_loads = 0;  // models LOADING at once; 0: none
+};
+
 class Registry {
  public:
-  Registry(DeviceBackend& backend, DeviceAccounting& accounting);
+  Registry(DeviceBackend& backend, DeviceAccounting& accounting, RegistryLimits limits = {});
   ~Registry();
 
   void set_outcome_observer(std::function<void(const LoadOutcome&)> observer);
@@ -62,7 +70,8 @@ class Registry {
   // logged and counted like every other outcome.
   void ReportRefused(const v1::LoadModelRequest& spec, const absl::Status& status);
 
-  // Starts a load or attaches `watcher` to the existing one. When a new load starts,
+  // Starts a load or attaches `watcher` to the existing one. A new load beyond
+  // max_concurrent_loads is RESOURCE_EXHAUSTED (attaching never is). When a new load starts,
   // `start` is called (outside the lock) with its job so the source can drive it.
   // Specs are compared and stored after NormalizeSpec (services/load/spec_validation.h).
   absl::Status LoadOrAttach(const v1::LoadModelRequest& spec, std::shared_ptr<LoadWatcher> watcher,
@@ -105,6 +114,7 @@ class Registry {
 
   DeviceBackend& backend_;
   DeviceAccounting& accounting_;
+  const RegistryLimits limits_;
   void Report(const LoadOutcome& outcome);
 
   std::function<void(const LoadOutcome&)> outcome_observer_;

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +21,7 @@
 #include "services/metrics/metrics.h"
 #include "services/registry/registry.h"
 #include "services/server/loader_service.h"
+#include "services/server/unix_listener.h"
 
 namespace weightd {
 namespace {
@@ -39,7 +42,7 @@ class RegistryAttachHandler : public handoff::AttachHandler {
     }
     grant.response.set_lease_id(lease->lease_id);
     *grant.response.mutable_manifest() = lease->manifest;
-    grant.fds = lease->fds;
+    grant.fds = std::move(lease->fds);
     uint64_t id = lease->lease_id;
     Registry* registry = &registry_;
     auto start = std::chrono::steady_clock::now();
@@ -64,6 +67,43 @@ std::string SocketPath(const std::string& address) {
   return "";
 }
 
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read '", path, "'"));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// TLS for TCP listeners: a certificate and key, and with a client CA, mutual TLS
+// (clients must present a certificate it signed). Plain TCP only when asked for.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const DaemonOptions& o,
+                                                                         const std::string& address) {
+  if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (o.tls_cert_file.empty()) {
+    if (!o.tls_client_ca_file.empty()) return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    if (o.insecure_tcp) return grpc::InsecureServerCredentials();
+    return absl::InvalidArgumentError(absl::StrCat("TCP listener ", address,
+                                                   " needs --tls-cert and --tls-key (or --insecure-tcp)"));
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  auto cert = ReadPem(o.tls_cert_file, "--tls-cert");
+  if (!cert.ok()) return cert.status();
+  auto key = ReadPem(o.tls_key_file, "--tls-key");
+  if (!key.ok()) return key.status();
+  pair.cert_chain = *cert;
+  pair.private_key = *key;
+  ssl.pem_key_cert_pairs.push_back(pair);
+  if (!o.tls_client_ca_file.empty()) {
+    auto ca = ReadPem(o.tls_client_ca_file, "--tls-client-ca");
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *ca;
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
 void EnsureParentDir(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos || slash == 0) return;
@@ -83,11 +123,12 @@ struct Daemon::State {
   std::unique_ptr<Executor> work;
   std::unique_ptr<Executor> loaders;
   std::unique_ptr<LoaderService> service;
+  std::unique_ptr<StallWatchdog> push_watchdog;
   std::unique_ptr<grpc::Server> server;
+  std::vector<std::unique_ptr<UnixListener>> unix_listeners;
   std::unique_ptr<RegistryAttachHandler> attach_handler;
   std::unique_ptr<handoff::HandleServer> handles;
   std::unique_ptr<grpc::Server> health_server;  // --health-address: the health service alone
-  std::vector<std::string> unix_sockets;
   bool shut_down = false;
 
   // The backend frees its pinned staging buffers after the metrics are gone.
@@ -124,7 +165,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   for (int d = 0; d < state->backend->device_count(); ++d) reserved.push_back(state->backend->reserved_bytes(d));
   absl::Status fits = state->accounting->Reserve(reserved, "the staging ring");
   if (!fits.ok()) return fits;
-  state->registry = std::make_unique<Registry>(*state->backend, *state->accounting);
+  RegistryLimits registry_limits;
+  registry_limits.max_source_bytes = options.max_model_bytes;
+  registry_limits.max_concurrent_loads = options.max_concurrent_loads;
+  state->registry = std::make_unique<Registry>(*state->backend, *state->accounting, registry_limits);
   state->registry->set_outcome_observer([metrics](const LoadOutcome& o) { metrics->OnLoadOutcome(o); });
   state->registry->set_unloaded_observer([metrics](const std::string& id) { metrics->OnModelUnloaded(id); });
 
@@ -144,6 +188,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   deps.model_root = options.model_root;
   deps.path_read = options.path_read;
   deps.version = kVersion;
+  deps.parse_limits = options.parse_limits;
+  state->push_watchdog = std::make_unique<StallWatchdog>(options.push_idle_timeout);
+  deps.push_watchdog = state->push_watchdog.get();
   state->service = std::make_unique<LoaderService>(std::move(deps));
 
   absl::Status metrics_ok = state->metrics->Serve(options.metrics_address);
@@ -155,21 +202,33 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
   if (options.listen.empty()) return absl::InvalidArgumentError("--listen names no address");
+  std::vector<std::string> unix_paths;
   for (const std::string& address : options.listen) {
     std::string path = SocketPath(address);
     if (!path.empty()) {
-      EnsureParentDir(path);
-      ::unlink(path.c_str());
-      state->unix_sockets.push_back(path);
+      unix_paths.push_back(path);
+      continue;
     }
-    builder.AddListeningPort(address, grpc::InsecureServerCredentials());
+    auto credentials = TcpCredentials(options, address);
+    if (!credentials.ok()) return credentials.status();
+    builder.AddListeningPort(address, *credentials);
   }
   builder.RegisterService(state->service.get());
   state->server = builder.BuildAndStart();
   if (!state->server) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", absl::StrJoin(options.listen, ", ")));
   }
-  for (const std::string& path : state->unix_sockets) ::chmod(path.c_str(), 0660);
+  std::vector<uid_t> allowed = options.allowed_uids;
+  if (allowed.empty()) allowed = {::geteuid(), 0};
+  for (const std::string& path : unix_paths) {
+    EnsureParentDir(path);
+    auto listener = UnixListener::Start(path, options.socket_mode, allowed, state->server.get());
+    if (!listener.ok()) {
+      state->server->Shutdown();
+      return listener.status();
+    }
+    state->unix_listeners.push_back(std::move(*listener));
+  }
   int health_port = 0;
   if (!options.health_address.empty()) {
     // A server with no service of its own: the default health service (and reflection)
@@ -178,6 +237,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     health.AddListeningPort(options.health_address, grpc::InsecureServerCredentials(), &health_port);
     state->health_server = health.BuildAndStart();
     if (!state->health_server || health_port == 0) {
+      for (auto& listener : state->unix_listeners) listener->Shutdown();
       state->server->Shutdown();
       return absl::UnavailableError(absl::StrCat("cannot listen on --health-address ", options.health_address));
     }
@@ -188,8 +248,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     state->attach_handler = std::make_unique<RegistryAttachHandler>(*state->registry);
     handoff::HandleServerOptions handle_options;
     handle_options.socket_path = options.handle_socket;
+    handle_options.mode = options.socket_mode;
+    handle_options.allowed_uids = allowed;
     auto handles = handoff::HandleServer::Start(handle_options, state->attach_handler.get());
     if (!handles.ok()) {
+      for (auto& listener : state->unix_listeners) listener->Shutdown();
+      if (state->health_server) state->health_server->Shutdown();
       state->server->Shutdown();
       return handles.status();
     }
@@ -222,6 +286,7 @@ void Daemon::Shutdown() {
     s.health_server->GetHealthCheckService()->SetServingStatus(false);
     s.health_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   }
+  for (auto& listener : s.unix_listeners) listener->Shutdown();
   // Aborting loads first wakes every stream, so the server's shutdown is quick.
   s.registry->Shutdown();
   s.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
@@ -229,8 +294,8 @@ void Daemon::Shutdown() {
   s.work.reset();
   if (s.handles) s.handles->Shutdown();
   s.metrics->SetRegistryView(nullptr, nullptr);  // scrapes go on; the registry goes now
+  s.push_watchdog.reset();
   s.registry.reset();
-  for (const std::string& path : s.unix_sockets) ::unlink(path.c_str());
   LogLifecycle("shutdown", {{"phase", "done"}});
 }
 

@@ -6,12 +6,16 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "services/sources/path_source.h"
+#include "services/safetensors/header.h"
 
 namespace weightd {
 
@@ -28,6 +32,22 @@ struct DaemonOptions {
   std::string model_root;
   PathSourceOptions path_read;      // threads and segments of path loads
   int work_threads = 0;             // 0: one per core
+
+  // Who may connect to the Unix sockets (SO_PEERCRED); empty: the daemon's euid and root.
+  std::vector<uid_t> allowed_uids;
+  mode_t socket_mode = 0660;
+  // TCP listeners need TLS (cert and key; a client CA makes it mutual) or insecure_tcp.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
+  bool insecure_tcp = false;
+
+  // A push load with no progress this long fails with DEADLINE_EXCEEDED.
+  std::chrono::milliseconds push_idle_timeout{std::chrono::minutes(5)};
+  // Untrusted-input limits; each refusal names the limit.
+  safetensors::ParseLimits parse_limits;
+  uint64_t max_model_bytes = 0;      // source bytes of one load; 0: no limit
+  size_t max_concurrent_loads = 0;   // models LOADING at once; 0: no limit
 };
 
 class Daemon {

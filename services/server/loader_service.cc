@@ -27,7 +27,9 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
     reactor->Reject(valid);
     return reactor;
   }
-  std::function<void(std::shared_ptr<LoadJob>)> start = [](std::shared_ptr<LoadJob>) {};
+  std::function<void(std::shared_ptr<LoadJob>)> start = [this](std::shared_ptr<LoadJob> job) {
+    if (deps_.push_watchdog != nullptr) deps_.push_watchdog->Watch(job);
+  };
   if (request->source().has_path()) {
     auto files = FindCheckpoint(deps_.model_root, request->source().path().path());
     if (!files.ok()) {
@@ -45,7 +47,9 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
           registry->MaybeReportProgress(id);
           if (progress) progress();
         };
-        RunPathLoad(job, files, hooks, deps_.path_read);
+        PathSourceOptions options = deps_.path_read;
+        options.limits = deps_.parse_limits;
+        RunPathLoad(job, files, hooks, options);
       });
     };
   }
@@ -59,7 +63,7 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
 
 grpc::ServerReadReactor<v1::ShardChunk>* LoaderService::PushShards(grpc::CallbackServerContext* context,
                                                                    v1::PushSummary* summary) {
-  return new PushShardsReactor(*deps_.registry, *deps_.work, deps_.push_hooks, summary);
+  return new PushShardsReactor(*deps_.registry, *deps_.work, deps_.push_hooks, deps_.parse_limits, summary);
 }
 
 grpc::ServerUnaryReactor* LoaderService::GetManifest(grpc::CallbackServerContext* context,

@@ -8,6 +8,8 @@
 #include "services/device/accounting.h"
 #include "services/device/device_backend.h"
 #include "services/executor.h"
+#include "services/load/stall_watchdog.h"
+#include "services/safetensors/header.h"
 #include "services/registry/registry.h"
 #include "services/sources/path_source.h"
 #include "services/sources/source_hooks.h"
@@ -26,6 +28,8 @@ struct LoaderServiceDeps {
   std::string model_root;
   PathSourceOptions path_read;
   std::string version;
+  safetensors::ParseLimits parse_limits;
+  StallWatchdog* push_watchdog = nullptr;  // watches every push load; may be null
 };
 
 class LoaderService final : public v1::Loader::CallbackService {

@@ -4,6 +4,7 @@
 #include "absl/strings/escaping.h"
 #include "base/status_macros.h"
 #include "services/server/grpc_status.h"
+#include "services/server/push_framing.h"
 
 namespace weightd {
 namespace {
@@ -15,8 +16,8 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 }  // namespace
 
 PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, SourceHooks hooks,
-                                     v1::PushSummary* summary)
-    : registry_(registry), executor_(executor), hooks_(std::move(hooks)), summary_(summary) {
+                                     safetensors::ParseLimits limits, v1::PushSummary* summary)
+    : registry_(registry), executor_(executor), hooks_(std::move(hooks)), limits_(limits), summary_(summary) {
   StartRead(&chunk_);
 }
 
@@ -45,14 +46,8 @@ void PushShardsReactor::OnReadDone(bool ok) {
 
 absl::StatusOr<bool> PushShardsReactor::Consume() {
   std::string data = std::move(*chunk_.mutable_data());
-  if (parser_ == nullptr) {
-    if (!chunk_.has_open()) {
-      return absl::InvalidArgumentError("the first message of a PushShards stream must carry `open`");
-    }
-    WEIGHTD_RETURN_IF_ERROR(Open(chunk_.open()));
-  } else if (chunk_.has_open()) {
-    return absl::InvalidArgumentError(absl::StrCat("shard '", file_, "': `open` sent twice"));
-  }
+  WEIGHTD_RETURN_IF_ERROR(CheckShardChunk(chunk_, parser_ == nullptr, file_));
+  if (parser_ == nullptr) WEIGHTD_RETURN_IF_ERROR(Open(chunk_.open()));
   if (hooks_.received) hooks_.received(data.size());
   summary_->set_bytes_received(summary_->bytes_received() + data.size());
   if (sha_ != nullptr) EVP_DigestUpdate(sha_, data.data(), data.size());
@@ -72,7 +67,6 @@ absl::StatusOr<bool> PushShardsReactor::Consume() {
 
 absl::Status PushShardsReactor::Open(const v1::ShardOpen& open) {
   file_ = open.shard_file();
-  if (file_.empty()) return absl::InvalidArgumentError("open.shard_file is empty");
   WEIGHTD_ASSIGN_OR_RETURN(job_, registry_.LoadingJob(open.model_id()));
   if (!job_->ExpectsShard(file_)) {
     std::shared_ptr<LoadJob> stranger = std::move(job_);
@@ -86,7 +80,7 @@ absl::Status PushShardsReactor::Open(const v1::ShardOpen& open) {
   }
   std::optional<uint64_t> size;
   if (open.size() > 0) size = open.size();
-  parser_ = std::make_unique<safetensors::ShardParser>(file_, safetensors::ParseLimits{}, size);
+  parser_ = std::make_unique<safetensors::ShardParser>(file_, limits_, size);
   return absl::OkStatus();
 }
 

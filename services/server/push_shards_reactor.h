@@ -25,7 +25,7 @@ namespace weightd {
 class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
  public:
   PushShardsReactor(Registry& registry, Executor& executor, SourceHooks hooks,
-                    v1::PushSummary* summary);
+                    safetensors::ParseLimits limits, v1::PushSummary* summary);
   ~PushShardsReactor() override;
 
   void OnReadDone(bool ok) override;
@@ -44,6 +44,7 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   Registry& registry_;
   Executor& executor_;
   SourceHooks hooks_;
+  const safetensors::ParseLimits limits_;
   v1::PushSummary* summary_;
 
   v1::ShardChunk chunk_;

@@ -47,20 +47,18 @@ absl::Status ReadFully(int fd, uint64_t offset, size_t size, std::string* out, c
   return absl::OkStatus();
 }
 
-struct OpenShard {
+struct ShardFile {
   std::string file;
   UniqueFd fd;
   std::unique_ptr<safetensors::ShardParser> parser;
 };
 
 // Header phase: 8 bytes, then exactly the header, so no data byte is read twice.
-absl::Status ReadHeader(const std::string& dir, OpenShard& shard) {
-  std::string path = dir + "/" + shard.file;
-  shard.fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!shard.fd.valid()) return absl::NotFoundError(absl::StrCat("cannot open shard '", shard.file, "': ", std::strerror(errno)));
+absl::Status ReadHeader(const CheckpointFiles& files, const safetensors::ParseLimits& limits, ShardFile& shard) {
+  WEIGHTD_ASSIGN_OR_RETURN(shard.fd, OpenShard(files, shard.file));
   struct stat st;
   if (::fstat(shard.fd.get(), &st) != 0) return absl::InternalError(absl::StrCat("stat '", shard.file, "'"));
-  shard.parser = std::make_unique<safetensors::ShardParser>(shard.file, safetensors::ParseLimits{},
+  shard.parser = std::make_unique<safetensors::ShardParser>(shard.file, limits,
                                                             static_cast<uint64_t>(st.st_size));
   std::string buf;
   uint64_t offset = 0;
@@ -88,7 +86,7 @@ struct Segment {
   uint64_t byte_begin = 0, byte_end = UINT64_MAX;
 };
 
-std::vector<Segment> CutSegments(const std::vector<OpenShard>& shards, const LoadJob& job, uint64_t segment_bytes) {
+std::vector<Segment> CutSegments(const std::vector<ShardFile>& shards, const LoadJob& job, uint64_t segment_bytes) {
   std::vector<Segment> segments;
   for (size_t s = 0; s < shards.size(); ++s) {
     const auto& tensors = shards[s].parser->header().tensors;
@@ -124,7 +122,7 @@ std::vector<Segment> CutSegments(const std::vector<OpenShard>& shards, const Loa
   return segments;
 }
 
-absl::Status ShortRead(const OpenShard& shard, const safetensors::TensorHeader& t, uint64_t end_offset) {
+absl::Status ShortRead(const ShardFile& shard, const safetensors::TensorHeader& t, uint64_t end_offset) {
   const safetensors::ShardHeader& header = shard.parser->header();
   return absl::DataLossError(absl::StrCat("shard '", shard.file, "': tensor '", t.name, "': the file ends at byte offset ",
                                           end_offset, ", inside the tensor's bytes [", header.data_start() + t.begin,
@@ -133,7 +131,7 @@ absl::Status ShortRead(const OpenShard& shard, const safetensors::TensorHeader& 
 
 // Tensors to be quantized are read whole into `whole` (one read, no gathering
 // copy); everything else in chunks of `chunk_bytes` into `buf`.
-absl::Status ReadSegment(OpenShard& shard, const Segment& segment, ShardWriter& writer, LoadJob& job,
+absl::Status ReadSegment(ShardFile& shard, const Segment& segment, ShardWriter& writer, LoadJob& job,
                          const SourceHooks& hooks, size_t chunk_bytes, std::string& buf, std::string& whole) {
   const safetensors::ShardHeader& header = shard.parser->header();
   for (size_t i = segment.first; i < segment.last; ++i) {
@@ -165,10 +163,10 @@ absl::Status ReadSegment(OpenShard& shard, const Segment& segment, ShardWriter& 
   return absl::OkStatus();
 }
 
-absl::Status CheckWeightMap(const CheckpointFiles& files, const std::vector<OpenShard>& shards) {
+absl::Status CheckWeightMap(const CheckpointFiles& files, const std::vector<ShardFile>& shards) {
   if (files.weight_map.empty()) return absl::OkStatus();
   size_t seen = 0;
-  for (const OpenShard& s : shards) {
+  for (const ShardFile& s : shards) {
     for (const auto& t : s.parser->header().tensors) {
       auto it = files.weight_map.find(t.name);
       if (it == files.weight_map.end() || it->second != s.file) {
@@ -191,10 +189,10 @@ absl::Status CheckWeightMap(const CheckpointFiles& files, const std::vector<Open
 void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, const SourceHooks& hooks,
                  const PathSourceOptions& options) {
   job->ExpectShards(files.shards, files.config_json);
-  std::vector<OpenShard> shards(files.shards.size());
+  std::vector<ShardFile> shards(files.shards.size());
   for (size_t i = 0; i < shards.size(); ++i) {
     shards[i].file = files.shards[i];
-    absl::Status s = ReadHeader(files.dir, shards[i]);
+    absl::Status s = ReadHeader(files, options.limits, shards[i]);
     if (!s.ok()) {
       job->Fail(s);
       return;
@@ -210,7 +208,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   std::condition_variable cv;
   size_t resumed = 0;
   size_t offered = 0;
-  for (OpenShard& s : shards) {
+  for (ShardFile& s : shards) {
     ++offered;
     job->OnShardHeader(s.file, s.parser->header(), [&](absl::Status) {
       std::lock_guard<std::mutex> lock(mu);
@@ -236,7 +234,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
     std::string buf, whole;
     for (size_t i = next++; i < segments.size(); i = next++) {
       const Segment& segment = segments[i];
-      OpenShard& shard = shards[segment.shard];
+      ShardFile& shard = shards[segment.shard];
       ShardWriter* writer = job->Writer(shard.file);
       absl::Status s = writer == nullptr ? job->status()
                                          : ReadSegment(shard, segment, *writer, *job, hooks, options.chunk_bytes, buf, whole);

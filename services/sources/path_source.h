@@ -13,6 +13,7 @@
 #include <memory>
 
 #include "services/load/load_job.h"
+#include "services/safetensors/header.h"
 #include "services/sources/checkpoint_dir.h"
 #include "services/sources/source_hooks.h"
 
@@ -22,6 +23,7 @@ struct PathSourceOptions {
   size_t chunk_bytes = 8u << 20;
   uint64_t segment_bytes = 64u << 20;
   int read_threads = 8;
+  safetensors::ParseLimits limits;
 };
 
 void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files,

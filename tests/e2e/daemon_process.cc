@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 #include "nlohmann/json.hpp"
 
@@ -121,46 +122,66 @@ void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   metrics_port_ = 0;
   health_port_ = 0;
-  log_.clear();
+  {
+    std::lock_guard<std::mutex> lock(log_mu_);
+    log_.clear();
+  }
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
   pid_ = Spawn(argv, -1, pipe_fds[1]);
   ::close(pipe_fds[1]);
   stderr_fd_ = pipe_fds[0];
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  size_t scanned = 0;
-  while (std::chrono::steady_clock::now() < deadline) {
-    size_t line_end;
-    while ((line_end = log_.find('\n', scanned)) != std::string::npos && metrics_port_ == 0) {
-      ReadyPorts(log_.substr(scanned, line_end - scanned), &metrics_port_, &health_port_);
-      scanned = line_end + 1;
-    }
-    if (metrics_port_ != 0) break;
-    pollfd p{stderr_fd_, POLLIN, 0};
-    if (::poll(&p, 1, 200) > 0) {
-      char buf[4096];
-      ssize_t n = ::read(stderr_fd_, buf, sizeof(buf));
-      if (n <= 0) break;
+  drainer_ = std::thread([this, fd = stderr_fd_] {
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+      if (n <= 0) continue;
+      std::lock_guard<std::mutex> lock(log_mu_);
       log_.append(buf, static_cast<size_t>(n));
     }
+  });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  size_t scanned = 0;
+  while (std::chrono::steady_clock::now() < deadline && metrics_port_ == 0) {
+    const std::string text = log();
+    size_t line_end;
+    while ((line_end = text.find('\n', scanned)) != std::string::npos && metrics_port_ == 0) {
+      ReadyPorts(text.substr(scanned, line_end - scanned), &metrics_port_, &health_port_);
+      scanned = line_end + 1;
+    }
+    if (metrics_port_ == 0) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {  // exited before it was ready
+        pid_ = -1;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   }
-  if (metrics_port_ == 0) throw std::runtime_error("weightd did not become ready: " + log_);
-  // Keep draining stderr so the daemon never blocks on a full pipe.
-  ::fcntl(stderr_fd_, F_SETFL, O_NONBLOCK);
+  if (metrics_port_ == 0) {
+    Stop();
+    throw std::runtime_error("weightd did not become ready: " + log());
+  }
 }
 
 int DaemonProcess::Stop() {
-  if (pid_ < 0) return -1;
-  ::kill(pid_, SIGTERM);
-  int status = WaitStatus(pid_);
-  pid_ = -1;
+  int status = -1;
+  if (pid_ >= 0) {
+    ::kill(pid_, SIGTERM);
+    status = WaitStatus(pid_);
+    pid_ = -1;
+  }
+  if (drainer_.joinable()) drainer_.join();  // EOF: the daemon's end of the pipe is closed
   if (stderr_fd_ >= 0) {
-    ::fcntl(stderr_fd_, F_SETFL, 0);
-    log_ += ReadAll(stderr_fd_);
     ::close(stderr_fd_);
     stderr_fd_ = -1;
   }
   return status;
+}
+
+std::string DaemonProcess::log() const {
+  std::lock_guard<std::mutex> lock(log_mu_);
+  return log_;
 }
 
 CommandResult DaemonProcess::GenerateTiny(const std::string& name, const std::vector<std::string>& flags) const {
@@ -169,19 +190,11 @@ CommandResult DaemonProcess::GenerateTiny(const std::string& name, const std::ve
   return RunCommand(argv);
 }
 
-CommandResult DaemonProcess::Ctl(std::vector<std::string> args) {
-  DrainLog();
+CommandResult DaemonProcess::Ctl(std::vector<std::string> args) const {
   std::vector<std::string> argv = {BinPath("weightctl"), "--address=" + grpc_address(),
                                    "--handle-socket=" + handle_socket(), "--progress=false"};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv);
-}
-
-void DaemonProcess::DrainLog() {
-  if (stderr_fd_ < 0) return;
-  char buf[65536];
-  ssize_t n;
-  while ((n = ::read(stderr_fd_, buf, sizeof(buf))) > 0) log_.append(buf, static_cast<size_t>(n));
 }
 
 std::string DaemonProcess::Metrics() const {
@@ -200,6 +213,16 @@ std::string DaemonProcess::Metrics() const {
   ::close(fd);
   size_t body = response.find("\r\n\r\n");
   return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+int DaemonProcess::OpenFds() const {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid_) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++n;
+  }
+  return n;
 }
 
 double DaemonProcess::Metric(const std::string& sample) const {

@@ -1,11 +1,14 @@
 // Test harness: the real weightd binary started on temporary Unix sockets, and
 // the real weightctl run against it, as an operator would.
-// Not thread-safe: one harness per test.
+// Start and Stop from the test's thread; Ctl, Metrics and log from any thread
+// (a background thread reads the daemon's stderr, so it never blocks on the pipe).
 #pragma once
 
 #include <sys/types.h>
 
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace weightd::testing {
@@ -34,10 +37,7 @@ class DaemonProcess {
   // weightd-gen --preset=tiny into model_root()/name, with the extra flags.
   CommandResult GenerateTiny(const std::string& name, const std::vector<std::string>& flags) const;
   // weightctl with --address and --handle-socket of this daemon.
-  CommandResult Ctl(std::vector<std::string> args);
-  // Moves what the daemon has written to stderr so far into log() (Ctl and Stop do too,
-  // so the daemon never blocks on a full pipe).
-  void DrainLog();
+  CommandResult Ctl(std::vector<std::string> args) const;
   // GET /metrics of this daemon.
   std::string Metrics() const;
   // The value of one sample line ("name{labels}") of the metrics, or -1 if absent.
@@ -47,15 +47,22 @@ class DaemonProcess {
   std::string model_root() const { return dir_ + "/models"; }
   std::string grpc_address() const { return "unix:" + dir_ + "/weightd.sock"; }
   std::string handle_socket() const { return dir_ + "/handles.sock"; }
-  // Everything the daemon wrote to stderr, up to the last DrainLog, Ctl or Stop.
-  const std::string& log() const { return log_; }
+  // Everything the daemon has written to stderr so far (all of it after Stop).
+  std::string log() const;
   // The --health-address port from the "ready" line; 0 without that flag.
   int health_port() const { return health_port_; }
+  pid_t pid() const { return pid_; }
+  // Open descriptors of the daemon process (/proc/<pid>/fd).
+  int OpenFds() const;
+  // Device 0's weightd_device_memory_used_bytes.
+  double UsedBytes() const { return Metric("weightd_device_memory_used_bytes{device=\"0\"}"); }
 
  private:
   std::string dir_;
   pid_t pid_ = -1;
   int stderr_fd_ = -1;
+  std::thread drainer_;  // reads stderr_fd_ into log_ until the daemon closes it
+  mutable std::mutex log_mu_;
   std::string log_;
   int metrics_port_ = 0;
   int health_port_ = 0;

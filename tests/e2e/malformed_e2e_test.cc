@@ -8,19 +8,11 @@
 #include "gtest/gtest.h"
 #include "grpcpp/client_context.h"
 #include "tests/e2e/daemon_process.h"
+#include "tests/e2e/push_stream.h"
 #include "weightd/v1/loader.grpc.pb.h"
 
 namespace weightd::testing {
 namespace {
-
-// A safetensors file: 8-byte little-endian header length, header, data. The
-// length field may lie (length_override).
-std::string Shard(const std::string& header, const std::string& data, int64_t length_override = -1) {
-  uint64_t n = length_override >= 0 ? static_cast<uint64_t>(length_override) : header.size();
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  return out + header + data;
-}
 
 const std::string kGoodHeader = R"({"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})";
 const std::string kGoodData(16, '\x01');
@@ -100,69 +92,40 @@ TEST_F(MalformedE2ETest, EveryMalformedCheckpointGetsItsStatusByPathAndByPush) {
   EXPECT_EQ(good.exit_code, 0) << good.err;
 }
 
-// A raw push client: opens the load, then one PushShards stream it controls.
-class RawPush {
- public:
-  RawPush(const DaemonProcess& daemon, const std::string& model, const std::string& shard)
-      : stub_(v1::Loader::NewStub(client::MakeChannel(daemon.grpc_address()))) {
-    v1::LoadModelRequest request;
-    request.set_model_id(model);
-    request.mutable_source()->mutable_push()->add_shard_files(shard);
-    reader_ = stub_->LoadModel(&load_context_, request);
-    v1::LoadEvent first;
-    EXPECT_TRUE(reader_->Read(&first));
-  }
-
-  grpc::Status LoadStatus() {
-    v1::LoadEvent event;
-    while (reader_->Read(&event)) {
-    }
-    return reader_->Finish();
-  }
-
-  std::unique_ptr<v1::Loader::Stub> stub_;
-  grpc::ClientContext load_context_;
-  std::unique_ptr<grpc::ClientReader<v1::LoadEvent>> reader_;
-};
-
 TEST_F(MalformedE2ETest, PushStreamEndingEarlyIsDataLoss) {
-  RawPush push(daemon_, "short", "model.safetensors");
+  PushLoad push(daemon_, "short", {"model.safetensors"});
   std::string file = Shard(kGoodHeader, kGoodData);
-  grpc::ClientContext context;
-  v1::PushSummary summary;
-  auto writer = push.stub_->PushShards(&context, &summary);
-  v1::ShardChunk chunk;
-  chunk.mutable_open()->set_model_id("short");
-  chunk.mutable_open()->set_shard_file("model.safetensors");
-  chunk.mutable_open()->set_size(file.size());
-  chunk.set_data(file.substr(0, file.size() - 5));
-  writer->Write(chunk);
-  writer->WritesDone();
-  grpc::Status status = writer->Finish();
+  ShardStream stream(push, "model.safetensors", file.size());
+  stream.Write(file.substr(0, file.size() - 5));
+  grpc::Status status = stream.Close();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
-  EXPECT_EQ(push.LoadStatus().error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(push.Finish().error_code(), grpc::StatusCode::DATA_LOSS);
   ExpectServingAndEmpty();
 }
 
 TEST_F(MalformedE2ETest, ChecksumMismatchIsDataLoss) {
-  RawPush push(daemon_, "sum", "model.safetensors");
+  PushLoad push(daemon_, "sum", {"model.safetensors"});
   std::string file = Shard(kGoodHeader, kGoodData);
-  grpc::ClientContext context;
-  v1::PushSummary summary;
-  auto writer = push.stub_->PushShards(&context, &summary);
-  v1::ShardChunk chunk;
-  chunk.mutable_open()->set_model_id("sum");
-  chunk.mutable_open()->set_shard_file("model.safetensors");
-  chunk.mutable_open()->set_size(file.size());
-  chunk.mutable_open()->set_sha256(std::string(64, '0'));
-  chunk.set_data(file);
-  writer->Write(chunk);
-  writer->WritesDone();
-  grpc::Status status = writer->Finish();
+  ShardStream stream(push, "model.safetensors", file.size(), std::string(64, '0'));
+  stream.Write(file);
+  grpc::Status status = stream.Close();
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
   EXPECT_NE(status.error_message().find("sha256"), std::string::npos) << status.error_message();
-  EXPECT_EQ(push.LoadStatus().error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_EQ(push.Finish().error_code(), grpc::StatusCode::DATA_LOSS);
   ExpectServingAndEmpty();
+}
+
+TEST_F(MalformedE2ETest, MalformedOpenIsInvalidArgument) {
+  PushLoad push(daemon_, "badsha", {"model.safetensors"});
+  std::string file = Shard(kGoodHeader, kGoodData);
+  ShardStream stream(push, "model.safetensors", file.size(), "not-hex");
+  stream.Write(file);
+  grpc::Status status = stream.Close();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_NE(status.error_message().find("sha256"), std::string::npos) << status.error_message();
+  // A malformed stream fails alone: the load still takes a good one.
+  EXPECT_TRUE(PushWhole(push, "model.safetensors", file).ok());
+  EXPECT_TRUE(push.Finish().ok());
 }
 
 TEST_F(MalformedE2ETest, PushForAnUnknownModelIsNotFound) {

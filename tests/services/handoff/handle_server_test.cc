@@ -48,7 +48,7 @@ class FakeHandler : public AttachHandler {
       allocation->set_id(i);
       allocation->set_size(contents_[i].size());
       allocation->set_handle_type(v1::HANDLE_TYPE_MEMFD);
-      grant.fds.push_back(memfds_[i].get());
+      grant.fds.emplace_back(::dup(memfds_[i].get()));
     }
     grant.on_lease_end = [this] { ++ended; };
     return grant;
