@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
+#include "tests/kernels/tensor_bytes.h"
 
 namespace weightd::kernels {
 namespace {
@@ -26,10 +27,6 @@ using ::testing::HasSubstr;
 
 constexpr Scheme kSchemes[] = {Scheme::kPerTensor, Scheme::kPerChannel, Scheme::kBlock};
 constexpr DType kDTypes[] = {DType::kBF16, DType::kF16, DType::kF32, DType::kF8E4M3};
-
-const char* SchemeName(Scheme s) {
-  return s == Scheme::kPerTensor ? "per-tensor" : s == Scheme::kPerChannel ? "per-channel" : "block";
-}
 
 // Random element bytes of `dtype`: mostly ordinary values of varied magnitude,
 // with zeros, negative zeros and subnormals mixed in.
