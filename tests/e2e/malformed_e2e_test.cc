@@ -7,20 +7,12 @@
 #include "client/cpp/channel.h"
 #include "gtest/gtest.h"
 #include "grpcpp/client_context.h"
+#include "tests/e2e/checkpoint_files.h"
 #include "tests/e2e/daemon_process.h"
 #include "weightd/v1/loader.grpc.pb.h"
 
 namespace weightd::testing {
 namespace {
-
-// A safetensors file: 8-byte little-endian header length, header, data. The
-// length field may lie (length_override).
-std::string Shard(const std::string& header, const std::string& data, int64_t length_override = -1) {
-  uint64_t n = length_override >= 0 ? static_cast<uint64_t>(length_override) : header.size();
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  return out + header + data;
-}
 
 const std::string kGoodHeader = R"({"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})";
 const std::string kGoodData(16, '\x01');
