@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,16 @@ namespace weightd::kernels {
 
 inline const char* SchemeName(Scheme s) {
   return s == Scheme::kPerTensor ? "per-tensor" : s == Scheme::kPerChannel ? "per-channel" : "block";
+}
+
+// The value of binary16 bits `h` by the format's definition, in double.
+inline double HalfValue(uint16_t h) {
+  const int sign = (h & 0x8000) ? -1 : 1;
+  const int e = (h >> 10) & 0x1F;
+  const int m = h & 0x3FF;
+  if (e == 0x1F) return m ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
+  if (e == 0) return sign * std::ldexp(m, -24);
+  return sign * std::ldexp(1024 + m, e - 25);
 }
 
 // binary16 bits of v, which must be a value binary16 holds (checked by the caller).
