@@ -45,6 +45,10 @@ TEST_F(QuantizeE2ETest, ShardedDirectoryEveryScheme) {
   const std::string in = Generate("tiny", {"--preset=tiny", "--shards=3", "--dtype=mixed"});
   WriteFile(in + "/tokenizer.json", R"({"version": "1.0"})");
   WriteFile(in + "/generation_config.json", R"({"do_sample": false})");
+  fs::create_directories(in + "/1_Pooling");
+  WriteFile(in + "/1_Pooling/config.json", R"({"pooling_mode_mean_tokens": true})");
+  fs::create_directories(in + "/.cache");
+  WriteFile(in + "/.cache/lock", "x");
   for (const std::string scheme : {"per-tensor", "per-channel", "block"}) {
     SCOPED_TRACE(scheme);
     const std::string out = dir_ + "/out-" + scheme;
@@ -71,6 +75,8 @@ TEST_F(QuantizeE2ETest, ShardedDirectoryEveryScheme) {
     EXPECT_TRUE(config.contains("quantization_config"));
     EXPECT_EQ(ReadFile(out + "/tokenizer.json"), ReadFile(in + "/tokenizer.json"));
     EXPECT_EQ(ReadFile(out + "/generation_config.json"), ReadFile(in + "/generation_config.json"));
+    EXPECT_EQ(ReadFile(out + "/1_Pooling/config.json"), ReadFile(in + "/1_Pooling/config.json"));
+    EXPECT_FALSE(fs::exists(out + "/.cache")) << "hidden folders are not copied";
 
     CommandResult verify = RunCommand({BinPath("weightctl"), "verify", "--scheme=" + scheme, in, out});
     EXPECT_EQ(verify.exit_code, 0) << verify.err;
@@ -92,6 +98,17 @@ TEST_F(QuantizeE2ETest, SingleFileBecomesModelSafetensors) {
   CommandResult verify = RunCommand(
       {BinPath("weightctl"), "verify", "--scheme=block", "--ignore=re:.*down_proj", file, out + "/model.safetensors"});
   EXPECT_EQ(verify.exit_code, 0) << verify.err;
+}
+
+TEST_F(QuantizeE2ETest, OutputInsideTheInputIsNotCopiedIntoItself) {
+  const std::string in = Generate("tiny", {"--preset=tiny"});
+  WriteFile(in + "/tokenizer.json", "{}");
+  for (int run = 0; run < 2; ++run) {  // the second run finds the first's output inside the input
+    CommandResult result = Quantize({in, in + "/fp8"});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+  }
+  EXPECT_TRUE(fs::exists(in + "/fp8/tokenizer.json"));
+  EXPECT_FALSE(fs::exists(in + "/fp8/fp8"));
 }
 
 TEST_F(QuantizeE2ETest, PeakMemoryStaysFarBelowTheModelSize) {
