@@ -67,7 +67,7 @@ struct E4M3Loader {
   }
 };
 
-// For a value outside the DType enum: reads nothing rather than out of bounds.
+// For a dtype the kernels do not quantize: reads nothing rather than out of bounds.
 struct ZeroLoader {
   float operator()(const void*, size_t) const { return 0.0f; }
 };
@@ -80,6 +80,7 @@ decltype(auto) WithLoader(DType dtype, Body&& body) {
     case DType::kF16: return body(F16Loader{});
     case DType::kF32: return body(F32Loader{});
     case DType::kF8E4M3: return body(E4M3Loader{});
+    default: break;
   }
   return body(ZeroLoader{});
 }

@@ -259,6 +259,7 @@ cudaError_t LaunchFor(DType dtype, const void* src, uint8_t* dst, const float* s
     case DType::kF32: return Launch<DType::kF32, kHardware>(src, dst, scales, g, begin, count, kind, vector, stream);
     case DType::kF8E4M3:
       return Launch<DType::kF8E4M3, kHardware>(src, dst, scales, g, begin, count, kind, vector, stream);
+    default: break;
   }
   return cudaErrorInvalidValue;
 }

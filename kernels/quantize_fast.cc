@@ -88,6 +88,7 @@ bool RowMax(DType dtype, const uint8_t* src, size_t cols, size_t tile_cols, uint
     case DType::kF16: return RowMaxF16(src, cols, tile_cols, seg_max);
     case DType::kF32: return RowMaxF32(src, cols, tile_cols, seg_max);
     case DType::kF8E4M3: return RowMaxE4M3(src, cols, tile_cols, seg_max);
+    default: break;  // not quantizable: read as zeros, like the reference
   }
   std::fill(seg_max, seg_max + (cols + tile_cols - 1) / tile_cols, 0u);
   return false;
@@ -99,6 +100,7 @@ void EncodeRow(DType dtype, const uint8_t* src, size_t cols, size_t tile_cols, c
     case DType::kF16: return EncodeRowF16(src, cols, tile_cols, inv, dst);
     case DType::kF32: return EncodeRowF32(src, cols, tile_cols, inv, dst);
     case DType::kF8E4M3: return EncodeRowE4M3(src, cols, tile_cols, inv, dst);
+    default: break;
   }
   // Outside the enum the reference reads zeros, which encode as +0.
   std::fill(dst, dst + cols, uint8_t{0});
@@ -148,6 +150,7 @@ size_t FindNonFinite(DType dtype, const void* src, size_t n) {
       case DType::kF16: bits = fast::HalfBits(bytes, i); break;
       case DType::kF32: bits = fast::F32Bits(bytes, i); break;
       case DType::kF8E4M3: bits = E4M3Bits(bytes, i); break;
+      default: return n;
     }
     if ((bits & kMagnitudeMask) >= kInfBits) return i;
   }

@@ -32,6 +32,8 @@ std::string_view TorchDtype(kernels::DType dtype) {
       return "float32";
     case kernels::DType::kF8E4M3:
       return "float8_e4m3fn";
+    default:
+      break;
   }
   return "bfloat16";
 }

@@ -37,16 +37,25 @@ absl::StatusOr<std::vector<std::string>> CopySmallFiles(const std::string& from,
                                                         const std::vector<std::string>& skip) {
   std::vector<std::string> copied;
   std::error_code ec;
-  for (const fs::directory_entry& entry : fs::directory_iterator(from, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!entry.is_regular_file(ec) || absl::EndsWith(name, ".safetensors") ||
-        std::find(skip.begin(), skip.end(), name) != skip.end() || entry.file_size(ec) >= kMaxCopiedFileBytes) {
+  const fs::path root(from);
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::recursive_directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (it->is_directory(ec)) {
+      // The output may lie inside the input: never copy it into itself.
+      if (absl::StartsWith(name, ".") || fs::equivalent(it->path(), to, ec)) it.disable_recursion_pending();
       continue;
     }
-    if (!fs::copy_file(entry.path(), fs::path(to) / name, fs::copy_options::overwrite_existing, ec)) {
-      return absl::InternalError(absl::StrCat("copy ", entry.path().string(), ": ", ec.message()));
+    const bool checkpoint_file = it.depth() == 0 && (absl::EndsWith(name, ".safetensors") ||
+                                                     std::find(skip.begin(), skip.end(), name) != skip.end());
+    if (checkpoint_file || !it->is_regular_file(ec) || it->file_size(ec) >= kMaxCopiedFileBytes) continue;
+    const fs::path relative = it->path().lexically_relative(root);
+    const fs::path target = fs::path(to) / relative;
+    fs::create_directories(target.parent_path(), ec);
+    if (ec || !fs::copy_file(it->path(), target, fs::copy_options::overwrite_existing, ec)) {
+      return absl::InternalError(absl::StrCat("copy ", it->path().string(), ": ", ec.message()));
     }
-    copied.push_back(name);
+    copied.push_back(relative.string());
   }
   if (ec) return absl::InternalError(absl::StrCat("list ", from, ": ", ec.message()));
   std::sort(copied.begin(), copied.end());

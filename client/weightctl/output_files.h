@@ -22,8 +22,11 @@ std::string BuildIndexJson(const std::string& input_index_json, const std::map<s
 
 absl::Status WriteTextFile(const std::string& path, const std::string& text);
 
-// Copies every regular file directly in `from` that is not a .safetensors file,
-// not in `skip`, and smaller than kMaxCopiedFileBytes. Returns the names copied.
+// Copies every regular file under `from` smaller than kMaxCopiedFileBytes, keeping
+// its relative path (sentence-transformers keeps modules in folders such as
+// 1_Pooling/), except the checkpoint's own files: the .safetensors files directly
+// in `from` and the names in `skip`. Hidden folders (.git, .cache) are not entered.
+// Returns the relative paths copied, sorted.
 absl::StatusOr<std::vector<std::string>> CopySmallFiles(const std::string& from, const std::string& to,
                                                         const std::vector<std::string>& skip);
 

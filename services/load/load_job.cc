@@ -278,6 +278,7 @@ absl::StatusOr<v1::Manifest> LoadJob::BuildManifestLocked() {
 
 void LoadJob::Fail(const absl::Status& status) {
   std::vector<std::function<void(absl::Status)>> wake;
+  std::shared_ptr<TensorPlacer> placer;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!status_.ok() || finished_) return;
@@ -290,8 +291,10 @@ void LoadJob::Fail(const absl::Status& status) {
       if (!s.active) s.writer.reset();
     }
     arenas_.clear();
-    placer_.reset();
+    placer.swap(placer_);
   }
+  // Writers still in use hold the placer; the arenas go now, before the failure is told.
+  if (placer) placer->Release();
   for (auto& w : wake) w(status);
   Finish(status);
 }

@@ -13,10 +13,6 @@ uint64_t Elements(const std::vector<int64_t>& shape) {
   return n;
 }
 
-bool IsFloatingPoint(kernels::DType dtype) {
-  return dtype == kernels::DType::kBF16 || dtype == kernels::DType::kF16 || dtype == kernels::DType::kF32;
-}
-
 }  // namespace
 
 std::optional<kernels::Scheme> KernelScheme(v1::Scheme scheme) {
@@ -72,7 +68,7 @@ bool OutputLayout::Quantizes(const std::string& name, kernels::DType dtype, cons
 
 std::optional<std::string> OutputLayout::IgnoredModule(const std::string& name, kernels::DType dtype,
                                                        const std::vector<int64_t>& shape) const {
-  if (!scheme_ || shape.size() != 2 || !IsFloatingPoint(dtype) || !absl::EndsWith(name, ".weight")) {
+  if (!scheme_ || shape.size() != 2 || !kernels::IsQuantizable(dtype) || !absl::EndsWith(name, ".weight")) {
     return std::nullopt;
   }
   if (Quantizes(name, dtype, shape)) return std::nullopt;

@@ -33,6 +33,8 @@ std::vector<size_t> TensorPlacer::WritingRanks(const TensorTask& task) const {
 }
 
 absl::Status TensorPlacer::Write(size_t rank, size_t tensor, uint64_t offset, std::string_view bytes) {
+  std::shared_lock<std::shared_mutex> lock(arenas_mu_);
+  if (released_) return absl::AbortedError("load aborted");
   return backend_.Write(arenas_[rank]->allocation(), plan_.ranks[rank].tensors[tensor].offset + offset, bytes);
 }
 
@@ -108,8 +110,12 @@ absl::Status TensorPlacer::Quantize(const TensorTask& task, const safetensors::T
       WEIGHTD_RETURN_IF_ERROR(
           kernels::TileScalesFast(task.scheme, t.dtype, bytes, part.tiling, policy, scales[r].data()));
     }
-    WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(arenas_[r]->allocation(), plan_.ranks[r].tensors[part.output].offset,
-                                              t.dtype, bytes, part.tiling, scales[r].data()));
+    {
+      std::shared_lock<std::shared_mutex> lock(arenas_mu_);
+      if (released_) return absl::AbortedError("load aborted");
+      WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(arenas_[r]->allocation(), plan_.ranks[r].tensors[part.output].offset,
+                                                t.dtype, bytes, part.tiling, scales[r].data()));
+    }
     WEIGHTD_RETURN_IF_ERROR(Write(r, part.scale, 0, AsBytes(scales[r])));
   }
   return absl::OkStatus();
@@ -121,7 +127,15 @@ void TensorPlacer::Complete(const TensorTask& task) {
   replicas_.push_back(&task);
 }
 
+void TensorPlacer::Release() {
+  std::unique_lock<std::shared_mutex> lock(arenas_mu_);
+  released_ = true;
+  arenas_.clear();
+}
+
 absl::Status TensorPlacer::BroadcastReplicas() {
+  std::shared_lock<std::shared_mutex> arenas_lock(arenas_mu_);
+  if (released_) return absl::AbortedError("load aborted");
   std::vector<const TensorTask*> replicas;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string_view>
 #include <vector>
 
@@ -45,6 +46,10 @@ class TensorPlacer {
   void Complete(const TensorTask& task);
   // Call after DeviceBackend::Synchronize of every rank's device.
   absl::Status BroadcastReplicas();
+  // A failed or aborted load: waits for the device calls in flight, then drops
+  // the arenas (their memory is freed unless a manifest holds them); every later
+  // call is ABORTED. Must not be called from inside a placer call.
+  void Release();
 
  private:
   std::vector<size_t> WritingRanks(const TensorTask& task) const;
@@ -59,6 +64,9 @@ class TensorPlacer {
 
   std::mutex mu_;
   std::vector<const TensorTask*> replicas_;  // in completion order
+  // Device calls hold it shared; Release exclusively.
+  std::shared_mutex arenas_mu_;
+  bool released_ = false;
 };
 
 }  // namespace weightd

@@ -57,7 +57,7 @@ bool TensorSelection::Ignored(absl::string_view name) const {
 bool TensorSelection::ShouldQuantize(absl::string_view name, kernels::DType dtype,
                                      const std::vector<int64_t>& shape) const {
   if (!quantize_) return false;
-  if (dtype == kernels::DType::kF8E4M3) return false;  // already FP8: passes through
+  if (!kernels::IsQuantizable(dtype)) return false;  // FP8 already, or not floating point: passes through
   if (shape.size() != 2 || !absl::EndsWith(name, ".weight")) return false;
   if (ExcludedByDefault(name)) return false;
   return !Ignored(name);

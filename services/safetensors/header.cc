@@ -341,7 +341,7 @@ bool HeaderSax::FinishEntry() {
   std::optional<kernels::DType> dtype = kernels::ParseDType(dtype_);
   if (!dtype) {
     return FailTensor(absl::StrCat("dtype ", Quote(dtype_),
-                                   " is not supported (weightd reads BF16, F16, F32 and F8_E4M3)"));
+                                   " is not a safetensors dtype"));
   }
   tensor_.dtype = *dtype;
   if (tensor_.begin > tensor_.end) {

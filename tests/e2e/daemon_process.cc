@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -45,10 +47,12 @@ pid_t Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd) {
   return pid;
 }
 
-int WaitStatus(pid_t pid) {
+int WaitStatus(pid_t pid, long* peak_rss_bytes = nullptr) {
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  struct rusage usage {};
+  while (::wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
   }
+  if (peak_rss_bytes != nullptr) *peak_rss_bytes = usage.ru_maxrss * 1024;  // Linux reports KiB
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   return 128 + WTERMSIG(status);
 }
@@ -86,7 +90,7 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
   int out_fd = ::mkstemp(out_path), err_fd = ::mkstemp(err_path);
   pid_t pid = Spawn(argv, out_fd, err_fd);
   CommandResult result;
-  result.exit_code = WaitStatus(pid);
+  result.exit_code = WaitStatus(pid, &result.peak_rss_bytes);
   ::lseek(out_fd, 0, SEEK_SET);
   ::lseek(err_fd, 0, SEEK_SET);
   result.out = ReadAll(out_fd);
@@ -95,6 +99,23 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
   ::close(err_fd);
   ::unlink(out_path);
   ::unlink(err_path);
+  return result;
+}
+
+CommandResult RunInTerminal(const std::vector<std::string>& argv) {
+  int controller = -1, terminal = -1;
+  if (::openpty(&controller, &terminal, nullptr, nullptr, nullptr) != 0) throw std::runtime_error("openpty");
+  pid_t pid = Spawn(argv, terminal, terminal);
+  ::close(terminal);
+  CommandResult result;
+  char buf[4096];
+  ssize_t n;
+  // Reading ends with EIO once the child and every copy of the terminal side are gone.
+  while ((n = ::read(controller, buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) result.out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(controller);
+  result.exit_code = WaitStatus(pid, &result.peak_rss_bytes);
   return result;
 }
 

@@ -17,10 +17,14 @@ struct CommandResult {
   int exit_code = -1;
   std::string out;  // stdout
   std::string err;  // stderr
+  long peak_rss_bytes = 0;  // the process's maximum resident set size (getrusage's ru_maxrss)
 };
 
 // Runs argv[0] (a path) with the arguments, capturing both streams.
 CommandResult RunCommand(const std::vector<std::string>& argv);
+// As RunCommand, with stdout and stderr on one pseudo-terminal (both in `out`),
+// as an operator at a terminal sees them.
+CommandResult RunInTerminal(const std::vector<std::string>& argv);
 
 class DaemonProcess {
  public:

@@ -1,19 +1,12 @@
 // End to end: the real daemon on host devices, the real weightctl, a generated
 // multi-shard checkpoint with BF16, F16 and F32 tensors.
-#include <fstream>
-#include <iterator>
-
 #include "gtest/gtest.h"
 #include "client/cpp/lease.h"
+#include "tests/e2e/checkpoint_files.h"
 #include "tests/e2e/daemon_process.h"
 
 namespace weightd::testing {
 namespace {
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 class LoadE2ETest : public ::testing::Test {
  protected:

@@ -7,6 +7,7 @@
 #include "client/cpp/channel.h"
 #include "gtest/gtest.h"
 #include "grpcpp/client_context.h"
+#include "tests/e2e/checkpoint_files.h"
 #include "tests/e2e/daemon_process.h"
 #include "tests/e2e/push_stream.h"
 #include "weightd/v1/loader.grpc.pb.h"

@@ -6,13 +6,6 @@
 
 namespace weightd::testing {
 
-std::string Shard(const std::string& header, const std::string& data, int64_t length_override) {
-  uint64_t n = length_override >= 0 ? static_cast<uint64_t>(length_override) : header.size();
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  return out + header + data;
-}
-
 std::string OneTensorShard(const std::string& name, int floats) {
   std::string header = "{\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[" + std::to_string(floats) +
                        "],\"data_offsets\":[0," + std::to_string(4 * floats) + "]}}";

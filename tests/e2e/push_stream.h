@@ -9,14 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "tests/e2e/checkpoint_files.h"  // Shard
 #include "tests/e2e/daemon_process.h"
 #include "weightd/v1/loader.grpc.pb.h"
 
 namespace weightd::testing {
 
-// A safetensors file: 8-byte little-endian header length, header, data. The
-// length field may lie (length_override).
-std::string Shard(const std::string& header, const std::string& data, int64_t length_override = -1);
 // A valid one-tensor shard: F32 "<name>" of `floats` values 1.0.
 std::string OneTensorShard(const std::string& name, int floats);
 

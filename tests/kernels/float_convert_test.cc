@@ -9,19 +9,10 @@
 #include "gtest/gtest.h"
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
+#include "tests/kernels/tensor_bytes.h"
 
 namespace weightd::kernels {
 namespace {
-
-// binary16 by its definition, in double.
-double HalfValue(uint16_t h) {
-  const int sign = (h & 0x8000) ? -1 : 1;
-  const int e = (h >> 10) & 0x1F;
-  const int m = h & 0x3FF;
-  if (e == 0x1F) return m ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
-  if (e == 0) return sign * std::ldexp(m, -24);
-  return sign * std::ldexp(1024 + m, e - 25);
-}
 
 TEST(FloatFromHalfBits, EveryPattern) {
   for (uint32_t i = 0; i < 65536; ++i) {

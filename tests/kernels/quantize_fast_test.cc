@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
+#include "tests/kernels/tensor_bytes.h"
 
 namespace weightd::kernels {
 namespace {
@@ -26,10 +27,6 @@ using ::testing::HasSubstr;
 
 constexpr Scheme kSchemes[] = {Scheme::kPerTensor, Scheme::kPerChannel, Scheme::kBlock};
 constexpr DType kDTypes[] = {DType::kBF16, DType::kF16, DType::kF32, DType::kF8E4M3};
-
-const char* SchemeName(Scheme s) {
-  return s == Scheme::kPerTensor ? "per-tensor" : s == Scheme::kPerChannel ? "per-channel" : "block";
-}
 
 // Random element bytes of `dtype`: mostly ordinary values of varied magnitude,
 // with zeros, negative zeros and subnormals mixed in.
@@ -68,32 +65,20 @@ std::vector<uint8_t> RandomBytes(DType dtype, size_t n, uint32_t seed) {
         *at = q;
         break;
       }
+      default: ADD_FAILURE() << "not a quantizable dtype";
     }
   }
   return bytes;
 }
 
-// Writes a value of `dtype` at element i (F8: its nearest code).
+// Writes a value of `dtype` at element i (F8: its nearest code; others: exactly).
 void Put(DType dtype, std::vector<uint8_t>& bytes, size_t i, float v) {
-  uint8_t* at = bytes.data() + i * DTypeSize(dtype);
-  const uint32_t b = std::bit_cast<uint32_t>(v);
-  switch (dtype) {
-    case DType::kBF16: {
-      uint16_t h = static_cast<uint16_t>(b >> 16);
-      std::memcpy(at, &h, 2);
-      break;
-    }
-    case DType::kF16: {
-      uint16_t h = std::isnan(v)   ? 0x7E00
-                   : std::isinf(v) ? (v > 0 ? 0x7C00 : 0xFC00)
-                   : v == 0.0f     ? (std::signbit(v) ? 0x8000 : 0x0000)
-                                   : 0x3C00;
-      std::memcpy(at, &h, 2);
-      break;
-    }
-    case DType::kF32: std::memcpy(at, &b, 4); break;
-    case DType::kF8E4M3: *at = EncodeE4M3(v); break;
+  if (dtype == DType::kF8E4M3) {
+    bytes[i] = EncodeE4M3(v);
+    return;
   }
+  const std::vector<uint8_t> one = ExactBytes(dtype, {v});
+  std::copy(one.begin(), one.end(), bytes.begin() + static_cast<std::ptrdiff_t>(i * DTypeSize(dtype)));
 }
 
 struct Result {

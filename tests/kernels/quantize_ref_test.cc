@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
+#include "tests/kernels/tensor_bytes.h"
 
 namespace weightd::kernels {
 namespace {
@@ -34,16 +35,6 @@ uint16_t Bf16BitsRne(float f) {
   if (std::isnan(f)) return static_cast<uint16_t>((b >> 16) | 0x40);
   b += 0x7FFF + ((b >> 16) & 1);
   return static_cast<uint16_t>(b >> 16);
-}
-
-// Some representative half bit patterns' values, by the binary16 definition.
-double HalfValue(uint16_t h) {
-  const int sign = (h & 0x8000) ? -1 : 1;
-  const int e = (h >> 10) & 0x1F;
-  const int m = h & 0x3FF;
-  if (e == 0x1F) return m ? std::numeric_limits<double>::quiet_NaN() : sign * std::numeric_limits<double>::infinity();
-  if (e == 0) return sign * std::ldexp(m, -24);
-  return sign * std::ldexp(1024 + m, e - 25);
 }
 
 // A tensor in one dtype: its bytes and the fp32 value of each element.
@@ -98,6 +89,7 @@ Tensor MakeTensor(DType dtype, size_t n, uint32_t seed, float magnitude, bool sp
         t.values[i] = DecodeE4M3(q);
         break;
       }
+      default: ADD_FAILURE() << "not a quantizable dtype";
     }
   }
   return t;

@@ -70,6 +70,8 @@ CudaAllocation::~CudaAllocation() {
   if (!api.ok()) return;
   const DriverApi& cu = **api;
   CUdeviceptr address = reinterpret_cast<CUdeviceptr>(pointer_);
+  // Copies or kernels of a failed load may still target the range: let them land first.
+  if (address != 0) cudaDeviceSynchronize();
   // A partially built allocation unwinds as far as it got; unmap of an unmapped
   // range fails harmlessly.
   if (address != 0) {

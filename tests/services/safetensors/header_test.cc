@@ -196,12 +196,25 @@ TEST(ParseShardHeaderJson, MetadataValuesMustBeStrings) {
 }
 
 TEST(ParseShardHeaderJson, UnknownDtype) {
-  for (std::string dtype : {"I64", "F8_E5M2", "BOOL", "f32", "F64", ""}) {
+  for (std::string dtype : {"Q7", "f32", "F4", "bf16", ""}) {
     EXPECT_THAT(ErrorOf(absl::StrCat("{", Entry("w", dtype, "[1]", 0, 4), "}")),
-                HasSubstr(absl::StrCat("tensor 'w': dtype '", dtype, "' is not supported")));
+                HasSubstr(absl::StrCat("tensor 'w': dtype '", dtype, "' is not a safetensors dtype")));
   }
   EXPECT_THAT(ErrorOf("{\"w\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,4]}}"),
               HasSubstr("tensor 'w': dtype must be a string, got a number"));
+}
+
+TEST(ParseShardHeaderJson, EverySafetensorsDtypeParsesWithItsSize) {
+  // Real checkpoints carry integer buffers (BERT's I64 position_ids) beside the weights.
+  const std::pair<const char*, uint64_t> dtypes[] = {{"I64", 8}, {"I32", 4}, {"I16", 2}, {"I8", 1}, {"U64", 8},
+                                                     {"U32", 4}, {"U16", 2}, {"U8", 1}, {"BOOL", 1}, {"F64", 8},
+                                                     {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"BF16", 2}};
+  for (const auto& [name, size] : dtypes) {
+    absl::StatusOr<ShardHeader> h = Parse(absl::StrCat("{", Entry("w", name, "[1,3]", 0, 3 * size), "}"));
+    ASSERT_TRUE(h.ok()) << name << ": " << h.status();
+    EXPECT_EQ(kernels::DTypeName(h->tensors[0].dtype), std::string(name));
+    EXPECT_EQ(h->tensors[0].size(), 3 * size) << name;
+  }
 }
 
 TEST(ParseShardHeaderJson, ShapeSizeMismatch) {

@@ -1,0 +1,86 @@
+// End to end, NaN and Inf in a weight: by default the load fails with
+// INVALID_ARGUMENT naming the shard and tensor; under --nonfinite=saturate NaN
+// and +Inf become +448 (0x7E) and -Inf -448 (0xFE), under every scheme, and
+// `weightctl quantize` follows the same policy.
+#include <cmath>
+#include <filesystem>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/e2e/checkpoint_files.h"
+#include "tests/e2e/daemon_process.h"
+
+namespace weightd::testing {
+namespace {
+
+std::string F32Bytes(const std::vector<float>& values) {
+  std::string bytes(values.size() * 4, '\0');
+  std::memcpy(bytes.data(), values.data(), bytes.size());
+  return bytes;
+}
+
+class NonFiniteE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const std::string dir = daemon_.model_root() + "/nan";
+    std::filesystem::create_directories(dir);
+    // up_proj [2, 3]: NaN at element 1, +Inf at 2, -Inf at 4; q_proj is clean.
+    WriteFile(dir + "/model.safetensors",
+              ShardOf({{"model.layers.0.mlp.up_proj.weight", {"F32", {2, 3}, F32Bytes({1.0f, NAN, INFINITY, -2.0f,
+                                                                                        -INFINITY, 0.5f})}},
+                       {"model.layers.0.self_attn.q_proj.weight", {"F32", {1, 2}, F32Bytes({1.0f, -1.0f})}}}));
+    WriteFile(dir + "/config.json", "{}");
+    daemon_.Start();
+  }
+
+  DaemonProcess daemon_;
+};
+
+TEST_F(NonFiniteE2ETest, DefaultFailsNamingShardAndTensor) {
+  for (const char* flag : {"--nonfinite=fail", "--scheme=block"}) {
+    CommandResult load = daemon_.Ctl({"load", "m", "--path=nan", flag});
+    EXPECT_EQ(load.exit_code, 1);
+    EXPECT_NE(load.err.find("INVALID_ARGUMENT"), std::string::npos) << load.err;
+    EXPECT_NE(load.err.find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << load.err;
+    EXPECT_NE(load.err.find("model.safetensors"), std::string::npos) << load.err;
+    EXPECT_NE(load.err.find("element 1"), std::string::npos) << load.err;
+    EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
+  }
+  CommandResult quantize = RunCommand({BinPath("weightctl"), "--progress=false", "quantize",
+                                       daemon_.model_root() + "/nan", daemon_.dir() + "/q"});
+  EXPECT_EQ(quantize.exit_code, 1);
+  EXPECT_NE(quantize.err.find("tensor 'model.layers.0.mlp.up_proj.weight'"), std::string::npos) << quantize.err;
+}
+
+TEST_F(NonFiniteE2ETest, SaturateMapsNaNAndInfTo448UnderEveryScheme) {
+  for (const std::string scheme : {"per-tensor", "per-channel", "block"}) {
+    SCOPED_TRACE(scheme);
+    const std::string id = "m-" + scheme, out = daemon_.dir() + "/export-" + scheme;
+    CommandResult load = daemon_.Ctl({"load", id, "--path=nan", "--nonfinite=saturate", "--scheme=" + scheme});
+    ASSERT_EQ(load.exit_code, 0) << load.err;
+    ASSERT_EQ(daemon_.Ctl({"export", id, out}).exit_code, 0);
+    // Row 0's amax is 1 and row 1's 2 (the non-finite values are left out): per
+    // channel 1.0 -> 448; per tensor and block the amax is 2, so 1.0 -> 224 (0x76).
+    const std::string q = TensorBytes(out + "/model.safetensors", "model.layers.0.mlp.up_proj.weight");
+    ASSERT_EQ(q.size(), 6u);
+    EXPECT_EQ(static_cast<uint8_t>(q[0]), scheme == "per-channel" ? 0x7E : 0x76);
+    EXPECT_EQ(static_cast<uint8_t>(q[1]), 0x7E);  // NaN
+    EXPECT_EQ(static_cast<uint8_t>(q[2]), 0x7E);  // +Inf
+    EXPECT_EQ(static_cast<uint8_t>(q[3]), 0xFE);  // -2.0, the amax of row 1
+    EXPECT_EQ(static_cast<uint8_t>(q[4]), 0xFE);  // -Inf
+    CommandResult verify = daemon_.Ctl(
+        {"verify", "--nonfinite=saturate", "--scheme=" + scheme, daemon_.model_root() + "/nan", out});
+    EXPECT_EQ(verify.exit_code, 0) << verify.err;
+    // weightctl quantize writes the same bytes.
+    const std::string offline = daemon_.dir() + "/quantized-" + scheme;
+    CommandResult quantize = RunCommand({BinPath("weightctl"), "--progress=false", "quantize", "--nonfinite=saturate",
+                                         "--scheme=" + scheme, daemon_.model_root() + "/nan", offline});
+    ASSERT_EQ(quantize.exit_code, 0) << quantize.err;
+    EXPECT_EQ(ReadFile(offline + "/model.safetensors"), ReadFile(out + "/model.safetensors"));
+  }
+}
+
+}  // namespace
+}  // namespace weightd::testing
