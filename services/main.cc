@@ -9,6 +9,7 @@
 
 #include "absl/flags/flag.h"
 #include "base/dashed_flags.h"
+#include "base/flag_help.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
@@ -17,28 +18,37 @@
 #include "services/server/daemon.h"
 
 ABSL_FLAG(std::string, listen, "unix:/run/weightd/weightd.sock",
-          "gRPC addresses, comma-separated: unix:/path for a Unix socket (mode 0660), host:port for TCP");
+          "gRPC addresses, comma-separated: unix:/path for a Unix socket (mode 0660), host:port for TCP, "
+          "e.g. --listen=unix:/run/weightd/weightd.sock,127.0.0.1:9500");
 ABSL_FLAG(std::string, handle_socket, "/run/weightd/handles.sock",
-          "Unix socket that passes memory handles to workers; a connection is a lease");
+          "Unix socket that passes memory handles to workers; a connection is a lease, "
+          "e.g. --handle-socket=/run/weightd/handles.sock");
 ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9400",
-          "Prometheus endpoint host:port (port 0 picks a free one); empty turns it off");
+          "Prometheus endpoint host:port (port 0 picks a free one); empty turns it off, "
+          "e.g. --metrics-address=127.0.0.1:9400");
 ABSL_FLAG(std::string, health_address, "",
-          "host:port serving only the standard gRPC health service, for kubelet gRPC probes; empty turns it off");
-ABSL_FLAG(std::string, backend, "auto", "Device backend: host (memfd virtual devices), cuda, or auto");
-ABSL_FLAG(int, host_devices, 1, "Number of host virtual devices (host backend)");
+          "host:port serving only the standard gRPC health service, for kubelet gRPC probes; empty turns it off, "
+          "e.g. --health-address=0.0.0.0:9401");
+ABSL_FLAG(std::string, backend, "auto",
+          "Device backend: host (memfd virtual devices), cuda, or auto (cuda where a GPU is), e.g. --backend=host");
+ABSL_FLAG(int, host_devices, 1,
+          "Number of host virtual devices (host backend), e.g. --host-devices=2 for tensor parallelism on CPU");
 ABSL_FLAG(std::string, cuda_handles, "vmm",
           "How workers receive GPU memory: vmm (cuMemCreate POSIX fds over the handle socket) or ipc (legacy "
-          "cudaIpcMemHandle_t in the manifest)");
+          "cudaIpcMemHandle_t in the manifest), e.g. --cuda-handles=ipc");
 ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for the staging ring, e.g. 32MiB");
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
-ABSL_FLAG(int, read_threads, 8, "Threads reading the shards of one path load (local files) in parallel");
+ABSL_FLAG(int, read_threads, 8,
+          "Threads reading the shards of one path load (local files) in parallel, e.g. --read-threads=16");
 ABSL_FLAG(std::string, read_segment_bytes, "64MiB",
           "A path load cuts shards into segments of about this size (whole tensors, or pieces of a large tensor "
-          "stored unchanged), read by the read threads in parallel");
-ABSL_FLAG(std::string, model_root, "", "Directory that path sources must lie in; empty turns path sources off");
-ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
-ABSL_FLAG(std::string, log_format, "auto", "json (one object per line), text, or auto (text on a terminal)");
+          "stored unchanged), read by the read threads in parallel, e.g. --read-segment-bytes=32MiB");
+ABSL_FLAG(std::string, model_root, "",
+          "Directory that path sources must lie in; empty turns path sources off, e.g. --model-root=/models");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error, e.g. --log-level=debug");
+ABSL_FLAG(std::string, log_format, "auto",
+          "json (one object per line), text, or auto (text on a terminal), e.g. --log-format=json");
 
 namespace {
 
@@ -50,7 +60,10 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("weightd [--listen=unix:/run/weightd/weightd.sock] [--model-root=DIR] ...");
+  weightd::ConfigureFlagHelp("weightd", R"(weightd [FLAGS]: loads checkpoints into FP8 device memory for workers. e.g.
+  weightd --listen=unix:/run/weightd/weightd.sock --handle-socket=/run/weightd/handles.sock \
+          --model-root=/models --backend=cuda
+Flags take --dashed-names or --underscored_names.)");
   std::vector<std::string> storage;
   std::vector<char*> args = weightd::AcceptDashedFlags(argc, argv, storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());

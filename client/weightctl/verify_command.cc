@@ -85,13 +85,18 @@ absl::StatusOr<Counts> Verify(const CliOptions& options, const MappedCheckpoint&
 }  // namespace
 
 int RunVerify(const CliOptions& options, const Args& args) {
-  if (args.size() != 2) return Usage("weightctl verify CHECKPOINT EXPORT [--scheme S] [--ignore ...] [--nonfinite fail|saturate]");
+  if (args.size() != 2) return Usage("weightctl verify CHECKPOINT EXPORT [--scheme S] [--ignore ...] [--nonfinite fail|saturate] [--json]");
   auto source = MappedCheckpoint::Open(args[0]);
   if (!source.ok()) return ReportError(source.status());
   auto exported = MappedCheckpoint::Open(args[1]);
   if (!exported.ok()) return ReportError(exported.status());
   auto counts = Verify(options, **source, **exported);
   if (!counts.ok()) return ReportError(counts.status());
+  if (options.json) {
+    std::printf("{\"verified\": %zu, \"quantized\": %zu, \"unchanged\": %zu}\n",
+                counts->quantized + counts->unchanged, counts->quantized, counts->unchanged);
+    return 0;
+  }
   std::printf("verified %zu tensors: %zu quantized equal to the CPU reference, %zu unchanged and bit-identical\n",
               counts->quantized + counts->unchanged, counts->quantized, counts->unchanged);
   return 0;
