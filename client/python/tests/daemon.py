@@ -22,13 +22,14 @@ def binaries_present():
 
 
 class Daemon:
-    def __init__(self, backend="host"):
+    def __init__(self, backend="host", flags=()):
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="weightd-py-"))
         self.model_root = self.dir / "models"
         self.model_root.mkdir()
         self.address = f"unix:{self.dir}/weightd.sock"
         self.handle_socket = str(self.dir / "handles.sock")
         self.backend = backend
+        self.flags = list(flags)
         self.process = None
         self.log = self.dir / "weightd.log"
 
@@ -41,7 +42,7 @@ class Daemon:
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [str(bin_dir() / "weightd"), f"--listen={self.address}", f"--handle-socket={self.handle_socket}",
-                 "--metrics-address=127.0.0.1:0", f"--backend={self.backend}", f"--model-root={self.model_root}"],
+                 "--metrics-address=127.0.0.1:0", f"--backend={self.backend}", f"--model-root={self.model_root}", *self.flags],
                 stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.time() + 30
         while not os.path.exists(self.handle_socket) or not os.path.exists(self.dir / "weightd.sock"):
