@@ -18,13 +18,28 @@ std::string FlagHelp(const std::string& help, const std::string& flag) {
   return help.substr(begin, end == std::string::npos ? std::string::npos : end - begin);
 }
 
+// Every flag --help lists, by name.
+std::vector<std::string> ListedFlags(const std::string& help) {
+  std::vector<std::string> names;
+  for (size_t at = help.find("\n    --"); at != std::string::npos; at = help.find("\n    --", at + 1)) {
+    size_t begin = at + 7, end = help.find(' ', begin);
+    names.push_back(help.substr(begin, end - begin));
+  }
+  return names;
+}
+
+// `flags` must be listed; every listed flag (new ones too) must carry an example.
 void ExpectEveryFlagExplained(const std::string& binary, const std::vector<std::string>& flags) {
   CommandResult help = RunCommand({BinPath(binary), "--help"});
   const std::string text = help.out + help.err;
   EXPECT_NE(text.find("Flags from " + binary + ":"), std::string::npos) << text;
   for (const std::string& flag : flags) {
+    EXPECT_FALSE(FlagHelp(text, flag).empty()) << binary << " --help does not list --" << flag << ":\n" << text;
+  }
+  const std::vector<std::string> listed = ListedFlags(text);
+  EXPECT_GE(listed.size(), flags.size());
+  for (const std::string& flag : listed) {
     const std::string entry = FlagHelp(text, flag);
-    EXPECT_FALSE(entry.empty()) << binary << " --help does not list --" << flag << ":\n" << text;
     EXPECT_NE(entry.find("e.g."), std::string::npos) << binary << " --" << flag << " has no example: " << entry;
   }
   EXPECT_EQ(text.find("--flagfile ("), std::string::npos) << "Abseil's own flags belong under --helpfull";
