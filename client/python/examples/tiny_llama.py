@@ -126,7 +126,9 @@ def make_model():
     """An initialized tiny Llama on the GPU, BF16 (transformers' class when importable)."""
     transformers = transformers_or_none()
     if transformers is not None:
-        fields = {k: v for k, v in CONFIG.items() if k not in ("architectures", "model_type", "torch_dtype")}
+        # rope_theta is LlamaConfig's default (10000); newer versions spell it differently.
+        skip = ("architectures", "model_type", "torch_dtype", "rope_theta")
+        fields = {k: v for k, v in CONFIG.items() if k not in skip}
         model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**fields))
     else:
         model = PlainLlamaForCausalLM(CONFIG)
@@ -142,7 +144,7 @@ def write_checkpoint(directory, seed=0):
     model = make_model()
     transformers = transformers_or_none()
     if transformers is not None:
-        model.save_pretrained(directory, safe_serialization=True)
+        model.save_pretrained(directory)  # safetensors
         return f"checkpoint written by transformers {transformers.__version__} save_pretrained"
     from safetensors.torch import save_file
     os.makedirs(directory, exist_ok=True)
