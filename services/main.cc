@@ -10,6 +10,7 @@
 
 #include "absl/flags/flag.h"
 #include "base/dashed_flags.h"
+#include "base/flag_help.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
@@ -19,42 +20,52 @@
 #include "services/server/daemon.h"
 
 ABSL_FLAG(std::string, listen, "unix:/run/weightd/weightd.sock",
-          "gRPC addresses, comma-separated: unix:/path for a Unix socket (mode 0660), host:port for TCP");
+          "gRPC addresses, comma-separated: unix:/path for a Unix socket (mode 0660), host:port for TCP, "
+          "e.g. --listen=unix:/run/weightd/weightd.sock,127.0.0.1:9500");
 ABSL_FLAG(std::string, handle_socket, "/run/weightd/handles.sock",
-          "Unix socket that passes memory handles to workers; a connection is a lease");
+          "Unix socket that passes memory handles to workers; a connection is a lease, "
+          "e.g. --handle-socket=/run/weightd/handles.sock");
 ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9400",
-          "Prometheus endpoint host:port (port 0 picks a free one); empty turns it off");
+          "Prometheus endpoint host:port (port 0 picks a free one); empty turns it off, "
+          "e.g. --metrics-address=127.0.0.1:9400");
 ABSL_FLAG(std::string, health_address, "",
-          "host:port serving only the standard gRPC health service, for kubelet gRPC probes; empty turns it off");
-ABSL_FLAG(std::string, backend, "auto", "Device backend: host (memfd virtual devices), cuda, or auto");
-ABSL_FLAG(int, host_devices, 1, "Number of host virtual devices (host backend)");
+          "host:port serving only the standard gRPC health service, for kubelet gRPC probes; empty turns it off, "
+          "e.g. --health-address=0.0.0.0:9401");
+ABSL_FLAG(std::string, backend, "auto",
+          "Device backend: host (memfd virtual devices), cuda, or auto (cuda where a GPU is), e.g. --backend=host");
+ABSL_FLAG(int, host_devices, 1,
+          "Number of host virtual devices (host backend), e.g. --host-devices=2 for tensor parallelism on CPU");
 ABSL_FLAG(std::string, cuda_handles, "vmm",
           "How workers receive GPU memory: vmm (cuMemCreate POSIX fds over the handle socket) or ipc (legacy "
-          "cudaIpcMemHandle_t in the manifest)");
+          "cudaIpcMemHandle_t in the manifest), e.g. --cuda-handles=ipc");
 ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for the staging ring, e.g. 32MiB");
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
-ABSL_FLAG(int, read_threads, 8, "Threads reading the shards of one path load (local files) in parallel");
+ABSL_FLAG(int, read_threads, 8,
+          "Threads reading the shards of one path load (local files) in parallel, e.g. --read-threads=16");
 ABSL_FLAG(std::string, read_segment_bytes, "64MiB",
           "A path load cuts shards into segments of about this size (whole tensors, or pieces of a large tensor "
-          "stored unchanged), read by the read threads in parallel");
-ABSL_FLAG(std::string, model_root, "", "Directory that path sources must lie in; empty turns path sources off");
+          "stored unchanged), read by the read threads in parallel, e.g. --read-segment-bytes=32MiB");
+ABSL_FLAG(std::string, model_root, "",
+          "Directory that path sources must lie in; empty turns path sources off, e.g. --model-root=/models");
 ABSL_FLAG(std::string, allowed_uids, "",
           "Comma-separated uids that may connect to the Unix sockets (checked with SO_PEERCRED); empty: the "
-          "daemon's own uid and root");
-ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TCP listeners");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key for TCP listeners");
-ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle: TCP clients must present a certificate it signed (mTLS)");
-ABSL_FLAG(bool, insecure_tcp, false, "Allow TCP listeners without TLS (anyone who reaches the port can load and read models)");
+          "daemon's own uid and root, e.g. --allowed-uids=1000,1001");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TCP listeners, e.g. --tls-cert=/etc/weightd/tls.crt");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for TCP listeners, e.g. --tls-key=/etc/weightd/tls.key");
+ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle: TCP clients must present a certificate it signed (mTLS), e.g. --tls-client-ca=/etc/weightd/ca.crt");
+ABSL_FLAG(bool, insecure_tcp, false, "Allow TCP listeners without TLS (anyone who reaches the port can load and read models), e.g. --insecure-tcp");
 ABSL_FLAG(int, push_idle_timeout_seconds, 300,
-          "A push load that receives nothing (no stream opens, no byte arrives) this long fails with DEADLINE_EXCEEDED");
-ABSL_FLAG(std::string, max_header_bytes, "100MiB", "Largest safetensors header accepted");
-ABSL_FLAG(int64_t, max_tensors, 1 << 20, "Most tensors in one shard");
-ABSL_FLAG(int64_t, max_tensor_name_bytes, 1024, "Longest tensor name");
+          "A push load that receives nothing (no stream opens, no byte arrives) this long fails with DEADLINE_EXCEEDED, "
+          "e.g. --push-idle-timeout-seconds=60");
+ABSL_FLAG(std::string, max_header_bytes, "100MiB", "Largest safetensors header accepted, e.g. --max-header-bytes=16MiB");
+ABSL_FLAG(int64_t, max_tensors, 1 << 20, "Most tensors in one shard, e.g. --max-tensors=100000");
+ABSL_FLAG(int64_t, max_tensor_name_bytes, 1024, "Longest tensor name, e.g. --max-tensor-name-bytes=512");
 ABSL_FLAG(std::string, max_model_bytes, "0", "Most source bytes of one load, e.g. 2TiB; 0: no limit");
-ABSL_FLAG(int64_t, max_concurrent_loads, 0, "Most models loading at once; 0: no limit");
-ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error");
-ABSL_FLAG(std::string, log_format, "auto", "json (one object per line), text, or auto (text on a terminal)");
+ABSL_FLAG(int64_t, max_concurrent_loads, 0, "Most models loading at once; 0: no limit, e.g. --max-concurrent-loads=2");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error, e.g. --log-level=debug");
+ABSL_FLAG(std::string, log_format, "auto",
+          "json (one object per line), text, or auto (text on a terminal), e.g. --log-format=json");
 
 namespace {
 
@@ -66,7 +77,10 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("weightd [--listen=unix:/run/weightd/weightd.sock] [--model-root=DIR] ...");
+  weightd::ConfigureFlagHelp("weightd", R"(weightd [FLAGS]: loads checkpoints into FP8 device memory for workers. e.g.
+  weightd --listen=unix:/run/weightd/weightd.sock --handle-socket=/run/weightd/handles.sock \
+          --model-root=/models --backend=cuda
+Flags take --dashed-names or --underscored_names.)");
   std::vector<std::string> storage;
   std::vector<char*> args = weightd::AcceptDashedFlags(argc, argv, storage);
   absl::ParseCommandLine(static_cast<int>(args.size()), args.data());

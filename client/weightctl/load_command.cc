@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "base/byte_size.h"
+#include "base/duration_text.h"
 #include "client/cpp/channel.h"
 #include "client/weightctl/cli.h"
 #include "client/weightctl/progress_printer.h"
@@ -101,9 +102,9 @@ absl::Status PushAll(const std::string& address, const std::string& model, const
 }
 
 void PrintLoaded(const v1::Manifest& manifest, double seconds) {
-  std::printf("loaded %s: %s resident from %s of tensors in %.2f s\n", manifest.model_id().c_str(),
+  std::printf("loaded %s: %s resident from %s of tensors in %s\n", manifest.model_id().c_str(),
               FormatByteSize(manifest.resident_bytes()).c_str(), FormatByteSize(manifest.source_bytes()).c_str(),
-              seconds);
+              FormatDuration(seconds).c_str());
 }
 
 }  // namespace

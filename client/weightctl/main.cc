@@ -12,29 +12,39 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_split.h"
 #include "base/dashed_flags.h"
+#include "base/flag_help.h"
 #include "client/weightctl/cli.h"
 
 ABSL_FLAG(std::string, address, "unix:/run/weightd/weightd.sock",
-          "gRPC address of the daemon, e.g. unix:/run/weightd/weightd.sock or 127.0.0.1:9500");
+          "gRPC address of the daemon, e.g. --address=unix:/run/weightd/weightd.sock or --address=127.0.0.1:9500");
 ABSL_FLAG(std::string, handle_socket, "/run/weightd/handles.sock",
-          "The daemon's handle socket (export), e.g. /run/weightd/handles.sock");
-ABSL_FLAG(bool, json, false, "Print read commands' results as JSON, e.g. weightctl list --json");
-ABSL_FLAG(int, rank, -1, "Tensor-parallel rank for manifest and export (default: all / 0)");
-ABSL_FLAG(bool, force, false, "unload: drop the model even while workers hold leases");
-ABSL_FLAG(std::string, path, "", "load: checkpoint directory as the daemon sees it, e.g. llama-8b");
-ABSL_FLAG(std::string, push, "", "load: local .safetensors file or checkpoint directory to push");
-ABSL_FLAG(std::string, scheme, "per-tensor", "per-tensor, per-channel, block or none");
+          "export: the daemon's handle socket, e.g. --handle-socket=/run/weightd/handles.sock");
+ABSL_FLAG(bool, json, false,
+          "manifest, list, status, verify: print the result as JSON for scripts, e.g. weightctl status --json");
+ABSL_FLAG(int, rank, -1,
+          "manifest, export: one tensor-parallel rank (default: every rank / rank 0), e.g. --rank=1");
+ABSL_FLAG(bool, force, false,
+          "unload: drop the model even while workers hold leases, e.g. weightctl unload llama --force");
+ABSL_FLAG(std::string, path, "",
+          "load: checkpoint directory under the daemon's --model-root, e.g. --path=llama-8b");
+ABSL_FLAG(std::string, push, "",
+          "load: local .safetensors file or checkpoint directory to stream to the daemon, e.g. --push=./llama-8b");
+ABSL_FLAG(std::string, scheme, "per-tensor",
+          "load, quantize, verify: per-tensor, per-channel, block (128x128) or none, e.g. --scheme=block");
 ABSL_FLAG(std::vector<std::string>, ignore, {},
-          "Tensors left unquantized: exact names or re:REGEX, comma-separated, e.g. re:.*mlp\\.down_proj.*");
-ABSL_FLAG(std::string, nonfinite, "fail", "NaN/Inf in a weight: fail (default) or saturate");
-ABSL_FLAG(uint32_t, tp, 1, "Tensor-parallel size (load; verify of a rank's export)");
+          "load, quantize, verify: tensors left unquantized: exact names or re:REGEX, comma-separated, "
+          "e.g. --ignore=re:.*mlp\\.down_proj.*");
+ABSL_FLAG(std::string, nonfinite, "fail",
+          "load, quantize, verify: NaN/Inf in a weight: fail or saturate (to +-448), e.g. --nonfinite=saturate");
+ABSL_FLAG(uint32_t, tp, 1,
+          "load: tensor-parallel size (ranks on devices 0..tp-1); verify: of a rank's export, e.g. --tp=2");
 ABSL_FLAG(std::string, scale_scope, "tensor",
-          "FP8 scales under tensor parallelism: tensor (every rank's bytes are the single-device result sliced) or "
-          "shard (each rank's slice has its own scale)");
+          "load, verify: FP8 scales under tensor parallelism: tensor (every rank's bytes are the single-device "
+          "result sliced) or shard (each rank's slice has its own scale), e.g. --scale-scope=shard");
 ABSL_FLAG(std::string, tp_rules, "",
           "load, verify: a JSON file of sharding rules, e.g. [{\"pattern\": \".*\\\\.o_proj\\\\.weight\", "
           "\"split\": \"replicate\"}]");
-ABSL_FLAG(bool, progress, true, "Show load and quantize progress on stderr");
+ABSL_FLAG(bool, progress, true, "load, quantize: show progress on stderr, e.g. --progress=false in scripts");
 
 namespace {
 
@@ -46,22 +56,23 @@ Commands:
                                       tensor parallel: --tp 8 [--scale-scope shard] [--tp-rules FILE]
   push MODEL FILE...                  push shard files into a load that waits for them
   manifest MODEL [--rank R] [--json]  tensors, dtypes, shapes and allocations
-  list [--json]                       models and their states
-  status [--json]                     devices (used, peak, capacity) and models
+  list [--json]                       models: state, resident bytes, leases
+  status [--json]                     devices (used, peak, capacity) and models (state,
+                                      resident bytes, leases)
   unload MODEL [--force]              free a model (refused while leased unless --force)
   export MODEL DIR [--rank R]         map a rank's memory and write DIR/model.safetensors
-  verify CHECKPOINT EXPORT            check an export (or a quantize output) byte for byte
+  verify CHECKPOINT EXPORT [--json]   check an export (or a quantize output) byte for byte
                                       against the CPU reference, e.g. --scheme block;
                                       a rank's export: --tp N --rank R
   quantize IN OUT                     write an FP8 copy of a checkpoint (dir or .safetensors), e.g.
                                       weightctl quantize ./llama-8b ./llama-8b-fp8 --scheme per-channel
 
-Run weightctl --help for every flag.)";
+Flags take --dashed-names or --underscored_names; weightctl --help lists them all.)";
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(kUsage);
+  weightd::ConfigureFlagHelp("weightctl", kUsage);
   std::vector<std::string> storage;
   std::vector<char*> args = weightd::AcceptDashedFlags(argc, argv, storage);
   std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());

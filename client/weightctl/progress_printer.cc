@@ -6,6 +6,7 @@
 #include <string>
 
 #include "base/byte_size.h"
+#include "base/duration_text.h"
 
 namespace weightd::ctl {
 namespace {
@@ -35,9 +36,13 @@ void ProgressPrinter::Update(const v1::LoadEvent& event) {
     int filled = static_cast<int>(fraction * kWidth);
     std::string bar(filled, '=');
     bar.resize(kWidth, ' ');
-    std::fprintf(stderr, "\r\033[K%-19s [%s] %5.1f%% %s / %s  %s/s  tensors %u/%u", PhaseName(event.phase()),
+    std::string eta;
+    if (event.bytes_per_second() > 0 && event.bytes_total() > event.bytes_done()) {
+      eta = "  ETA " + FormatDuration((event.bytes_total() - event.bytes_done()) / event.bytes_per_second());
+    }
+    std::fprintf(stderr, "\r\033[K%-19s [%s] %5.1f%% %s / %s  %s/s  tensors %u/%u%s", PhaseName(event.phase()),
                  bar.c_str(), fraction * 100, done.c_str(), total.c_str(), rate.c_str(), event.tensors_done(),
-                 event.tensors_total());
+                 event.tensors_total(), eta.c_str());
     drawn_ = true;
   } else if (event.phase() != last_phase_) {
     std::fprintf(stderr, "%s: %s / %s, tensors %u/%u\n", PhaseName(event.phase()), done.c_str(), total.c_str(),

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "base/byte_size.h"
+#include "base/duration_text.h"
 #include "client/weightctl/checkpoint_quantizer.h"
 #include "client/weightctl/cli.h"
 #include "client/weightctl/progress_printer.h"
@@ -47,9 +48,9 @@ int RunQuantize(const CliOptions& options, const Args& args) {
   printer.Finish();
   if (!summary.ok()) return ReportError(summary.status());
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  std::printf("quantized %s -> %s: %u tensors (%u to FP8), %s -> %s in %.2f s; wrote", args[0].c_str(),
+  std::printf("quantized %s -> %s: %u tensors (%u to FP8), %s -> %s in %s; wrote", args[0].c_str(),
               args[1].c_str(), summary->tensors, summary->quantized, FormatByteSize(summary->source_bytes).c_str(),
-              FormatByteSize(summary->output_bytes).c_str(), seconds);
+              FormatByteSize(summary->output_bytes).c_str(), FormatDuration(seconds).c_str());
   for (const std::string& file : summary->files) std::printf(" %s", file.c_str());
   std::printf("\n");
   return 0;

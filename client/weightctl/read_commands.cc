@@ -4,17 +4,15 @@
 
 #include "absl/strings/str_join.h"
 #include "base/byte_size.h"
-#include "client/cpp/channel.h"
+#include "client/cpp/client.h"
 #include "client/weightctl/cli.h"
 #include "google/protobuf/util/json_util.h"
-#include "grpcpp/client_context.h"
-#include "weightd/v1/loader.grpc.pb.h"
 
 namespace weightd::ctl {
 namespace {
 
-std::unique_ptr<v1::Loader::Stub> Stub(const CliOptions& options) {
-  return v1::Loader::NewStub(client::MakeChannel(options.address));
+client::Client Daemon(const CliOptions& options) {
+  return client::Client({.address = options.address, .handle_socket = options.handle_socket});
 }
 
 void PrintJson(const google::protobuf::Message& message) {
@@ -22,6 +20,7 @@ void PrintJson(const google::protobuf::Message& message) {
   google::protobuf::util::JsonPrintOptions print;
   print.add_whitespace = true;
   print.preserve_proto_field_names = true;
+  print.always_print_primitive_fields = true;  // zero counts too: scripts need every key
   (void)google::protobuf::util::MessageToJsonString(message, &json, print);
   std::printf("%s", json.c_str());
 }
@@ -45,12 +44,9 @@ void PrintModels(const google::protobuf::RepeatedPtrField<v1::ModelInfo>& models
 
 int RunManifest(const CliOptions& options, const Args& args) {
   if (args.size() != 1) return Usage("weightctl manifest MODEL [--rank R] [--json]");
-  v1::GetManifestRequest request;
-  request.set_model_id(args[0]);
-  v1::Manifest manifest;
-  grpc::ClientContext context;
-  absl::Status status = client::FromGrpc(Stub(options)->GetManifest(&context, request, &manifest));
-  if (!status.ok()) return ReportError(status);
+  auto fetched = Daemon(options).Manifest(args[0]);
+  if (!fetched.ok()) return ReportError(fetched.status());
+  v1::Manifest manifest = std::move(*fetched);
   if (options.rank >= 0) {
     v1::Manifest one = manifest;
     one.clear_ranks();
@@ -85,10 +81,10 @@ int RunManifest(const CliOptions& options, const Args& args) {
 
 int RunList(const CliOptions& options, const Args& args) {
   if (!args.empty()) return Usage("weightctl list [--json]");
+  auto models = Daemon(options).List();
+  if (!models.ok()) return ReportError(models.status());
   v1::ListModelsResponse response;
-  grpc::ClientContext context;
-  absl::Status status = client::FromGrpc(Stub(options)->ListModels(&context, {}, &response));
-  if (!status.ok()) return ReportError(status);
+  for (v1::ModelInfo& model : *models) *response.add_models() = std::move(model);
   if (options.json) {
     PrintJson(response);
     return 0;
@@ -99,10 +95,9 @@ int RunList(const CliOptions& options, const Args& args) {
 
 int RunStatus(const CliOptions& options, const Args& args) {
   if (!args.empty()) return Usage("weightctl status [--json]");
-  v1::StatusResponse response;
-  grpc::ClientContext context;
-  absl::Status status = client::FromGrpc(Stub(options)->GetStatus(&context, {}, &response));
-  if (!status.ok()) return ReportError(status);
+  auto fetched = Daemon(options).Status();
+  if (!fetched.ok()) return ReportError(fetched.status());
+  const v1::StatusResponse& response = *fetched;
   if (options.json) {
     PrintJson(response);
     return 0;
@@ -121,14 +116,9 @@ int RunStatus(const CliOptions& options, const Args& args) {
 
 int RunUnload(const CliOptions& options, const Args& args) {
   if (args.size() != 1) return Usage("weightctl unload MODEL [--force]");
-  v1::UnloadModelRequest request;
-  request.set_model_id(args[0]);
-  request.set_force(options.force);
-  v1::UnloadModelResponse response;
-  grpc::ClientContext context;
-  absl::Status status = client::FromGrpc(Stub(options)->UnloadModel(&context, request, &response));
-  if (!status.ok()) return ReportError(status);
-  std::printf("unloaded %s: freed %s\n", args[0].c_str(), FormatByteSize(response.freed_bytes()).c_str());
+  auto freed = Daemon(options).Unload(args[0], options.force);
+  if (!freed.ok()) return ReportError(freed.status());
+  std::printf("unloaded %s: freed %s\n", args[0].c_str(), FormatByteSize(*freed).c_str());
   return 0;
 }
 

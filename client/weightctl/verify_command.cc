@@ -95,7 +95,7 @@ int RunVerify(const CliOptions& options, const Args& args) {
   if (args.size() != 2) {
     return Usage(
         "weightctl verify CHECKPOINT EXPORT [--scheme S] [--ignore ...] [--nonfinite fail|saturate] "
-        "[--tp N --rank R [--scale-scope tensor|shard] [--tp-rules FILE]]");
+        "[--tp N --rank R [--scale-scope tensor|shard] [--tp-rules FILE]] [--json]");
   }
   auto source = MappedCheckpoint::Open(args[0]);
   if (!source.ok()) return ReportError(source.status());
@@ -103,6 +103,11 @@ int RunVerify(const CliOptions& options, const Args& args) {
   if (!exported.ok()) return ReportError(exported.status());
   auto counts = Verify(options, **source, **exported);
   if (!counts.ok()) return ReportError(counts.status());
+  if (options.json) {
+    std::printf("{\"verified\": %zu, \"quantized\": %zu, \"unchanged\": %zu}\n",
+                counts->quantized + counts->unchanged, counts->quantized, counts->unchanged);
+    return 0;
+  }
   std::printf("verified %zu tensors: %zu quantized equal to the CPU reference, %zu unchanged and bit-identical\n",
               counts->quantized + counts->unchanged, counts->quantized, counts->unchanged);
   return 0;

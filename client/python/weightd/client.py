@@ -1,0 +1,110 @@
+"""The Python client of weightd: load (with progress), manifest, attach (zero-copy
+tensors), unload, list, status. Every failure raises WeightdError carrying the
+daemon's status code. Thread-safe: a Client may be shared by threads."""
+import grpc
+
+from weightd.errors import WeightdError
+from weightd.lease import Lease
+from weightd.push import CHANNEL_OPTIONS, Pusher, local_shards
+from weightd.v1 import loader_pb2, loader_pb2_grpc
+
+SCHEMES = {"per-tensor": loader_pb2.SCHEME_PER_TENSOR, "per-channel": loader_pb2.SCHEME_PER_CHANNEL,
+           "block": loader_pb2.SCHEME_BLOCK, "none": loader_pb2.SCHEME_NONE}
+NONFINITE = {"fail": loader_pb2.NONFINITE_FAIL, "saturate": loader_pb2.NONFINITE_SATURATE}
+
+
+def grpc_target(address):
+    """"unix:/p", "unix:///p" and "host:port" as given; a bare path is a Unix socket."""
+    return "unix:" + address if address.startswith("/") else address
+
+
+class Client:
+    def __init__(self, address="unix:/run/weightd/weightd.sock", handle_socket="/run/weightd/handles.sock",
+                 attach_timeout=30.0):
+        self._target = grpc_target(address)
+        self._channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+        self._stub = loader_pb2_grpc.LoaderStub(self._channel)
+        self.handle_socket = handle_socket
+        self.attach_timeout = attach_timeout
+
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def load(self, model_id, path=None, push=None, scheme="per-tensor", ignore=(), nonfinite="fail", tp_size=1,
+             devices=()):
+        """Loads a checkpoint, yielding every LoadEvent (phase, bytes_done, bytes_total,
+        tensors_done, tensors_total, bytes_per_second); the last one is PHASE_READY and
+        carries the manifest. `path`: a directory under the daemon's --model-root;
+        `push`: a local directory or .safetensors file, streamed to the daemon."""
+        if (path is None) == (push is None):
+            raise ValueError("load needs exactly one of path= or push=")
+        if scheme not in SCHEMES or nonfinite not in NONFINITE:
+            raise ValueError(f"scheme must be one of {sorted(SCHEMES)}, nonfinite one of {sorted(NONFINITE)}")
+        request = loader_pb2.LoadModelRequest(
+            model_id=model_id,
+            quantization=loader_pb2.Quantization(scheme=SCHEMES[scheme], ignore=list(ignore),
+                                                 nonfinite=NONFINITE[nonfinite]),
+            placement=loader_pb2.Placement(tp_size=tp_size, devices=list(devices)))
+        files = []
+        if push is not None:
+            files, config_json = local_shards(push)
+            request.source.push.shard_files.extend(f.rsplit("/", 1)[-1] for f in files)
+            request.source.push.config_json = config_json
+        else:
+            request.source.path.path = path
+        pusher = None
+        try:
+            for event in self._stub.LoadModel(request):
+                # The first event means the daemon waits for the shards.
+                if files and pusher is None:
+                    pusher = Pusher(self._target, model_id, files)
+                yield event
+        except grpc.RpcError as e:
+            raise WeightdError.from_rpc(e) from None
+        finally:
+            failed = pusher.join() if pusher is not None else None
+        if failed is not None:
+            raise failed
+
+    def load_and_wait(self, model_id, **kwargs):
+        """load() to the end; returns the manifest."""
+        manifest = None
+        for event in self.load(model_id, **kwargs):
+            if event.HasField("manifest"):
+                manifest = event.manifest
+        if manifest is None:
+            raise WeightdError.from_number(15, f"load of {model_id} ended without a manifest")
+        return manifest
+
+    def manifest(self, model_id):
+        return self._call(self._stub.GetManifest, loader_pb2.GetManifestRequest(model_id=model_id))
+
+    def attach(self, model_id, rank=0):
+        """A Lease on `rank`: use it as a context manager (it yields the dict of
+        tensors) or call close(). See weightd.lease."""
+        return Lease(self.handle_socket, model_id, rank, self.attach_timeout)
+
+    def unload(self, model_id, force=False):
+        """Returns the bytes freed."""
+        request = loader_pb2.UnloadModelRequest(model_id=model_id, force=force)
+        return self._call(self._stub.UnloadModel, request).freed_bytes
+
+    def list(self):
+        return list(self._call(self._stub.ListModels, loader_pb2.ListModelsRequest()).models)
+
+    def status(self):
+        return self._call(self._stub.GetStatus, loader_pb2.GetStatusRequest())
+
+    @staticmethod
+    def _call(method, request):
+        try:
+            return method(request)
+        except grpc.RpcError as e:
+            raise WeightdError.from_rpc(e) from None

@@ -1,0 +1,64 @@
+"""Pushing local shard files into a load (PushShards): one stream per file, each
+on its own channel, since streams sharing one HTTP/2 connection share its window."""
+import os
+import threading
+
+import grpc
+
+from weightd.errors import WeightdError
+from weightd.v1 import loader_pb2, loader_pb2_grpc
+
+CHUNK_BYTES = 4 << 20
+MAX_MESSAGE_BYTES = 64 << 20
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+
+
+def local_shards(path):
+    """(shard file paths, config.json bytes) of a directory or one .safetensors file."""
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".safetensors"))
+        directory = path
+    elif os.path.isfile(path):
+        files, directory = [path], os.path.dirname(path)
+    else:
+        raise WeightdError.from_number(5, f"{path} does not exist")
+    if not files:
+        raise WeightdError.from_number(5, f"no .safetensors file in {path}")
+    config = os.path.join(directory, "config.json")
+    config_json = open(config, "rb").read() if os.path.isfile(config) else b""
+    return files, config_json
+
+
+def _chunks(model_id, path):
+    yield loader_pb2.ShardChunk(open=loader_pb2.ShardOpen(model_id=model_id, shard_file=os.path.basename(path),
+                                                          size=os.path.getsize(path)))
+    with open(path, "rb") as f:
+        while True:
+            data = f.read(CHUNK_BYTES)
+            if not data:
+                return
+            yield loader_pb2.ShardChunk(data=data)
+
+
+class Pusher:
+    """Pushes every file on its own thread; error() is the first failure, if any."""
+
+    def __init__(self, target, model_id, files):
+        self._errors = []
+        self._threads = [threading.Thread(target=self._push, args=(target, model_id, f), daemon=True) for f in files]
+        for t in self._threads:
+            t.start()
+
+    def _push(self, target, model_id, path):
+        options = CHANNEL_OPTIONS + [("weightd.push_file", path), ("grpc.use_local_subchannel_pool", 1)]
+        try:
+            with grpc.insecure_channel(target, options=options) as channel:
+                loader_pb2_grpc.LoaderStub(channel).PushShards(_chunks(model_id, path))
+        except grpc.RpcError as e:
+            self._errors.append(WeightdError.from_rpc(e))
+
+    def join(self):
+        for t in self._threads:
+            t.join()
+        return self._errors[0] if self._errors else None
