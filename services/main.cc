@@ -38,6 +38,9 @@ ABSL_FLAG(int, host_devices, 1,
 ABSL_FLAG(std::string, cuda_handles, "vmm",
           "How workers receive GPU memory: vmm (cuMemCreate POSIX fds over the handle socket) or ipc (legacy "
           "cudaIpcMemHandle_t in the manifest), e.g. --cuda-handles=ipc");
+ABSL_FLAG(int, nccl_min_ranks, 2,
+          "Loads over at least this many GPUs use an NCCL communicator; smaller ones copy in process (1 sends "
+          "one-GPU loads through NCCL too, to test it), e.g. --nccl-min-ranks=1");
 ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for the staging ring, e.g. 32MiB");
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
@@ -106,6 +109,8 @@ Flags take --dashed-names or --underscored_names.)");
   auto ring = weightd::ParseByteSize(absl::GetFlag(FLAGS_staging_ring_bytes));
   if (!ring.ok()) return Fail(std::string(ring.status().message()));
   options.staging_ring_bytes = *ring;
+  options.nccl_min_ranks = absl::GetFlag(FLAGS_nccl_min_ranks);
+  if (options.nccl_min_ranks < 1) return Fail("--nccl-min-ranks must be at least 1");
   auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));
   if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));
   options.device_memory_limit = *limit;

@@ -19,6 +19,7 @@ struct BackendOptions {
   int host_devices = 1;
   std::string cuda_handles = "vmm";  // vmm | ipc
   uint64_t staging_ring_bytes = 64ull << 20;
+  int nccl_min_ranks = 2;
   HostPinnedAccounting* pinned = nullptr;  // page-locked staging memory is counted here
 };
 

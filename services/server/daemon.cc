@@ -145,6 +145,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_options.host_devices = options.host_devices;
   backend_options.cuda_handles = options.cuda_handles;
   backend_options.staging_ring_bytes = options.staging_ring_bytes;
+  backend_options.nccl_min_ranks = options.nccl_min_ranks;
   backend_options.pinned = state->pinned.get();
   auto backend = CreateBackend(backend_options);
   if (!backend.ok()) return backend.status();

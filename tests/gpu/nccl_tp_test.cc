@@ -66,7 +66,9 @@ TEST_F(NcclTpTest, AllReduceMaxAndBroadcastOverEveryVisibleGpu) {
 }
 
 TEST_F(NcclTpTest, TheCudaBackendHandsLoadsOneNcclCommunicatorPerDeviceList) {
-  auto backend = cuda::CudaBackend::Create({});
+  cuda::CudaBackendOptions options;
+  options.nccl_min_ranks = 1;
+  auto backend = cuda::CudaBackend::Create(options);
   ASSERT_TRUE(backend.ok()) << backend.status();
   auto first = (*backend)->GroupCollective({0});
   ASSERT_TRUE(first.ok()) << first.status();
@@ -74,12 +76,19 @@ TEST_F(NcclTpTest, TheCudaBackendHandsLoadsOneNcclCommunicatorPerDeviceList) {
   auto again = (*backend)->GroupCollective({0});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(first->get(), again->get()) << "a second load on the same devices made a new communicator";
+
+  // By default a one-GPU load holds no NCCL buffers: its group copies in process.
+  auto plain = cuda::CudaBackend::Create({});
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  auto single = (*plain)->GroupCollective({0});
+  ASSERT_TRUE(single.ok()) << single.status();
+  EXPECT_EQ(dynamic_cast<cuda::NcclCollective*>(single->get()), nullptr);
 }
 
 TEST_F(NcclTpTest, OneRankLoadThroughNcclEqualsTheHostPathByteForByte) {
   DaemonProcess gpu, host;
   for (DaemonProcess* d : {&gpu, &host}) ASSERT_TRUE(WriteTpCheckpoint(MakeTpCheckpoint(), d->model_root() + "/tp").ok());
-  gpu.Start({"--backend=cuda"});
+  gpu.Start({"--backend=cuda", "--nccl-min-ranks=1"});
   host.Start({"--backend=host"});
   for (const char* scheme : {"per-tensor", "per-channel", "block"}) {
     SCOPED_TRACE(scheme);

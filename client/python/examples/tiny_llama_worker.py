@@ -106,8 +106,11 @@ def run_scheme(client, scheme, reference_logits, ids, max_logit):
     client.unload(model_id)
     diff = (fp8_logits - reference_logits).abs().max().item()
     agree = (fp8_logits.argmax(-1) == reference_logits.argmax(-1)).float().mean().item()
-    ok = 0 < diff <= 0.1 * max_logit and agree >= 0.9
-    print(f"  logits vs BF16: max abs difference {diff:.5f} (max |logit| {max_logit:.3f}), "
+    cosine = torch.nn.functional.cosine_similarity(fp8_logits.float(), reference_logits.float(), dim=-1).mean().item()
+    # Closeness decides: a randomly initialized model's logits are nearly flat (top-1
+    # margins far below the FP8 error), so its top-1 agreement is printed, not judged.
+    ok = 0 < diff <= 0.1 * max_logit and cosine >= 0.99
+    print(f"  logits vs BF16: max abs difference {diff:.5f} (max |logit| {max_logit:.3f}), mean cosine {cosine:.5f}, "
           f"top-1 agreement {agree * 100:.1f}% over {ids.numel()} positions -> {'PASS' if ok else 'FAIL'}")
     return ok
 

@@ -122,16 +122,25 @@ absl::StatusOr<std::shared_ptr<Collective>> CudaBackend::GroupCollective(const s
   std::shared_ptr<Collective>& group = collectives_[devices];
   if (group == nullptr) {
 #ifdef WEIGHTD_HAVE_NCCL
-    auto nccl = NcclCollective::Create(devices);
-    if (!nccl.ok()) {
-      collectives_.erase(devices);
-      return nccl.status();
+    if (static_cast<int>(devices.size()) >= options_.nccl_min_ranks) {
+      // NCCL's own buffers are device memory weightd holds: logged per device.
+      std::vector<uint64_t> free_before;
+      for (int d : devices) free_before.push_back(DriverMemoryInfo(d).first);
+      auto nccl = NcclCollective::Create(devices);
+      if (!nccl.ok()) {
+        collectives_.erase(devices);
+        return nccl.status();
+      }
+      group = std::move(*nccl);
+      for (size_t i = 0; i < devices.size(); ++i) {
+        const uint64_t free_after = DriverMemoryInfo(devices[i]).first;
+        LogEvent(LogLevel::kInfo, "nccl_communicator",
+                 {{"ranks", devices.size()}, {"device", devices[i]},
+                  {"device_bytes", free_before[i] > free_after ? free_before[i] - free_after : 0}});
+      }
     }
-    group = std::move(*nccl);
-    LogEvent(LogLevel::kInfo, "nccl_communicator", {{"ranks", devices.size()}});
-#else
-    group = std::make_shared<InProcessCollective>(*this, static_cast<int>(devices.size()));
 #endif
+    if (group == nullptr) group = std::make_shared<InProcessCollective>(*this, static_cast<int>(devices.size()));
   }
   return group;
 }

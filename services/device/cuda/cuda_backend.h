@@ -21,6 +21,10 @@ struct CudaBackendOptions {
   uint64_t staging_ring_bytes = 64ull << 20;  // device memory per GPU for staging
   int staging_slots = 8;
   HostPinnedAccounting* pinned = nullptr;  // counts the rings' pinned buffers; must outlive the backend
+  // Device groups at least this large get an NCCL communicator; smaller ones (by
+  // default a single rank, which needs no communication) copy in process, so an
+  // ordinary load holds no NCCL buffers. 1 routes one-rank loads through NCCL.
+  int nccl_min_ranks = 2;
 };
 
 // Number of GPUs the runtime sees; 0 without a driver or a device.
