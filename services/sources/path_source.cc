@@ -18,6 +18,7 @@
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "services/safetensors/parser.h"
+#include "services/sources/read_buffer.h"
 
 namespace weightd {
 namespace {
@@ -25,25 +26,42 @@ namespace {
 // Seconds spent in pread by all threads of all path loads (debug log of each load).
 std::atomic<uint64_t> read_nanoseconds{0};
 
-absl::Status ReadFully(int fd, uint64_t offset, size_t size, std::string* out, const std::string& file) {
+// Reads up to `size` bytes at `offset` into `out`; `*got` is how many arrived
+// (fewer only at the end of the file).
+absl::Status ReadInto(int fd, uint64_t offset, size_t size, char* out, size_t* got, const std::string& file) {
   const auto start = std::chrono::steady_clock::now();
-  struct Timed {
-    std::chrono::steady_clock::time_point start;
-    ~Timed() {
-      read_nanoseconds += static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
-    }
-  } timed{start};
-  out->resize(size);
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::pread(fd, out->data() + done, size - done, static_cast<off_t>(offset + done));
+    ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return absl::InternalError(absl::StrCat("reading '", file, "': ", std::strerror(errno)));
     if (n == 0) break;
     done += static_cast<size_t>(n);
   }
-  out->resize(done);
+  *got = done;
+  read_nanoseconds += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+  return absl::OkStatus();
+}
+
+absl::Status ReadFully(int fd, uint64_t offset, size_t size, std::string* out, const std::string& file) {
+  out->resize(size);
+  size_t got = 0;
+  WEIGHTD_RETURN_IF_ERROR(ReadInto(fd, offset, size, out->data(), &got, file));
+  out->resize(got);
+  return absl::OkStatus();
+}
+
+// Into a ReadBuffer: `*view` holds what arrived.
+absl::Status ReadFully(int fd, uint64_t offset, size_t size, ReadBuffer& buffer, std::string_view* view,
+                       const std::string& file) {
+  char* out = buffer.Reserve(size);
+  if (out == nullptr && size > 0) {
+    return absl::ResourceExhaustedError(absl::StrCat("reading '", file, "': no host memory for ", size, " bytes"));
+  }
+  size_t got = 0;
+  WEIGHTD_RETURN_IF_ERROR(ReadInto(fd, offset, size, out, &got, file));
+  *view = buffer.view(got);
   return absl::OkStatus();
 }
 
@@ -129,17 +147,19 @@ absl::Status ShortRead(const ShardFile& shard, const safetensors::TensorHeader& 
                                           ", ", header.data_start() + t.end, ")"));
 }
 
-// Tensors to be quantized are read whole into `whole` (one read, no gathering
-// copy); everything else in chunks of `chunk_bytes` into `buf`.
+// Tensors that are gathered (quantized, or sliced off dim 0) are read whole into
+// `tensor` (one read, no gathering copy); everything else in pieces of
+// `chunk_bytes` into `chunk`.
 absl::Status ReadSegment(ShardFile& shard, const Segment& segment, ShardWriter& writer, LoadJob& job,
-                         const SourceHooks& hooks, size_t chunk_bytes, std::string& buf, std::string& whole) {
+                         const SourceHooks& hooks, size_t chunk_bytes, ReadBuffer& chunk, ReadBuffer& tensor) {
   const safetensors::ShardHeader& header = shard.parser->header();
   for (size_t i = segment.first; i < segment.last; ++i) {
     const safetensors::TensorHeader& t = header.tensors[i];
     if (segment.byte_begin == 0 && !job.StreamsTensor(shard.file, i)) {
       if (job.failed()) return job.status();
       const uint64_t at = header.data_start() + t.begin;
-      WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, t.size(), &whole, shard.file));
+      std::string_view whole;
+      WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, t.size(), tensor, &whole, shard.file));
       if (whole.size() < t.size()) return ShortRead(shard, t, at + whole.size());
       if (hooks.received) hooks.received(whole.size());
       WEIGHTD_RETURN_IF_ERROR(writer.OnWholeTensor(i, whole));
@@ -151,7 +171,8 @@ absl::Status ReadSegment(ShardFile& shard, const Segment& segment, ShardWriter& 
       if (job.failed()) return job.status();
       const size_t want = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, end - offset));
       const uint64_t at = header.data_start() + t.begin + offset;
-      WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, want, &buf, shard.file));
+      std::string_view buf;
+      WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, want, chunk, &buf, shard.file));
       if (buf.size() < want) return ShortRead(shard, t, at + buf.size());
       if (hooks.received) hooks.received(buf.size());
       WEIGHTD_RETURN_IF_ERROR(writer.OnTensorBytes(i, offset, buf));
@@ -231,13 +252,13 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   for (const Segment& segment : segments) ++remaining[segment.shard];
   std::atomic<size_t> next{0};
   auto worker = [&] {
-    std::string buf, whole;
+    ReadBuffer chunk, tensor;
     for (size_t i = next++; i < segments.size(); i = next++) {
       const Segment& segment = segments[i];
       ShardFile& shard = shards[segment.shard];
       ShardWriter* writer = job->Writer(shard.file);
       absl::Status s = writer == nullptr ? job->status()
-                                         : ReadSegment(shard, segment, *writer, *job, hooks, options.chunk_bytes, buf, whole);
+                                         : ReadSegment(shard, segment, *writer, *job, hooks, options.chunk_bytes, chunk, tensor);
       bool last = false;
       absl::Status done;
       {
