@@ -1,0 +1,14 @@
+// The checkpoint-shape flags weightd-gen and weightd-push-gen share: --preset,
+// --layers, --shards, --dtype, --fill, --seed.
+#pragma once
+
+#include "absl/status/statusor.h"
+#include "bench/gen/write_checkpoint.h"
+
+namespace weightd::bench {
+
+// GenOptions from the flags, out_dir left empty. INVALID_ARGUMENT or NOT_FOUND
+// for a bad value.
+absl::StatusOr<GenOptions> GenOptionsFromFlags();
+
+}  // namespace weightd::bench
