@@ -36,8 +36,8 @@ void FillTensor(uint64_t seed, std::string_view name, kernels::DType dtype, uint
                 std::span<uint8_t> out);
 
 // The fast fill (weightd-gen --fill=fast): the tensor's first kFastPeriod exact
-// values, repeated in blocks of kFastPeriod elements, each block rotated by an
-// amount drawn from (seed, name, block index), the first block not rotated. Same distribution, same
+// values, repeated in blocks of kFastPeriod elements, every block after the first
+// rotated by an amount drawn from (seed, name, block index). Same distribution,
 // determinism and random access as FillTensor, at memcpy speed: for benchmarks
 // that generate hundreds of gigabytes. Immutable after construction; thread-safe.
 inline constexpr uint64_t kFastPeriod = 8192;
