@@ -1,11 +1,15 @@
 #include "bench/gen/gen_flags.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "base/dashed_flags.h"
 #include "base/status_macros.h"
 
 ABSL_FLAG(std::string, preset, "tiny", "model shape: tiny, small, 8b or 70b, e.g. --preset=8b");
@@ -50,6 +54,22 @@ absl::StatusOr<GenOptions> GenOptionsFromFlags() {
   }
   options.fast_fill = fill == "fast";
   return options;
+}
+
+int GenToolMain(const char* tool, int argc, char** argv, absl::Status (*run)()) {
+  std::vector<std::string> storage;
+  std::vector<char*> args = AcceptDashedFlags(argc, argv, storage);
+  const std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "%s: unexpected argument \"%s\"\n", tool, rest[1]);
+    return 1;
+  }
+  const absl::Status status = run();
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s: %s\n", tool, status.ToString().c_str());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace weightd::bench

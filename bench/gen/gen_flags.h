@@ -11,4 +11,8 @@ namespace weightd::bench {
 // for a bad value.
 absl::StatusOr<GenOptions> GenOptionsFromFlags();
 
+// main() of a generator tool: parses the flags (dashed names too), refuses
+// positional arguments, runs `run`, prints its error as "tool: status". Exit code.
+int GenToolMain(const char* tool, int argc, char** argv, absl::Status (*run)());
+
 }  // namespace weightd::bench

@@ -10,10 +10,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "base/dashed_flags.h"
 #include "base/status_macros.h"
 #include "bench/gen/gen_flags.h"
 #include "bench/gen/write_checkpoint.h"
@@ -56,18 +54,4 @@ absl::Status Run() {
 }  // namespace
 }  // namespace weightd::bench
 
-int main(int argc, char** argv) {
-  std::vector<std::string> storage;
-  std::vector<char*> args = weightd::AcceptDashedFlags(argc, argv, storage);
-  const std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  if (rest.size() > 1) {
-    std::fprintf(stderr, "weightd-gen: unexpected argument \"%s\"\n", rest[1]);
-    return 1;
-  }
-  const absl::Status status = weightd::bench::Run();
-  if (!status.ok()) {
-    std::fprintf(stderr, "weightd-gen: %s\n", status.ToString().c_str());
-    return 1;
-  }
-  return 0;
-}
+int main(int argc, char** argv) { return weightd::bench::GenToolMain("weightd-gen", argc, argv, weightd::bench::Run); }

@@ -16,10 +16,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "base/dashed_flags.h"
 #include "base/status_macros.h"
 #include "bench/gen/gen_flags.h"
 #include "bench/gen/llama_config.h"
@@ -148,18 +146,4 @@ absl::Status Run() {
 }  // namespace
 }  // namespace weightd::bench
 
-int main(int argc, char** argv) {
-  std::vector<std::string> storage;
-  std::vector<char*> args = weightd::AcceptDashedFlags(argc, argv, storage);
-  const std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  if (rest.size() > 1) {
-    std::fprintf(stderr, "weightd-push-gen: unexpected argument \"%s\"\n", rest[1]);
-    return 1;
-  }
-  const absl::Status status = weightd::bench::Run();
-  if (!status.ok()) {
-    std::fprintf(stderr, "weightd-push-gen: %s\n", status.ToString().c_str());
-    return 1;
-  }
-  return 0;
-}
+int main(int argc, char** argv) { return weightd::bench::GenToolMain("weightd-push-gen", argc, argv, weightd::bench::Run); }
