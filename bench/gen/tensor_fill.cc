@@ -1,9 +1,11 @@
 #include "bench/gen/tensor_fill.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 namespace weightd::bench {
@@ -164,6 +166,30 @@ void FillTensor(uint64_t seed, std::string_view name, kernels::DType dtype, uint
   std::fprintf(stderr, "FillTensor: unsupported dtype %s\n",
                std::string(kernels::DTypeName(dtype)).c_str());
   std::abort();
+}
+
+FastTensorFill::FastTensorFill(uint64_t seed, std::string_view name, kernels::DType dtype)
+    : key_(Mix(MakeKey(seed, name).key ^ 0x66617374ull)), element_size_(kernels::DTypeSize(dtype)) {
+  const size_t period_bytes = kFastPeriod * element_size_;
+  twice_.resize(2 * period_bytes);
+  FillTensor(seed, name, dtype, 0, std::span<uint8_t>(twice_.data(), period_bytes));
+  std::memcpy(twice_.data() + period_bytes, twice_.data(), period_bytes);
+}
+
+void FastTensorFill::Fill(uint64_t element_offset, std::span<uint8_t> out) const {
+  uint8_t* p = out.data();
+  uint64_t n = out.size() / element_size_;
+  uint64_t index = element_offset;
+  while (n > 0) {
+    const uint64_t block = index / kFastPeriod;
+    const uint64_t within = index % kFastPeriod;
+    const uint64_t rotation = block == 0 ? 0 : Draw(key_, block) % kFastPeriod;  // block 0: exact
+    const uint64_t count = std::min(n, kFastPeriod - within);
+    std::memcpy(p, twice_.data() + (rotation + within) * element_size_, count * element_size_);
+    p += count * element_size_;
+    index += count;
+    n -= count;
+  }
 }
 
 }  // namespace weightd::bench

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "kernels/dtype.h"
 
@@ -33,5 +34,25 @@ uint16_t Fp32ToF16Bits(float value);
 // F32 (aborts otherwise) and out.size() is a multiple of its size.
 void FillTensor(uint64_t seed, std::string_view name, kernels::DType dtype, uint64_t element_offset,
                 std::span<uint8_t> out);
+
+// The fast fill (weightd-gen --fill=fast): the tensor's first kFastPeriod exact
+// values, repeated in blocks of kFastPeriod elements, every block after the first
+// rotated by an amount drawn from (seed, name, block index). Same distribution,
+// determinism and random access as FillTensor, at memcpy speed: for benchmarks
+// that generate hundreds of gigabytes. Immutable after construction; thread-safe.
+inline constexpr uint64_t kFastPeriod = 8192;
+
+class FastTensorFill {
+ public:
+  // Same preconditions on dtype as FillTensor.
+  FastTensorFill(uint64_t seed, std::string_view name, kernels::DType dtype);
+  // Same contract as FillTensor.
+  void Fill(uint64_t element_offset, std::span<uint8_t> out) const;
+
+ private:
+  uint64_t key_;
+  size_t element_size_;
+  std::vector<uint8_t> twice_;  // the period's bytes, twice: any rotation is one copy
+};
 
 }  // namespace weightd::bench

@@ -15,7 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
-#include "bench/gen/tensor_fill.h"
+#include "bench/gen/shard_bytes.h"
 #include "nlohmann/json.hpp"
 
 namespace weightd::bench {
@@ -111,40 +111,13 @@ absl::Status WriteTextFile(const std::string& path, const std::string& text) {
       path, [&](int fd, const std::string& tmp) { return WriteAll(fd, text, tmp); });
 }
 
-// The 8-byte little-endian length, then the JSON header padded with spaces so that
-// the data section starts 8-byte aligned.
-std::string SafetensorsPrefix(const CheckpointPlan& plan, int shard) {
-  nlohmann::ordered_json header;
-  header["__metadata__"] = {{"format", "pt"}};
-  for (const PlannedTensor& t : plan.tensors) {
-    if (t.shard != shard) continue;
-    header[t.desc.name] = {{"dtype", std::string(kernels::DTypeName(t.dtype))},
-                           {"shape", t.desc.shape},
-                           {"data_offsets", {t.byte_offset, t.byte_offset + t.byte_size}}};
-  }
-  std::string json = header.dump();
-  json.append((8 - json.size() % 8) % 8, ' ');
-  std::string prefix(8, '\0');
-  for (int b = 0; b < 8; ++b) prefix[b] = static_cast<char>(uint64_t{json.size()} >> (8 * b));
-  return prefix + json;
-}
-
 absl::Status WriteShard(const GenOptions& options, const CheckpointPlan& plan, int shard,
                         std::vector<uint8_t>& buffer) {
   const std::string path = (std::filesystem::path(options.out_dir) / plan.files[shard]).string();
   return WriteFileAtomically(path, [&](int fd, const std::string& tmp) -> absl::Status {
-    WEIGHTD_RETURN_IF_ERROR(WriteAll(fd, SafetensorsPrefix(plan, shard), tmp));
-    for (const PlannedTensor& t : plan.tensors) {
-      if (t.shard != shard) continue;
-      const size_t element_size = kernels::DTypeSize(t.dtype);
-      for (uint64_t done = 0; done < t.byte_size;) {
-        const size_t piece =
-            static_cast<size_t>(std::min<uint64_t>(buffer.size(), t.byte_size - done));
-        std::span<uint8_t> out(buffer.data(), piece);
-        FillTensor(options.seed, t.desc.name, t.dtype, done / element_size, out);
-        WEIGHTD_RETURN_IF_ERROR(WriteAll(fd, std::span<const uint8_t>(out), tmp));
-        done += piece;
-      }
+    ShardByteSource source(options, plan, shard);
+    while (const size_t n = source.Read(buffer)) {
+      WEIGHTD_RETURN_IF_ERROR(WriteAll(fd, std::span<const uint8_t>(buffer.data(), n), tmp));
     }
     return absl::OkStatus();
   });
@@ -203,9 +176,7 @@ absl::Status WriteCheckpoint(const GenOptions& options) {
   WEIGHTD_RETURN_IF_ERROR(WriteTextFile(
       (dir / "config.json").string(),
       LlamaConfigJson(options.config, options.mixed_dtypes ? DType::kBF16 : options.dtype)));
-  uint64_t largest = 0;
-  for (const PlannedTensor& t : plan.tensors) largest = std::max(largest, t.byte_size);
-  std::vector<uint8_t> buffer(static_cast<size_t>(std::min<uint64_t>(largest, kFillPieceBytes)));
+  std::vector<uint8_t> buffer(kFillPieceBytes);
   for (int s = 0; s < static_cast<int>(plan.files.size()); ++s) {
     WEIGHTD_RETURN_IF_ERROR(WriteShard(options, plan, s, buffer));
   }

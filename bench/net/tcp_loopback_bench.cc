@@ -1,0 +1,95 @@
+// weightd-bench-tcp: raw TCP loopback throughput, the ceiling a gRPC push on the
+// same machine is compared with: N sender threads each write bytes/N from a 4 MiB
+// buffer to their own receiver thread over 127.0.0.1, which reads and discards.
+// Prints one JSON line.
+//
+//   weightd-bench-tcp --streams=8 --bytes=16000000000
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr size_t kBufferBytes = 4 << 20;
+
+[[noreturn]] void Die(const char* what) {
+  std::perror(what);
+  std::exit(1);
+}
+
+uint64_t FlagValue(int argc, char** argv, const std::string& name, uint64_t fallback) {
+  const std::string prefix = "--" + name + "=";
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]).rfind(prefix, 0) == 0) return std::strtoull(argv[i] + prefix.size(), nullptr, 10);
+  }
+  return fallback;
+}
+
+void Send(uint16_t port, uint64_t bytes) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) Die("connect");
+  std::vector<char> buffer(kBufferBytes, 'w');
+  while (bytes > 0) {
+    const ssize_t n = ::send(fd, buffer.data(), std::min<uint64_t>(bytes, buffer.size()), 0);
+    if (n <= 0) Die("send");
+    bytes -= static_cast<uint64_t>(n);
+  }
+  ::close(fd);
+}
+
+void Receive(int fd) {
+  std::vector<char> buffer(kBufferBytes);
+  while (::recv(fd, buffer.data(), buffer.size(), 0) > 0) {
+  }
+  ::close(fd);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const uint64_t streams = std::max<uint64_t>(1, FlagValue(argc, argv, "streams", 1));
+  const uint64_t bytes = FlagValue(argc, argv, "bytes", uint64_t{4} << 30);
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(listener, static_cast<int>(streams)) != 0 ||
+      ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    Die("listen");
+  }
+  const uint16_t port = ntohs(addr.sin_port);
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (uint64_t s = 0; s < streams; ++s) {
+    threads.emplace_back(Send, port, bytes / streams + (s < bytes % streams ? 1 : 0));
+  }
+  for (uint64_t s = 0; s < streams; ++s) {
+    const int fd = ::accept(listener, nullptr, nullptr);
+    if (fd < 0) Die("accept");
+    threads.emplace_back(Receive, fd);
+  }
+  for (std::thread& t : threads) t.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("{\"tool\":\"weightd-bench-tcp\",\"streams\":%llu,\"bytes\":%llu,\"seconds\":%.4f,\"gbps\":%.3f}\n",
+              static_cast<unsigned long long>(streams), static_cast<unsigned long long>(bytes), seconds,
+              static_cast<double>(bytes) / seconds / 1e9);
+  return 0;
+}
