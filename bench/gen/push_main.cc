@@ -30,6 +30,7 @@
 ABSL_FLAG(std::string, address, "unix:/run/weightd/weightd.sock", "daemon gRPC address, e.g. --address=unix:/tmp/w.sock");
 ABSL_FLAG(std::string, model, "synthetic", "model id to load, e.g. --model=llama70");
 ABSL_FLAG(int, streams, 0, "parallel push streams, one shard each (0: --shards), e.g. --streams=8");
+ABSL_FLAG(uint32_t, tp, 1, "tensor-parallel size of the load (GPUs 0..tp-1), e.g. --tp=2");
 ABSL_FLAG(bool, generate_only, false, "generate the shard bytes and discard them (no daemon), e.g. --generate-only");
 
 namespace weightd::bench {
@@ -114,7 +115,7 @@ absl::Status Run() {
     for (const std::string& file : plan.files) push->add_shard_files(file);
     push->set_config_json(LlamaConfigJson(options.config, options.dtype));
     request.mutable_quantization()->set_scheme(v1::SCHEME_PER_TENSOR);
-    request.mutable_placement()->set_tp_size(1);
+    request.mutable_placement()->set_tp_size(absl::GetFlag(FLAGS_tp));
     client::Client client({.address = address});
     std::thread pusher;
     absl::Status push_status;
