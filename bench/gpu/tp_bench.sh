@@ -17,14 +17,15 @@ for tp in 1 "$gpus"; do
     --backend=cuda --log-format=json 2>>"$out/weightd-tp$tp.log" &
   daemon=$!
   for _ in $(seq 400); do [ -S "$work/h.sock" ] && break; sleep 0.05; done
-  push=$("$bin/weightd-push-gen" --address="unix:$work/w.sock" --model=llama70 --preset=70b --layers="$layers" \
-    --shards=8 --streams=8 --fill=fast --tp="$tp")
-  status=$("$bin/weightctl" --address="unix:$work/w.sock" status --json)
-  manifest=$("$bin/weightctl" --address="unix:$work/w.sock" manifest llama70 --json)
+  "$bin/weightd-push-gen" --address="unix:$work/w.sock" --model=llama70 --preset=70b --layers="$layers" \
+    --shards=8 --streams=8 --fill=fast --tp="$tp" >"$work/push.json"
+  "$bin/weightctl" --address="unix:$work/w.sock" status --json >"$work/status.json"
+  "$bin/weightctl" --address="unix:$work/w.sock" manifest llama70 --json >"$work/manifest.json"
   kill -TERM "$daemon"; wait "$daemon"; rm -f "$work/h.sock"
-  python3 - "$tp" "$push" "$status" "$manifest" <<'PY' | tee -a "$out/tp_bench.jsonl"
+  python3 - "$tp" "$work" <<'PY' | tee -a "$out/tp_bench.jsonl"
 import json, sys
-tp, push, status, manifest = int(sys.argv[1]), json.loads(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
+tp, work = int(sys.argv[1]), sys.argv[2]
+push, status, manifest = (json.load(open(f"{work}/{n}.json")) for n in ("push", "status", "manifest"))
 fp8 = {int(r.get("device", 0)): sum(int(a["size"]) for a in r["allocations"]) for r in manifest["ranks"]}
 devices = []
 for d in status["devices"]:
