@@ -30,6 +30,26 @@ constexpr float FloatFromBf16Bits(uint16_t bits) {
   return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
 }
 
+// binary32 -> IEEE binary16 bits, round to nearest even, overflow to +-Inf, NaN
+// to a quiet NaN: what a cast to _Float16 gives, on compilers without that type.
+inline uint16_t HalfBitsFromFloat(float value) {
+  const uint32_t x = std::bit_cast<uint32_t>(value);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  const uint32_t mag = x & 0x7FFFFFFFu;
+  if (mag > 0x7F800000u) return sign | 0x7E00u;   // NaN
+  if (mag >= 0x477FF000u) return sign | 0x7C00u;  // 65520 and up round to Inf
+  if (mag >= 0x38800000u) {                       // normal: 2^-14 and up
+    const uint32_t rounded = mag + 0xFFFu + ((mag >> 13) & 1u);
+    return sign | static_cast<uint16_t>((rounded >> 13) - (112u << 10));
+  }
+  // Subnormal (or rounds up to the smallest normal): units of 2^-24, exact scaling.
+  const float units = std::bit_cast<float>(mag) * 0x1p24f;
+  uint32_t k = static_cast<uint32_t>(units);
+  const float rest = units - static_cast<float>(k);
+  if (rest > 0.5f || (rest == 0.5f && (k & 1u))) ++k;
+  return sign | static_cast<uint16_t>(k);
+}
+
 // IEEE binary16 -> binary32, exact for every pattern; NaN payloads are kept.
 constexpr float FloatFromHalfBits(uint16_t bits) {
   const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;

@@ -31,12 +31,7 @@ uint16_t Bf16Bits(float f) {
   return static_cast<uint16_t>((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
 }
 
-uint16_t HalfBits(float f) {
-  _Float16 h = static_cast<_Float16>(f);
-  uint16_t bits;
-  std::memcpy(&bits, &h, 2);
-  return bits;
-}
+uint16_t HalfBits(float f) { return kernels::HalfBitsFromFloat(f); }
 
 // Values as a checkpoint could hold them, in `dtype`'s bytes. `adversarial` mixes
 // signed zeros, subnormals, huge and tiny magnitudes, zero rows and (with

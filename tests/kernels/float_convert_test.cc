@@ -14,6 +14,34 @@
 namespace weightd::kernels {
 namespace {
 
+TEST(HalfBitsFromFloat, RoundsToNearestEvenLikeTheCompilersHalfType) {
+  // Every binary16 value maps back to itself; midpoints between neighbours go to the even one.
+  for (uint32_t i = 0; i < 0x7C00; ++i) {
+    const uint16_t h = static_cast<uint16_t>(i);
+    ASSERT_EQ(HalfBitsFromFloat(FloatFromHalfBits(h)), h) << std::hex << i;
+    ASSERT_EQ(HalfBitsFromFloat(-FloatFromHalfBits(h)), h | 0x8000) << std::hex << i;
+    const float mid = static_cast<float>((static_cast<double>(FloatFromHalfBits(h)) +
+                                          static_cast<double>(FloatFromHalfBits(static_cast<uint16_t>(h + 1)))) / 2);
+    if (i + 1 < 0x7C00) ASSERT_EQ(HalfBitsFromFloat(mid), (h & 1) ? h + 1 : h) << std::hex << i;
+  }
+  EXPECT_EQ(HalfBitsFromFloat(65519.0f), 0x7BFF);
+  EXPECT_EQ(HalfBitsFromFloat(65520.0f), 0x7C00);
+  EXPECT_EQ(HalfBitsFromFloat(-INFINITY), 0xFC00);
+  EXPECT_EQ(HalfBitsFromFloat(0x1p-25f), 0x0000);  // half the smallest subnormal: tie to even zero
+  EXPECT_EQ(HalfBitsFromFloat(0x1.8p-25f), 0x0001);
+  EXPECT_EQ(HalfBitsFromFloat(NAN) & 0x7E00, 0x7E00);
+#if defined(__FLT16_MAX__)
+  uint32_t state = 12345;
+  for (int n = 0; n < 1000000; ++n) {
+    state = state * 1664525u + 1013904223u;
+    const float f = std::bit_cast<float>(state & 0xC7FFFFFFu);  // magnitudes up to ~2^17
+    if (std::isnan(f)) continue;
+    const _Float16 h = static_cast<_Float16>(f);
+    ASSERT_EQ(HalfBitsFromFloat(f), std::bit_cast<uint16_t>(h)) << f;
+  }
+#endif
+}
+
 TEST(FloatFromHalfBits, EveryPattern) {
   for (uint32_t i = 0; i < 65536; ++i) {
     const uint16_t h = static_cast<uint16_t>(i);

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "gtest/gtest.h"
+#include "kernels/float_convert.h"
 
 namespace weightd {
 namespace {
@@ -22,8 +23,7 @@ TEST(SliceAmax, EqualsTheReferenceForEveryDtypeWholeAndPerSegment) {
   std::vector<uint16_t> bf16(f32.size()), f16(f32.size());
   for (size_t i = 0; i < f32.size(); ++i) {
     bf16[i] = static_cast<uint16_t>(std::bit_cast<uint32_t>(f32[i]) >> 16);
-    const _Float16 h = static_cast<_Float16>(f32[i]);
-    std::memcpy(&f16[i], &h, 2);
+    f16[i] = kernels::HalfBitsFromFloat(f32[i]);
   }
   struct Input {
     kernels::DType dtype;

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "kernels/float_convert.h"
 #include "services/safetensors/writer.h"
 
 namespace weightd::testing {
@@ -22,7 +23,7 @@ std::string Encode(kernels::DType dtype, const std::vector<float>& values) {
       const uint16_t half = static_cast<uint16_t>(bits >> 16);
       std::memcpy(&out[i * 2], &half, 2);
     } else {
-      const _Float16 half = static_cast<_Float16>(values[i]);
+      const uint16_t half = kernels::HalfBitsFromFloat(values[i]);
       std::memcpy(&out[i * 2], &half, 2);
     }
   }
