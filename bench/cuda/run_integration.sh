@@ -36,7 +36,7 @@ for handles in vmm ipc; do
 done
 
 echo "== GPU zero-copy test of the package"
-(cd "$here/client/python/tests" && timeout 240 python3 -m pytest -q -p no:cacheprovider test_gpu_zero_copy.py) \
+(cd "$here/client/python/tests" && timeout 240 python3 -m pytest -q -s -p no:cacheprovider test_gpu_zero_copy.py test_tp_importers.py) \
   2>&1 | tee "$out/pytest-gpu.log"
 rc=${PIPESTATUS[0]}; echo "pytest gpu rc=$rc"; [ "$rc" -eq 0 ] || failed=1
 rm -rf "$work"
