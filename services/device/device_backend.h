@@ -20,6 +20,8 @@
 
 namespace weightd {
 
+class DeviceAccounting;
+
 class DeviceAllocation {
  public:
   virtual ~DeviceAllocation() = default;  // frees the memory (a worker's mapping may outlive it)
@@ -57,6 +59,9 @@ class DeviceBackend {
   // Device memory the backend keeps for itself (the staging ring), counted in the
   // device's accounting from the start.
   virtual uint64_t reserved_bytes(int device) const { return 0; }
+  // Where device memory the backend takes later for itself (NCCL communicators)
+  // is reserved; set once at startup, outlives the backend's use of it.
+  virtual void set_accounting(DeviceAccounting* accounting) {}
   // Copies `size` bytes at `offset` back to the host (tests, export of host devices).
   virtual absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) = 0;
   // The collective of a tensor-parallel group, rank r on devices[r] (distinct,

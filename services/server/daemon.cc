@@ -166,6 +166,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   for (int d = 0; d < state->backend->device_count(); ++d) reserved.push_back(state->backend->reserved_bytes(d));
   absl::Status fits = state->accounting->Reserve(reserved, "the staging ring");
   if (!fits.ok()) return fits;
+  state->backend->set_accounting(state->accounting.get());
   RegistryLimits registry_limits;
   registry_limits.max_source_bytes = options.max_model_bytes;
   registry_limits.max_concurrent_loads = options.max_concurrent_loads;

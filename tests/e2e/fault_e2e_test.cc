@@ -56,7 +56,14 @@ TEST_F(FaultE2ETest, ClientDisconnectingMidShardFailsTheLoadAndFreesItsMemory) {
   PushLoad load(daemon_, "cut", {"model.safetensors"});
   {
     ShardStream stream(load, "model.safetensors", file.size());
-    ASSERT_TRUE(stream.Write(file.substr(0, file.size() / 2)));
+    const std::string half = file.substr(0, file.size() / 2);
+    ASSERT_TRUE(stream.Write(half));
+    // Cut only once the daemon holds the bytes: a stream cancelled before its first
+    // message arrives never names its model, and that load waits for the push idle
+    // timeout instead (AMissingPushedShardTimesOutNamingIt).
+    const std::string received = "weightd_received_bytes_total{source=\"push\"}";
+    for (int i = 0; i < 500 && daemon_.Metric(received) < static_cast<double>(half.size()); ++i) ::usleep(10000);
+    ASSERT_GE(daemon_.Metric(received), static_cast<double>(half.size()));
     stream.Cancel();
     stream.status();
   }

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
 #include "base/status_macros.h"
+#include "services/device/accounting.h"
 #include "services/device/cuda/cuda_check.h"
 #include "services/device/in_process_collective.h"
 #ifdef WEIGHTD_HAVE_NCCL
@@ -131,13 +132,23 @@ absl::StatusOr<std::shared_ptr<Collective>> CudaBackend::GroupCollective(const s
         collectives_.erase(devices);
         return nccl.status();
       }
-      group = std::move(*nccl);
+      // Its buffers stay as long as the backend does: reserved in the accounting for good.
+      // (Measured by the driver: an allocation made by a concurrent load would be counted too.)
+      std::vector<uint64_t> taken(devices_.size(), 0);
       for (size_t i = 0; i < devices.size(); ++i) {
         const uint64_t free_after = DriverMemoryInfo(devices[i]).first;
+        taken[devices[i]] = free_before[i] > free_after ? free_before[i] - free_after : 0;
         LogEvent(LogLevel::kInfo, "nccl_communicator",
-                 {{"ranks", devices.size()}, {"device", devices[i]},
-                  {"device_bytes", free_before[i] > free_after ? free_before[i] - free_after : 0}});
+                 {{"ranks", devices.size()}, {"device", devices[i]}, {"device_bytes", taken[devices[i]]}});
       }
+      if (accounting_ != nullptr) {
+        absl::Status fits = accounting_->Reserve(taken, "an NCCL communicator");
+        if (!fits.ok()) {
+          collectives_.erase(devices);
+          return fits;
+        }
+      }
+      group = std::move(*nccl);
     }
 #endif
     if (group == nullptr) group = std::make_shared<InProcessCollective>(*this, static_cast<int>(devices.size()));

@@ -45,6 +45,7 @@ class CudaBackend : public DeviceBackend {
                         const kernels::Tiling& tiling, const float* scales) override;
   absl::Status Synchronize(int device) override;
   uint64_t reserved_bytes(int device) const override { return devices_[device].ring->device_bytes(); }
+  void set_accounting(DeviceAccounting* accounting) override { accounting_ = accounting; }
   absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;
   // NCCL's (an InProcessCollective in a build without NCCL), one per device list, kept.
   absl::StatusOr<std::shared_ptr<Collective>> GroupCollective(const std::vector<int>& devices) override;
@@ -65,6 +66,7 @@ class CudaBackend : public DeviceBackend {
 
   CudaBackendOptions options_;
   std::vector<Device> devices_;
+  DeviceAccounting* accounting_ = nullptr;
   std::mutex collectives_mu_;
   std::map<std::vector<int>, std::shared_ptr<Collective>> collectives_;
 };
