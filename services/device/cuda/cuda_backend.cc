@@ -86,7 +86,7 @@ absl::Status CudaBackend::Synchronize(int device) {
   absl::Status status = devices_[device].ring->Synchronize();
   const StagingRing::Stats stats = devices_[device].ring->TakeStats();
   LogEvent(LogLevel::kDebug, "staging_ring",
-           {{"device", device}, {"chunks", stats.chunks}, {"wait_seconds", stats.wait_seconds},
+           {{"device", device}, {"chunks", stats.chunks}, {"h2d_bytes", stats.h2d_bytes}, {"wait_seconds", stats.wait_seconds},
             {"fill_seconds", stats.fill_seconds}});
   LogDriverMemory(device, "load_landed", "");
   return status;

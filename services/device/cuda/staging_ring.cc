@@ -136,6 +136,7 @@ absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes) {
       std::lock_guard<std::mutex> lock(mu_);
       error = cudaMemcpyAsync(dst + done, (*slot)->pinned, n, cudaMemcpyHostToDevice, copy_stream_);
       if (error == cudaSuccess) error = cudaEventRecord((*slot)->done, copy_stream_);
+      stats_.h2d_bytes += n;
     }
     Return(*slot);
     if (error != cudaSuccess) return CudaError(error, "cudaMemcpyAsync(write)", __FILE__, __LINE__);
@@ -165,6 +166,7 @@ absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const voi
     {
       std::lock_guard<std::mutex> lock(mu_);
       error = cudaMemcpyAsync(s.device, s.pinned, data_bytes, cudaMemcpyHostToDevice, copy_stream_);
+      stats_.h2d_bytes += data_bytes + scale_count * sizeof(float);
       if (error == cudaSuccess) {
         error = cudaMemcpyAsync(s.device + slot_data_bytes_, s.pinned + slot_data_bytes_, scale_count * sizeof(float),
                                 cudaMemcpyHostToDevice, copy_stream_);

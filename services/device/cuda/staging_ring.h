@@ -43,10 +43,11 @@ class StagingRing {
   // Waits for everything enqueued; returns the first asynchronous error.
   absl::Status Synchronize();
 
-  // Where the feeding threads spent their time since the last call (and resets):
-  // waiting for a free slot, and copying into pinned slots.
+  // Since the last call (and resets): the bytes copied to the device, and where the
+  // feeding threads spent their time: waiting for a free slot, copying into pinned slots.
   struct Stats {
     uint64_t chunks = 0;
+    uint64_t h2d_bytes = 0;  // host-to-device bytes copied
     double wait_seconds = 0, fill_seconds = 0;
   };
   Stats TakeStats();
