@@ -18,36 +18,92 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, SourceHooks hooks,
                                      safetensors::ParseLimits limits, v1::PushSummary* summary)
     : registry_(registry), executor_(executor), hooks_(std::move(hooks)), limits_(limits), summary_(summary) {
-  StartRead(&chunk_);
+  std::lock_guard<std::mutex> lock(mu_);
+  reading_ = true;
+  StartRead(&incoming_);
 }
 
 PushShardsReactor::~PushShardsReactor() {
   if (sha_ != nullptr) EVP_MD_CTX_free(sha_);
 }
 
+bool PushShardsReactor::TakeReadSlot() {
+  if (reading_ || ended_ || finished_ || held_ >= kMaxHeldChunks) return false;
+  reading_ = true;
+  return true;
+}
+
+// gRPC runs reactions off the thread that starts an operation, so StartRead may
+// be called under `mu_`; doing so orders every StartRead before Finish.
 void PushShardsReactor::OnReadDone(bool ok) {
-  if (!ok) {
-    // The client closed its side or went away: either way no more bytes come.
-    executor_.Post([this] {
+  bool post = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reading_ = false;
+    if (finished_) return;  // a read that Finish cut short, or a message nobody will process
+    if (ok) {
+      queue_.push_back(std::move(incoming_));
+      ++held_;
+      if (TakeReadSlot()) StartRead(&incoming_);
+    } else {
+      ended_ = true;  // the client closed its side or went away: no more bytes come
+    }
+    if (!draining_) post = draining_ = true;
+  }
+  if (post) executor_.Post([this] { Drain(); });
+}
+
+void PushShardsReactor::Drain() {
+  for (;;) {
+    v1::ShardChunk chunk;
+    bool end = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!queue_.empty()) {
+        chunk = std::move(queue_.front());
+        queue_.pop_front();
+      } else if (ended_) {
+        end = true;  // the end of the stream, after every message before it
+      } else {
+        draining_ = false;
+        return;
+      }
+    }
+    if (end) {
       absl::Status status = EndOfStream();
       status.ok() ? Succeed() : Fail(status);
-    });
-    return;
-  }
-  executor_.Post([this] {
-    absl::StatusOr<bool> next = Consume();
+      return;
+    }
+    absl::StatusOr<bool> next = Consume(chunk);
+    chunk.Clear();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --held_;
+      if (next.ok() && TakeReadSlot()) StartRead(&incoming_);
+    }
     if (!next.ok()) {
       Fail(next.status());
-    } else if (*next) {
-      StartRead(&chunk_);
+      return;
     }
+    if (!*next) {
+      AwaitPlan();
+      return;
+    }
+  }
+}
+
+// The last touch of `this` in its drain task: the plan may exist at once, and
+// OnResume then runs the drain on another thread.
+void PushShardsReactor::AwaitPlan() {
+  job_->OnShardHeader(file_, parser_->header(), [this](absl::Status status) {
+    executor_.Post([this, status] { OnResume(status); });
   });
 }
 
-absl::StatusOr<bool> PushShardsReactor::Consume() {
-  std::string data = std::move(*chunk_.mutable_data());
-  WEIGHTD_RETURN_IF_ERROR(CheckShardChunk(chunk_, parser_ == nullptr, file_));
-  if (parser_ == nullptr) WEIGHTD_RETURN_IF_ERROR(Open(chunk_.open()));
+absl::StatusOr<bool> PushShardsReactor::Consume(v1::ShardChunk& chunk) {
+  std::string data = std::move(*chunk.mutable_data());
+  WEIGHTD_RETURN_IF_ERROR(CheckShardChunk(chunk, parser_ == nullptr, file_));
+  if (parser_ == nullptr) WEIGHTD_RETURN_IF_ERROR(Open(chunk.open()));
   if (hooks_.received) hooks_.received(data.size());
   summary_->set_bytes_received(summary_->bytes_received() + data.size());
   if (sha_ != nullptr) EVP_DigestUpdate(sha_, data.data(), data.size());
@@ -56,10 +112,7 @@ absl::StatusOr<bool> PushShardsReactor::Consume() {
     WEIGHTD_ASSIGN_OR_RETURN(size_t used, parser_->FeedHeader(data));
     if (!parser_->header_complete()) return true;
     leftover_ = data.substr(used);
-    job_->OnShardHeader(file_, parser_->header(), [this](absl::Status status) {
-      executor_.Post([this, status] { OnResume(status); });
-    });
-    return false;  // reading resumes once the plan exists
+    return false;
   }
   WEIGHTD_RETURN_IF_ERROR(FeedData(data));
   return true;
@@ -100,7 +153,7 @@ void PushShardsReactor::OnResume(absl::Status status) {
     Fail(fed);
     return;
   }
-  StartRead(&chunk_);
+  Drain();
 }
 
 absl::Status PushShardsReactor::FeedData(std::string_view bytes) {
@@ -139,8 +192,13 @@ absl::Status PushShardsReactor::EndOfStream() {
 }
 
 void PushShardsReactor::Fail(const absl::Status& status) {
-  if (finished_) return;
-  finished_ = true;
+  std::deque<v1::ShardChunk> dropped;  // freed now, not when gRPC is done with the call
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    finished_ = true;
+    dropped.swap(queue_);
+  }
   if (job_ != nullptr) {
     if (writer_ != nullptr) {
       job_->OnShardDone(file_, status);
@@ -156,8 +214,11 @@ void PushShardsReactor::Fail(const absl::Status& status) {
 }
 
 void PushShardsReactor::Succeed() {
-  if (finished_) return;
-  finished_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    finished_ = true;
+  }
   job_->OnShardDone(file_, absl::OkStatus());
   writer_ = nullptr;
   registry_.MaybeReportProgress(job_->model_id());
