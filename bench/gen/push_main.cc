@@ -51,6 +51,8 @@ absl::Status PushShard(const std::string& address, const std::string& model, con
   auto stub = v1::Loader::NewStub(client::MakeChannel(address, /*own_connection=*/true));
   grpc::ClientContext context;
   v1::PushSummary summary;
+  context.AddMetadata("weightd-model-id", model);  // services/server/push_framing.h
+  context.AddMetadata("weightd-shard-file", plan.files[shard]);
   std::unique_ptr<grpc::ClientWriter<v1::ShardChunk>> writer = stub->PushShards(&context, &summary);
   v1::ShardChunk chunk;
   chunk.mutable_open()->set_model_id(model);

@@ -16,8 +16,15 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 }  // namespace
 
 PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, SourceHooks hooks,
-                                     safetensors::ParseLimits limits, v1::PushSummary* summary)
-    : registry_(registry), executor_(executor), hooks_(std::move(hooks)), limits_(limits), summary_(summary) {
+                                     safetensors::ParseLimits limits, v1::PushSummary* summary,
+                                     std::string named_model, std::string named_file)
+    : registry_(registry),
+      executor_(executor),
+      hooks_(std::move(hooks)),
+      limits_(limits),
+      summary_(summary),
+      named_model_(std::move(named_model)),
+      named_file_(std::move(named_file)) {
   std::lock_guard<std::mutex> lock(mu_);
   reading_ = true;
   StartRead(&incoming_);
@@ -164,9 +171,7 @@ absl::Status PushShardsReactor::FeedData(std::string_view bytes) {
 }
 
 absl::Status PushShardsReactor::EndOfStream() {
-  if (parser_ == nullptr) {
-    return absl::InvalidArgumentError("PushShards stream ended before `open`");
-  }
+  if (parser_ == nullptr) return EndedBeforeOpen();
   if (writer_ == nullptr) {
     // Cut inside the header, or while waiting for the plan: the shard never arrives.
     if (!parser_->header_complete()) {
@@ -189,6 +194,23 @@ absl::Status PushShardsReactor::EndOfStream() {
   }
   summary_->set_tensors(static_cast<uint32_t>(parser_->header().tensors.size()));
   return absl::OkStatus();
+}
+
+// gRPC drops what a stream received but nobody read yet when the client cancels,
+// so a client that cancels right after its first message may leave the daemon
+// with no `open` at all. The metadata still names the shard: its load fails now
+// rather than waiting for the push idle timeout.
+absl::Status PushShardsReactor::EndedBeforeOpen() {
+  if (!named_model_.empty() && !named_file_.empty()) {
+    absl::StatusOr<std::shared_ptr<LoadJob>> job = registry_.LoadingJob(named_model_);
+    if (job.ok() && (*job)->AwaitsHeader(named_file_)) {
+      job_ = *std::move(job);
+      file_ = named_file_;
+      return absl::DataLossError(
+          absl::StrCat("shard '", file_, "': stream ended before its first message was received"));
+    }
+  }
+  return absl::InvalidArgumentError("PushShards stream ended before `open`");
 }
 
 void PushShardsReactor::Fail(const absl::Status& status) {

@@ -38,8 +38,10 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   // Messages a stream holds at most: queued, being processed and being read.
   static constexpr int kMaxHeldChunks = 3;
 
+  // `named_model` and `named_file`: the stream's metadata (push_framing.h), may be empty.
   PushShardsReactor(Registry& registry, Executor& executor, SourceHooks hooks,
-                    safetensors::ParseLimits limits, v1::PushSummary* summary);
+                    safetensors::ParseLimits limits, v1::PushSummary* summary,
+                    std::string named_model = "", std::string named_file = "");
   ~PushShardsReactor() override;
 
   void OnReadDone(bool ok) override;
@@ -56,6 +58,7 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   absl::Status Open(const v1::ShardOpen& open);
   absl::Status FeedData(std::string_view bytes);
   absl::Status EndOfStream();
+  absl::Status EndedBeforeOpen();
   void OnResume(absl::Status status);
   // Under `mu_`: whether a read may start now; if so it is marked outstanding.
   bool TakeReadSlot();
@@ -67,6 +70,8 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   SourceHooks hooks_;
   const safetensors::ParseLimits limits_;
   v1::PushSummary* summary_;
+  const std::string named_model_;
+  const std::string named_file_;
 
   std::mutex mu_;
   v1::ShardChunk incoming_;              // target of the outstanding read
