@@ -7,6 +7,7 @@
 //   weightd-push-gen --address=unix:/run/weightd/weightd.sock --model=llama70
 //       --preset=70b --streams=8 --fill=fast
 //   weightd-push-gen --preset=8b --streams=4 --fill=fast --generate-only   (generator speed)
+//   weightd-push-gen --preset=small --streams=1 --fill=fast --scheme=none  (no quantization)
 
 #include <chrono>
 #include <cstdio>
@@ -17,6 +18,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "bench/gen/gen_flags.h"
@@ -31,12 +33,13 @@ ABSL_FLAG(std::string, address, "unix:/run/weightd/weightd.sock", "daemon gRPC a
 ABSL_FLAG(std::string, model, "synthetic", "model id to load, e.g. --model=llama70");
 ABSL_FLAG(int, streams, 0, "parallel push streams, one shard each (0: --shards), e.g. --streams=8");
 ABSL_FLAG(uint32_t, tp, 1, "tensor-parallel size of the load (GPUs 0..tp-1), e.g. --tp=2");
+ABSL_FLAG(std::string, scheme, "per_tensor",
+          "quantization scheme: per_tensor, per_channel, block or none (gRPC cost alone), e.g. --scheme=none");
+ABSL_FLAG(uint32_t, chunk_mib, 4, "bytes per ShardChunk message in MiB (weightctl push sends 4), e.g. --chunk-mib=8");
 ABSL_FLAG(bool, generate_only, false, "generate the shard bytes and discard them (no daemon), e.g. --generate-only");
 
 namespace weightd::bench {
 namespace {
-
-constexpr size_t kChunkBytes = 4 << 20;  // as weightctl push
 
 double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -48,6 +51,8 @@ absl::Status PushShard(const std::string& address, const std::string& model, con
   auto stub = v1::Loader::NewStub(client::MakeChannel(address, /*own_connection=*/true));
   grpc::ClientContext context;
   v1::PushSummary summary;
+  context.AddMetadata("weightd-model-id", model);  // services/server/push_framing.h
+  context.AddMetadata("weightd-shard-file", plan.files[shard]);
   std::unique_ptr<grpc::ClientWriter<v1::ShardChunk>> writer = stub->PushShards(&context, &summary);
   v1::ShardChunk chunk;
   chunk.mutable_open()->set_model_id(model);
@@ -56,8 +61,9 @@ absl::Status PushShard(const std::string& address, const std::string& model, con
   bool writing = writer->Write(chunk);
   chunk.clear_open();
   std::string* data = chunk.mutable_data();
+  const size_t chunk_bytes = size_t{absl::GetFlag(FLAGS_chunk_mib)} << 20;
   while (writing) {
-    data->resize(kChunkBytes);
+    data->resize(chunk_bytes);
     const size_t n = source.Read({reinterpret_cast<uint8_t*>(data->data()), data->size()});
     if (n == 0) break;
     data->resize(n);
@@ -92,6 +98,14 @@ uint64_t FileBytes(const GenOptions& options, const CheckpointPlan& plan) {
 
 absl::Status Run() {
   WEIGHTD_ASSIGN_OR_RETURN(GenOptions options, GenOptionsFromFlags());
+  v1::Scheme scheme;
+  if (!v1::Scheme_Parse("SCHEME_" + absl::AsciiStrToUpper(absl::GetFlag(FLAGS_scheme)), &scheme) ||
+      scheme == v1::SCHEME_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat("--scheme: unknown scheme '", absl::GetFlag(FLAGS_scheme), "'"));
+  }
+  if (absl::GetFlag(FLAGS_chunk_mib) == 0 || absl::GetFlag(FLAGS_chunk_mib) > 60) {
+    return absl::InvalidArgumentError("--chunk-mib: 1 to 60 (the daemon takes messages up to 64 MiB)");
+  }
   if (absl::GetFlag(FLAGS_streams) > 0) options.shards = absl::GetFlag(FLAGS_streams);
   options.out_dir.assign(1, '-');  // nothing is written
   WEIGHTD_ASSIGN_OR_RETURN(const CheckpointPlan plan, PlanCheckpoint(options));
@@ -103,7 +117,7 @@ absl::Status Run() {
   if (absl::GetFlag(FLAGS_generate_only)) {
     WEIGHTD_RETURN_IF_ERROR(ForEachShard(plan, [&](int s) {
       ShardByteSource source(options, plan, s);
-      std::vector<uint8_t> buffer(kChunkBytes);
+      std::vector<uint8_t> buffer(size_t{absl::GetFlag(FLAGS_chunk_mib)} << 20);
       while (source.Read(buffer) > 0) {
       }
       return absl::OkStatus();
@@ -114,7 +128,7 @@ absl::Status Run() {
     v1::PushSource* push = request.mutable_source()->mutable_push();
     for (const std::string& file : plan.files) push->add_shard_files(file);
     push->set_config_json(LlamaConfigJson(options.config, options.dtype));
-    request.mutable_quantization()->set_scheme(v1::SCHEME_PER_TENSOR);
+    request.mutable_quantization()->set_scheme(scheme);
     request.mutable_placement()->set_tp_size(absl::GetFlag(FLAGS_tp));
     client::Client client({.address = address});
     std::thread pusher;
@@ -136,11 +150,12 @@ absl::Status Run() {
   std::printf(
       "{\"tool\":\"weightd-push-gen\",\"model\":\"%s\",\"preset\":\"%s\",\"layers\":%lld,\"streams\":%zu,"
       "\"generate_only\":%s,\"bytes\":%llu,\"tensor_bytes\":%llu,\"seconds\":%.4f,\"gbps\":%.3f,"
-      "\"resident_bytes\":%llu}\n",
+      "\"resident_bytes\":%llu,\"scheme\":\"%s\",\"chunk_mib\":%u}\n",
       model.c_str(), options.config.name.c_str(), static_cast<long long>(options.config.num_layers),
       plan.files.size(), absl::GetFlag(FLAGS_generate_only) ? "true" : "false",
       static_cast<unsigned long long>(bytes), static_cast<unsigned long long>(plan.total_bytes), seconds,
-      static_cast<double>(bytes) / seconds / 1e9, static_cast<unsigned long long>(resident));
+      static_cast<double>(bytes) / seconds / 1e9, static_cast<unsigned long long>(resident),
+      absl::GetFlag(FLAGS_scheme).c_str(), absl::GetFlag(FLAGS_chunk_mib));
   return absl::OkStatus();
 }
 

@@ -27,6 +27,9 @@ absl::StatusOr<v1::PushSummary> PushShardFile(const std::string& address, const 
   auto stub = v1::Loader::NewStub(client::MakeChannel(address, /*own_connection=*/true));
   grpc::ClientContext context;
   v1::PushSummary summary;
+  // Name the shard before the first message (services/server/push_framing.h).
+  context.AddMetadata("weightd-model-id", model_id);
+  context.AddMetadata("weightd-shard-file", shard_name);
   std::unique_ptr<grpc::ClientWriter<v1::ShardChunk>> writer = stub->PushShards(&context, &summary);
 
   v1::ShardChunk chunk;

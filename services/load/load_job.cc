@@ -53,6 +53,12 @@ bool LoadJob::ExpectsShard(const std::string& file) const {
   return shard_index_.count(file) > 0;
 }
 
+bool LoadJob::AwaitsHeader(const std::string& file) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = shard_index_.find(file);
+  return it != shard_index_.end() && !shards_[it->second].header.has_value();
+}
+
 absl::Status LoadJob::status() const {
   std::lock_guard<std::mutex> lock(mu_);
   return status_;

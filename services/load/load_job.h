@@ -55,6 +55,8 @@ class LoadJob {
   // Set once by the source, before any header: the shard files in order, and config.json.
   void ExpectShards(std::vector<std::string> files, std::string config_json);
   bool ExpectsShard(const std::string& file) const;
+  // Expected, and no stream has delivered its header yet.
+  bool AwaitsHeader(const std::string& file) const;
 
   // A shard stream has parsed its header. `resume` runs exactly once: with OK when every
   // shard's header is in and the memory is allocated (the stream may then feed data

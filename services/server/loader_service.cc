@@ -3,6 +3,7 @@
 #include "services/load/spec_validation.h"
 #include "services/server/grpc_status.h"
 #include "services/server/load_model_reactor.h"
+#include "services/server/push_framing.h"
 #include "services/server/push_shards_reactor.h"
 #include "services/sources/checkpoint_dir.h"
 #include "services/sources/path_source.h"
@@ -63,7 +64,12 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
 
 grpc::ServerReadReactor<v1::ShardChunk>* LoaderService::PushShards(grpc::CallbackServerContext* context,
                                                                    v1::PushSummary* summary) {
-  return new PushShardsReactor(*deps_.registry, *deps_.work, deps_.push_hooks, deps_.parse_limits, summary);
+  auto named = [context](const char* key) {
+    auto it = context->client_metadata().find(key);
+    return it == context->client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
+  };
+  return new PushShardsReactor(*deps_.registry, *deps_.work, deps_.push_hooks, deps_.parse_limits, summary,
+                               named(kPushModelIdKey), named(kPushShardFileKey));
 }
 
 grpc::ServerUnaryReactor* LoaderService::GetManifest(grpc::CallbackServerContext* context,

@@ -10,6 +10,12 @@
 
 namespace weightd {
 
+// Optional request metadata of a PushShards stream, the same as its `open`. They
+// name the shard even when the stream ends before its first message reaches the
+// daemon (a client cancelling at once), so the load fails instead of waiting.
+inline constexpr char kPushModelIdKey[] = "weightd-model-id";
+inline constexpr char kPushShardFileKey[] = "weightd-shard-file";
+
 // `open` alone: a model id, a shard file name that stays in its directory, and a
 // sha256 that is empty or 64 lowercase hex digits.
 absl::Status ValidateShardOpen(const v1::ShardOpen& open);

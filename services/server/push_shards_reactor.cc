@@ -16,38 +16,101 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 }  // namespace
 
 PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, SourceHooks hooks,
-                                     safetensors::ParseLimits limits, v1::PushSummary* summary)
-    : registry_(registry), executor_(executor), hooks_(std::move(hooks)), limits_(limits), summary_(summary) {
-  StartRead(&chunk_);
+                                     safetensors::ParseLimits limits, v1::PushSummary* summary,
+                                     std::string named_model, std::string named_file)
+    : registry_(registry),
+      executor_(executor),
+      hooks_(std::move(hooks)),
+      limits_(limits),
+      summary_(summary),
+      named_model_(std::move(named_model)),
+      named_file_(std::move(named_file)) {
+  std::lock_guard<std::mutex> lock(mu_);
+  reading_ = true;
+  StartRead(&incoming_);
 }
 
 PushShardsReactor::~PushShardsReactor() {
   if (sha_ != nullptr) EVP_MD_CTX_free(sha_);
 }
 
+bool PushShardsReactor::TakeReadSlot() {
+  if (reading_ || ended_ || finished_ || held_ >= kMaxHeldChunks) return false;
+  reading_ = true;
+  return true;
+}
+
+// gRPC runs reactions off the thread that starts an operation, so StartRead may
+// be called under `mu_`; doing so orders every StartRead before Finish.
 void PushShardsReactor::OnReadDone(bool ok) {
-  if (!ok) {
-    // The client closed its side or went away: either way no more bytes come.
-    executor_.Post([this] {
+  bool post = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reading_ = false;
+    if (finished_) return;  // a read that Finish cut short, or a message nobody will process
+    if (ok) {
+      queue_.push_back(std::move(incoming_));
+      ++held_;
+      if (TakeReadSlot()) StartRead(&incoming_);
+    } else {
+      ended_ = true;  // the client closed its side or went away: no more bytes come
+    }
+    if (!draining_) post = draining_ = true;
+  }
+  if (post) executor_.Post([this] { Drain(); });
+}
+
+void PushShardsReactor::Drain() {
+  for (;;) {
+    v1::ShardChunk chunk;
+    bool end = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!queue_.empty()) {
+        chunk = std::move(queue_.front());
+        queue_.pop_front();
+      } else if (ended_) {
+        end = true;  // the end of the stream, after every message before it
+      } else {
+        draining_ = false;
+        return;
+      }
+    }
+    if (end) {
       absl::Status status = EndOfStream();
       status.ok() ? Succeed() : Fail(status);
-    });
-    return;
-  }
-  executor_.Post([this] {
-    absl::StatusOr<bool> next = Consume();
+      return;
+    }
+    absl::StatusOr<bool> next = Consume(chunk);
+    chunk.Clear();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --held_;
+      if (next.ok() && TakeReadSlot()) StartRead(&incoming_);
+    }
     if (!next.ok()) {
       Fail(next.status());
-    } else if (*next) {
-      StartRead(&chunk_);
+      return;
     }
+    if (!*next) {
+      AwaitPlan();
+      return;
+    }
+  }
+}
+
+// The last touch of `this` in its drain task: the plan may exist at once, and
+// OnResume then runs the drain on another thread.
+void PushShardsReactor::AwaitPlan() {
+  job_->OnShardHeader(file_, parser_->header(), [this](absl::Status status) {
+    executor_.Post([this, status] { OnResume(status); });
   });
 }
 
-absl::StatusOr<bool> PushShardsReactor::Consume() {
-  std::string data = std::move(*chunk_.mutable_data());
-  WEIGHTD_RETURN_IF_ERROR(CheckShardChunk(chunk_, parser_ == nullptr, file_));
-  if (parser_ == nullptr) WEIGHTD_RETURN_IF_ERROR(Open(chunk_.open()));
+absl::StatusOr<bool> PushShardsReactor::Consume(v1::ShardChunk& chunk) {
+  std::string data = std::move(*chunk.mutable_data());
+  WEIGHTD_RETURN_IF_ERROR(CheckShardChunk(chunk, parser_ == nullptr, file_));
+  if (parser_ == nullptr) WEIGHTD_RETURN_IF_ERROR(Open(chunk.open()));
   if (hooks_.received) hooks_.received(data.size());
   summary_->set_bytes_received(summary_->bytes_received() + data.size());
   if (sha_ != nullptr) EVP_DigestUpdate(sha_, data.data(), data.size());
@@ -56,10 +119,7 @@ absl::StatusOr<bool> PushShardsReactor::Consume() {
     WEIGHTD_ASSIGN_OR_RETURN(size_t used, parser_->FeedHeader(data));
     if (!parser_->header_complete()) return true;
     leftover_ = data.substr(used);
-    job_->OnShardHeader(file_, parser_->header(), [this](absl::Status status) {
-      executor_.Post([this, status] { OnResume(status); });
-    });
-    return false;  // reading resumes once the plan exists
+    return false;
   }
   WEIGHTD_RETURN_IF_ERROR(FeedData(data));
   return true;
@@ -100,7 +160,7 @@ void PushShardsReactor::OnResume(absl::Status status) {
     Fail(fed);
     return;
   }
-  StartRead(&chunk_);
+  Drain();
 }
 
 absl::Status PushShardsReactor::FeedData(std::string_view bytes) {
@@ -111,9 +171,7 @@ absl::Status PushShardsReactor::FeedData(std::string_view bytes) {
 }
 
 absl::Status PushShardsReactor::EndOfStream() {
-  if (parser_ == nullptr) {
-    return absl::InvalidArgumentError("PushShards stream ended before `open`");
-  }
+  if (parser_ == nullptr) return EndedBeforeOpen();
   if (writer_ == nullptr) {
     // Cut inside the header, or while waiting for the plan: the shard never arrives.
     if (!parser_->header_complete()) {
@@ -138,9 +196,31 @@ absl::Status PushShardsReactor::EndOfStream() {
   return absl::OkStatus();
 }
 
+// gRPC drops what a stream received but nobody read yet when the client cancels,
+// so a client that cancels right after its first message may leave the daemon
+// with no `open` at all. The metadata still names the shard: its load fails now
+// rather than waiting for the push idle timeout.
+absl::Status PushShardsReactor::EndedBeforeOpen() {
+  if (!named_model_.empty() && !named_file_.empty()) {
+    absl::StatusOr<std::shared_ptr<LoadJob>> job = registry_.LoadingJob(named_model_);
+    if (job.ok() && (*job)->AwaitsHeader(named_file_)) {
+      job_ = *std::move(job);
+      file_ = named_file_;
+      return absl::DataLossError(
+          absl::StrCat("shard '", file_, "': stream ended before its first message was received"));
+    }
+  }
+  return absl::InvalidArgumentError("PushShards stream ended before `open`");
+}
+
 void PushShardsReactor::Fail(const absl::Status& status) {
-  if (finished_) return;
-  finished_ = true;
+  std::deque<v1::ShardChunk> dropped;  // freed now, not when gRPC is done with the call
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    finished_ = true;
+    dropped.swap(queue_);
+  }
   if (job_ != nullptr) {
     if (writer_ != nullptr) {
       job_->OnShardDone(file_, status);
@@ -156,8 +236,11 @@ void PushShardsReactor::Fail(const absl::Status& status) {
 }
 
 void PushShardsReactor::Succeed() {
-  if (finished_) return;
-  finished_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    finished_ = true;
+  }
   job_->OnShardDone(file_, absl::OkStatus());
   writer_ = nullptr;
   registry_.MaybeReportProgress(job_->model_id());

@@ -1,16 +1,27 @@
-// Receives one shard file of a push load. Reads one message at a time; each is
-// parsed and written on the executor, and only then is the next read started,
-// so gRPC flow control bounds what the daemon buffers. After the header the
-// stream pauses until the load has every header and its memory (the plan).
-// Any error in an expected shard fails the whole load; a stream for a shard the
-// load does not expect fails alone. Thread-safe by construction: at most one
-// read or task of this stream is outstanding at a time.
+// Receives one shard file of a push load. Reads are pipelined: the next read
+// starts as soon as a message arrives, so receiving overlaps parsing, hashing and
+// writing. Arrived messages wait in a bounded per-stream queue (kMaxHeldChunks,
+// counting the one being processed and the one being read); reads pause while it
+// is full and resume as processing drains it, so gRPC flow control still bounds
+// what the daemon buffers. One drain task per stream runs on the executor at a
+// time and processes messages strictly in order. After the header, draining
+// pauses until the load has every header and its memory (the plan); reading goes
+// on until the queue is full. The end of the stream is handled only after every
+// queued message. Any error in an expected shard fails the whole load; a stream
+// for a shard the load does not expect fails alone.
+//
+// Thread-safety: `mu_` guards the queue and the read/drain/finish flags, which
+// the gRPC reactions and the drain task share. Everything else belongs to the
+// drain task. Finish is called once, by the drain task, outside `mu_`, as its
+// last touch of `this`.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 #include <openssl/evp.h>
 
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -24,20 +35,33 @@ namespace weightd {
 
 class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
  public:
+  // Messages a stream holds at most: queued, being processed and being read.
+  static constexpr int kMaxHeldChunks = 3;
+
+  // `named_model` and `named_file`: the stream's metadata (push_framing.h), may be empty.
   PushShardsReactor(Registry& registry, Executor& executor, SourceHooks hooks,
-                    safetensors::ParseLimits limits, v1::PushSummary* summary);
+                    safetensors::ParseLimits limits, v1::PushSummary* summary,
+                    std::string named_model = "", std::string named_file = "");
   ~PushShardsReactor() override;
 
   void OnReadDone(bool ok) override;
   void OnDone() override;
 
  private:
-  // Runs on the executor. Returns true when the next read may start.
-  absl::StatusOr<bool> Consume();
+  // The drain task: processes queued messages in order until the queue is empty,
+  // the plan is awaited, or the stream is finished. Runs on the executor.
+  void Drain();
+  // Processes one message. Returns true to go on, false once the header is
+  // complete: the drain then awaits the plan.
+  absl::StatusOr<bool> Consume(v1::ShardChunk& chunk);
+  void AwaitPlan();
   absl::Status Open(const v1::ShardOpen& open);
   absl::Status FeedData(std::string_view bytes);
   absl::Status EndOfStream();
+  absl::Status EndedBeforeOpen();
   void OnResume(absl::Status status);
+  // Under `mu_`: whether a read may start now; if so it is marked outstanding.
+  bool TakeReadSlot();
   void Fail(const absl::Status& status);
   void Succeed();
 
@@ -46,8 +70,19 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   SourceHooks hooks_;
   const safetensors::ParseLimits limits_;
   v1::PushSummary* summary_;
+  const std::string named_model_;
+  const std::string named_file_;
 
-  v1::ShardChunk chunk_;
+  std::mutex mu_;
+  v1::ShardChunk incoming_;              // target of the outstanding read
+  std::deque<v1::ShardChunk> queue_;     // arrived, not yet processed
+  int held_ = 0;                         // queued plus the one being processed
+  bool reading_ = false;                 // a read is outstanding
+  bool ended_ = false;                   // OnReadDone(false) seen: no more messages
+  bool draining_ = false;                // a drain task is posted, running or awaiting the plan
+  bool finished_ = false;                // Finish is called or about to be
+
+  // Owned by the drain task.
   std::string file_;
   std::string expected_sha256_;
   EVP_MD_CTX* sha_ = nullptr;
@@ -55,7 +90,6 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   std::unique_ptr<safetensors::ShardParser> parser_;
   ShardWriter* writer_ = nullptr;  // owned by the job; valid until OnShardDone
   std::string leftover_;           // data bytes that arrived with the end of the header
-  bool finished_ = false;
 };
 
 }  // namespace weightd

@@ -73,6 +73,25 @@ TEST_F(FaultE2ETest, ClientDisconnectingMidShardFailsTheLoadAndFreesItsMemory) {
   ExpectServesAndReturnsTo(0);
 }
 
+// Many small messages, then the client goes away: the daemon has reads queued
+// behind its processing when the cancel lands. The load fails and frees its memory.
+TEST_F(FaultE2ETest, ClientCancellingWithReadsQueuedFailsTheLoadAndFreesItsMemory) {
+  StartDaemon();
+  const std::string file = OneTensorShard("a.weight", 4 << 20);  // 16 MiB of data
+  PushLoad load(daemon_, "cut-queued", {"model.safetensors"});
+  {
+    ShardStream stream(load, "model.safetensors", file.size());
+    constexpr size_t kPiece = 256 << 10;
+    for (size_t at = 0; at < file.size() / 2; at += kPiece) ASSERT_TRUE(stream.Write(file.substr(at, kPiece)));
+    stream.Cancel();
+    stream.status();
+  }
+  grpc::Status status = load.Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS) << status.error_message();
+  EXPECT_NE(status.error_message().find("model.safetensors"), std::string::npos) << status.error_message();
+  ExpectServesAndReturnsTo(0);
+}
+
 TEST_F(FaultE2ETest, AMissingPushedShardTimesOutNamingIt) {
   StartDaemon({"--push-idle-timeout-seconds=1"});
   PushLoad load(daemon_, "half", {"a.safetensors", "b.safetensors"});

@@ -1,5 +1,8 @@
 // End to end: the real daemon on host devices, the real weightctl, a generated
 // multi-shard checkpoint with BF16, F16 and F32 tensors.
+#include <cstdio>
+#include <string>
+
 #include "gtest/gtest.h"
 #include "client/cpp/lease.h"
 #include "tests/e2e/checkpoint_files.h"
@@ -50,6 +53,43 @@ TEST_F(LoadE2ETest, PathAndPushGiveIdenticalExportsEqualToTheReference) {
   ExpectOk(daemon_.Ctl({"unload", "by-push"}));
   EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
   EXPECT_EQ(daemon_.Metric("weightd_loads_total{result=\"ok\"}"), 2);
+}
+
+// Peak resident bytes of a process (VmHWM), 0 if unknown.
+double PeakResidentBytes(pid_t pid) {
+  std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
+  size_t at = status.find("VmHWM:");
+  return at == std::string::npos ? 0 : std::stod(status.substr(at + 6)) * 1024;
+}
+
+// A shard of many 4 MiB messages: the stream reads ahead of processing, but holds a
+// few messages at most, so the daemon's peak memory grows by about the resident
+// model, not by the shard; the bytes equal a path load's.
+TEST_F(LoadE2ETest, AManyChunkPushHoldsFewChunksAndEqualsThePathLoad) {
+  ExpectOk(daemon_.GenerateTiny("big", {"--dtype=f32", "--layers=24"}));
+  const std::string big = daemon_.model_root() + "/big";
+  const double source = static_cast<double>(ReadFile(big + "/model.safetensors").size());
+  ASSERT_GT(source, 64 << 20);
+  const double peak_before = PeakResidentBytes(daemon_.pid());
+  ExpectOk(daemon_.Ctl({"load", "big-push", "--push=" + big}));
+  const double resident = daemon_.UsedBytes();
+  const double growth = PeakResidentBytes(daemon_.pid()) - peak_before;
+  EXPECT_EQ(daemon_.Metric("weightd_received_bytes_total{source=\"push\"}"), source);
+  std::printf("many-chunk push: source %.0f, resident %.0f, peak growth %.0f bytes\n", source, resident, growth);
+  // The model, the held messages (3 x 4 MiB) and gRPC's buffers; unbounded
+  // read-ahead could buffer up to the whole 67 MiB shard on top of the model.
+  EXPECT_LT(growth, resident + (40 << 20)) << "peak grew " << growth << " for " << resident << " resident";
+
+  ExpectOk(daemon_.Ctl({"load", "big-path", "--path=big"}));
+  const std::string a = daemon_.dir() + "/export-big-path", b = daemon_.dir() + "/export-big-push";
+  ExpectOk(daemon_.Ctl({"export", "big-path", a}));
+  ExpectOk(daemon_.Ctl({"export", "big-push", b}));
+  std::string path_bytes = ReadFile(a + "/model.safetensors");
+  ASSERT_FALSE(path_bytes.empty());
+  EXPECT_TRUE(path_bytes == ReadFile(b + "/model.safetensors")) << "path and push exports differ";
+  ExpectOk(daemon_.Ctl({"unload", "big-push"}));
+  ExpectOk(daemon_.Ctl({"unload", "big-path"}));
+  EXPECT_EQ(daemon_.UsedBytes(), 0);
 }
 
 // Path loads read shards in segments on several threads; with 4 KiB segments most

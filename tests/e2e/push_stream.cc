@@ -40,6 +40,8 @@ ShardStream::ShardStream(PushLoad& load, const std::string& file, uint64_t size,
   open_.set_size(size);
   open_.set_sha256(sha256);
   context_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  context_.AddMetadata("weightd-model-id", load.model());  // services/server/push_framing.h
+  context_.AddMetadata("weightd-shard-file", file);
   writer_ = load.stub().PushShards(&context_, &summary_);
 }
 

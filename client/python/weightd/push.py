@@ -54,7 +54,9 @@ class Pusher:
         options = CHANNEL_OPTIONS + [("weightd.push_file", path), ("grpc.use_local_subchannel_pool", 1)]
         try:
             with grpc.insecure_channel(target, options=options) as channel:
-                loader_pb2_grpc.LoaderStub(channel).PushShards(_chunks(model_id, path))
+                # The metadata names the shard even if the stream ends before its first message.
+                metadata = (("weightd-model-id", model_id), ("weightd-shard-file", os.path.basename(path)))
+                loader_pb2_grpc.LoaderStub(channel).PushShards(_chunks(model_id, path), metadata=metadata)
         except grpc.RpcError as e:
             self._errors.append(WeightdError.from_rpc(e))
 
