@@ -304,9 +304,7 @@ absl::StatusOr<uint64_t> Registry::Unload(const std::string& model_id, bool forc
     job = std::move(e.job);
     resident = std::move(e.resident);
     watchers.swap(e.watchers);
-    for (auto l = leases_.begin(); l != leases_.end();) {
-      l = l->second.model_id == model_id ? leases_.erase(l) : std::next(l);
-    }
+    // Leases stay (forced unload): each keeps its rank's arena until the worker lets go.
     models_.erase(it);
     LogEvent(LogLevel::kInfo, "model_state", {{"model", model_id}, {"from", "MODEL_STATE_UNLOADING"}, {"to", "NONE"}});
   }
@@ -351,16 +349,18 @@ absl::StatusOr<LeaseGrant> Registry::AcquireLease(const std::string& model_id, u
     grant.fds.push_back(std::move(dup));
   }
   ++e.leases;
-  leases_[grant.lease_id] = Lease{model_id, rank};
+  leases_[grant.lease_id] = Lease{model_id, rank, e.resident.arenas[rank]};
   return grant;
 }
 
 void Registry::ReleaseLease(uint64_t lease_id) {
+  std::shared_ptr<Arena> arena;  // freed outside the lock, if the model was force-unloaded
   std::lock_guard<std::mutex> lock(mu_);
   auto l = leases_.find(lease_id);
-  if (l == leases_.end()) return;  // its model was force-unloaded
+  if (l == leases_.end()) return;
   auto it = models_.find(l->second.model_id);
   if (it != models_.end() && it->second.leases > 0) --it->second.leases;
+  arena = std::move(l->second.arena);
   leases_.erase(l);
 }
 

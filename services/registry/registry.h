@@ -126,6 +126,10 @@ class Registry {
   struct Lease {
     std::string model_id;
     uint32_t rank;
+    // The rank's memory: a forced unload drops the model, but a worker's lease keeps
+    // its arena (and the arena's reservation in the accounting) until the lease ends,
+    // because the worker's mapping keeps the device memory in use until then.
+    std::shared_ptr<Arena> arena;
   };
   std::map<uint64_t, Lease> leases_;
   uint64_t next_lease_id_ = 1;

@@ -185,6 +185,27 @@ TEST_F(FaultE2ETest, ForcedUnloadRacingAttachesNeverHandsOutADeadHandle) {
     EXPECT_EQ(other.load(), 0);
     EXPECT_EQ(granted + refused, 80);
   }
+  // Leases granted before the unload keep their memory until the daemon sees them end.
+  for (int i = 0; i < 500 && daemon_.UsedBytes() != 0; ++i) ::usleep(10000);
+  EXPECT_EQ(daemon_.UsedBytes(), 0);
+  ExpectServesAndReturnsTo(0);
+}
+
+// A forced unload while a worker holds a lease: the model is gone at once, but the
+// worker's mapping keeps the memory in use, so the device's used bytes count it until
+// the lease ends; then they return to zero.
+TEST_F(FaultE2ETest, ForcedUnloadKeepsALeasedArenaCountedUntilTheLeaseEnds) {
+  StartDaemon();
+  ASSERT_EQ(daemon_.Ctl({"load", "m", "--path=tiny"}).exit_code, 0);
+  const double resident = daemon_.UsedBytes();
+  ASSERT_GT(resident, 0);
+  auto lease = client::Lease::Attach(daemon_.handle_socket(), "m", 0);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  ASSERT_EQ(daemon_.Ctl({"unload", "m", "--force"}).exit_code, 0);
+  EXPECT_NE(daemon_.Ctl({"manifest", "m"}).exit_code, 0);  // the model is gone
+  EXPECT_EQ(daemon_.UsedBytes(), resident);                 // its memory is not
+  lease->Release();
+  for (int i = 0; i < 500 && daemon_.UsedBytes() != 0; ++i) ::usleep(10000);
   EXPECT_EQ(daemon_.UsedBytes(), 0);
   ExpectServesAndReturnsTo(0);
 }
