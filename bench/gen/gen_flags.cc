@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/dashed_flags.h"
 #include "base/status_macros.h"
+#include "base/resident_buffers.h"
 
 ABSL_FLAG(std::string, preset, "tiny", "model shape: tiny, small, 8b or 70b, e.g. --preset=8b");
 ABSL_FLAG(int, shards, 1, "number of safetensors files, e.g. --shards=4");
@@ -57,6 +58,7 @@ absl::StatusOr<GenOptions> GenOptionsFromFlags() {
 }
 
 int GenToolMain(const char* tool, int argc, char** argv, absl::Status (*run)()) {
+  weightd::KeepLargeBuffersResident();
   std::vector<std::string> storage;
   std::vector<char*> args = AcceptDashedFlags(argc, argv, storage);
   const std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());

@@ -14,6 +14,7 @@
 #include "base/dashed_flags.h"
 #include "base/flag_help.h"
 #include "client/weightctl/cli.h"
+#include "base/resident_buffers.h"
 
 ABSL_FLAG(std::string, address, "unix:/run/weightd/weightd.sock",
           "gRPC address of the daemon, e.g. --address=unix:/run/weightd/weightd.sock or --address=127.0.0.1:9500");
@@ -72,6 +73,7 @@ Flags take --dashed-names or --underscored_names; weightctl --help lists them al
 }  // namespace
 
 int main(int argc, char** argv) {
+  weightd::KeepLargeBuffersResident();
   weightd::ConfigureFlagHelp("weightctl", kUsage);
   std::vector<std::string> storage;
   std::vector<char*> args = weightd::AcceptDashedFlags(argc, argv, storage);

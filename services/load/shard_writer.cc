@@ -26,6 +26,10 @@ std::string ShardWriter::Where(size_t index) const {
 
 absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::string_view bytes) {
   if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
+  if (post_ && offset == 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!place_status_.ok()) return place_status_;  // an earlier tensor's placement failed
+  }
   if (streams_[index]) {
     WEIGHTD_RETURN_IF_ERROR(placer_->WriteStreamed(tasks_[index], header_.tensors[index], offset, bytes));
   } else {
@@ -51,26 +55,56 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
 
 absl::Status ShardWriter::OnTensorComplete(size_t index) {
   if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
-  if (!streams_[index]) {
-    std::string source;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = staging_.find(index);
-      if (it != staging_.end()) {
-        source = std::move(it->second);
-        staging_.erase(it);
-      }
-    }
-    absl::Status placed = Place(index, source);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      spare_.push_back(std::move(source));
-    }
-    WEIGHTD_RETURN_IF_ERROR(placed);
+  if (streams_[index]) {
+    placer_->Complete(tasks_[index]);
+    progress_.add_tensor();
+    return absl::OkStatus();
   }
+  std::string source;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto it = staging_.find(index);
+    if (it != staging_.end()) {
+      source = std::move(it->second);
+      staging_.erase(it);
+    }
+    if (post_) {
+      WEIGHTD_RETURN_IF_ERROR(AwaitPlacement(lock));
+      placing_ = true;
+    }
+  }
+  if (!post_) return PlaceGathered(index, std::move(source));
+  // The task owns the gathered bytes; the writer outlives it (Settle comes first).
+  post_([this, index, source = std::move(source)]() mutable {
+    absl::Status placed = PlaceGathered(index, std::move(source));
+    std::lock_guard<std::mutex> lock(mu_);
+    if (place_status_.ok()) place_status_ = placed;
+    placing_ = false;
+    placed_.notify_all();
+  });
+  return absl::OkStatus();
+}
+
+absl::Status ShardWriter::PlaceGathered(size_t index, std::string source) {
+  absl::Status placed = Place(index, source);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    spare_.push_back(std::move(source));
+  }
+  WEIGHTD_RETURN_IF_ERROR(placed);
   placer_->Complete(tasks_[index]);
   progress_.add_tensor();
   return absl::OkStatus();
+}
+
+absl::Status ShardWriter::AwaitPlacement(std::unique_lock<std::mutex>& lock) {
+  placed_.wait(lock, [this] { return !placing_; });
+  return place_status_;
+}
+
+absl::Status ShardWriter::Settle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  return AwaitPlacement(lock);
 }
 
 absl::Status ShardWriter::OnWholeTensor(size_t index, std::string_view bytes) {

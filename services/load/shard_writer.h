@@ -10,6 +10,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -41,11 +43,25 @@ class ShardWriter : public safetensors::TensorSink {
   // Whether tensor `index` is written as its bytes arrive, in any order.
   bool Streams(size_t index) const { return streams_[index]; }
 
+  // A stream's writer: each gathered tensor is placed (amax, quantized, copied to
+  // the device) by a task handed to `post`, which must run it on threads other
+  // than the caller's, while the caller gathers the next tensor. One placement is
+  // in flight at a time; a tensor completing before it ends waits for it. Its
+  // error comes back from a later call. Without this, tensors are placed inline.
+  void PlaceOffThread(std::function<void(std::function<void()>)> post) { post_ = std::move(post); }
+  // Waits for the placement in flight; the first placement error, if any. Call
+  // before the stream reports the shard done (the writer goes with it).
+  absl::Status Settle();
+
  private:
   // A gathered (or whole) tensor onto its ranks.
   absl::Status Place(size_t index, std::string_view source);
   absl::Status Quantize(size_t index, std::string_view source);
   std::string Where(size_t index) const;
+  // The placement of a gathered tensor, and its bookkeeping; takes `source`'s buffer back.
+  absl::Status PlaceGathered(size_t index, std::string source);
+  // Waits until no placement is in flight; the first placement error.
+  absl::Status AwaitPlacement(std::unique_lock<std::mutex>& lock);
 
   std::string file_;
   const safetensors::ShardHeader& header_;
@@ -60,6 +76,10 @@ class ShardWriter : public safetensors::TensorSink {
   // buffers are kept for the next tensor, so their pages are touched once.
   absl::node_hash_map<size_t, std::string> staging_;  // pointer-stable: a thread appends without the lock
   std::vector<std::string> spare_;
+  std::function<void(std::function<void()>)> post_;
+  std::condition_variable placed_;
+  bool placing_ = false;       // guarded by mu_
+  absl::Status place_status_;  // guarded by mu_: the first failed placement
 };
 
 }  // namespace weightd

@@ -120,6 +120,7 @@ struct Daemon::State {
   std::unique_ptr<DeviceAccounting> accounting;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Registry> registry;
+  std::unique_ptr<Executor> placement;  // outlives `work`, whose drain tasks wait on it
   std::unique_ptr<Executor> work;
   std::unique_ptr<Executor> loaders;
   std::unique_ptr<LoaderService> service;
@@ -176,12 +177,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
 
   int threads = options.work_threads > 0 ? options.work_threads
                                          : static_cast<int>(std::max(2L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  state->placement = std::make_unique<Executor>(threads);
   state->work = std::make_unique<Executor>(threads);
   state->loaders = std::make_unique<Executor>(4);
 
   LoaderServiceDeps deps;
   deps.registry = state->registry.get();
   deps.work = state->work.get();
+  deps.placement = state->placement.get();
   deps.loaders = state->loaders.get();
   deps.backend = state->backend.get();
   deps.accounting = state->accounting.get();
@@ -294,6 +297,7 @@ void Daemon::Shutdown() {
   s.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   s.loaders.reset();
   s.work.reset();
+  s.placement.reset();
   if (s.handles) s.handles->Shutdown();
   s.metrics->SetRegistryView(nullptr, nullptr);  // scrapes go on; the registry goes now
   s.push_watchdog.reset();

@@ -19,7 +19,8 @@ namespace weightd {
 
 struct LoaderServiceDeps {
   Registry* registry;
-  Executor* work;     // parsing and quantizing of pushed bytes
+  Executor* work;       // parsing pushed bytes, gathering tensors
+  Executor* placement;  // quantizing and copying gathered pushed tensors (never waits on `work`)
   Executor* loaders;  // one task per path load
   DeviceBackend* backend;
   DeviceAccounting* accounting;

@@ -15,11 +15,12 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 
 }  // namespace
 
-PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, SourceHooks hooks,
+PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, SourceHooks hooks,
                                      safetensors::ParseLimits limits, v1::PushSummary* summary,
                                      std::string named_model, std::string named_file)
     : registry_(registry),
       executor_(executor),
+      placement_(placement),
       hooks_(std::move(hooks)),
       limits_(limits),
       summary_(summary),
@@ -50,6 +51,10 @@ void PushShardsReactor::OnReadDone(bool ok) {
     if (finished_) return;  // a read that Finish cut short, or a message nobody will process
     if (ok) {
       queue_.push_back(std::move(incoming_));
+      if (!spare_.empty()) {
+        incoming_ = std::move(spare_.back());  // its bytes field keeps its capacity
+        spare_.pop_back();
+      }
       ++held_;
       if (TakeReadSlot()) StartRead(&incoming_);
     } else {
@@ -82,9 +87,9 @@ void PushShardsReactor::Drain() {
       return;
     }
     absl::StatusOr<bool> next = Consume(chunk);
-    chunk.Clear();
     {
       std::lock_guard<std::mutex> lock(mu_);
+      spare_.push_back(std::move(chunk));
       --held_;
       if (next.ok() && TakeReadSlot()) StartRead(&incoming_);
     }
@@ -108,7 +113,7 @@ void PushShardsReactor::AwaitPlan() {
 }
 
 absl::StatusOr<bool> PushShardsReactor::Consume(v1::ShardChunk& chunk) {
-  std::string data = std::move(*chunk.mutable_data());
+  const std::string& data = chunk.data();
   WEIGHTD_RETURN_IF_ERROR(CheckShardChunk(chunk, parser_ == nullptr, file_));
   if (parser_ == nullptr) WEIGHTD_RETURN_IF_ERROR(Open(chunk.open()));
   if (hooks_.received) hooks_.received(data.size());
@@ -118,7 +123,7 @@ absl::StatusOr<bool> PushShardsReactor::Consume(v1::ShardChunk& chunk) {
   if (!parser_->header_complete()) {
     WEIGHTD_ASSIGN_OR_RETURN(size_t used, parser_->FeedHeader(data));
     if (!parser_->header_complete()) return true;
-    leftover_ = data.substr(used);
+    leftover_.assign(data, used);
     return false;
   }
   WEIGHTD_RETURN_IF_ERROR(FeedData(data));
@@ -154,6 +159,9 @@ void PushShardsReactor::OnResume(absl::Status status) {
     Fail(job_->failed() ? job_->status() : absl::InternalError("no writer for shard"));
     return;
   }
+  if (placement_ != nullptr) {
+    writer_->PlaceOffThread([placement = placement_](std::function<void()> task) { placement->Post(std::move(task)); });
+  }
   absl::Status fed = FeedData(leftover_);
   std::string().swap(leftover_);
   if (!fed.ok()) {
@@ -181,6 +189,7 @@ absl::Status PushShardsReactor::EndOfStream() {
     return absl::DataLossError(absl::StrCat("shard '", file_, "': stream ended before the load was planned"));
   }
   WEIGHTD_RETURN_IF_ERROR(parser_->Finish(*writer_));
+  WEIGHTD_RETURN_IF_ERROR(writer_->Settle());
   if (sha_ != nullptr) {
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
@@ -215,14 +224,17 @@ absl::Status PushShardsReactor::EndedBeforeOpen() {
 
 void PushShardsReactor::Fail(const absl::Status& status) {
   std::deque<v1::ShardChunk> dropped;  // freed now, not when gRPC is done with the call
+  std::vector<v1::ShardChunk> spare;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_) return;
     finished_ = true;
     dropped.swap(queue_);
+    spare.swap(spare_);
   }
   if (job_ != nullptr) {
     if (writer_ != nullptr) {
+      writer_->Settle().IgnoreError();  // a placement in flight uses the writer
       job_->OnShardDone(file_, status);
       writer_ = nullptr;
     } else if (status.code() != absl::StatusCode::kAlreadyExists && job_->ExpectsShard(file_)) {

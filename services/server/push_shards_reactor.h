@@ -24,6 +24,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "services/executor.h"
 #include "services/registry/registry.h"
@@ -39,7 +40,9 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   static constexpr int kMaxHeldChunks = 3;
 
   // `named_model` and `named_file`: the stream's metadata (push_framing.h), may be empty.
-  PushShardsReactor(Registry& registry, Executor& executor, SourceHooks hooks,
+  // `placement` (may be null: inline) places gathered tensors while the drain
+  // gathers the next (ShardWriter::PlaceOffThread); it must not be `executor`.
+  PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, SourceHooks hooks,
                     safetensors::ParseLimits limits, v1::PushSummary* summary,
                     std::string named_model = "", std::string named_file = "");
   ~PushShardsReactor() override;
@@ -67,6 +70,7 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
 
   Registry& registry_;
   Executor& executor_;
+  Executor* placement_;
   SourceHooks hooks_;
   const safetensors::ParseLimits limits_;
   v1::PushSummary* summary_;
@@ -76,6 +80,9 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   std::mutex mu_;
   v1::ShardChunk incoming_;              // target of the outstanding read
   std::deque<v1::ShardChunk> queue_;     // arrived, not yet processed
+  // Processed messages, read into again: gRPC parses into a message's existing
+  // buffer, so a stream reuses a few buffers instead of allocating one per message.
+  std::vector<v1::ShardChunk> spare_;
   int held_ = 0;                         // queued plus the one being processed
   bool reading_ = false;                 // a read is outstanding
   bool ended_ = false;                   // OnReadDone(false) seen: no more messages

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Push throughput beside raw TCP loopback of the same bytes with the same number
+# of streams, per quantization scheme, on one fresh daemon; prints a line per run
+# and the daemon's CPU seconds (the push path's cost, not only its speed):
+#   bench/gpu/push_bench.sh BIN_DIR LIB_DIR OUT_DIR [BACKEND]
+# PRESET (8b), LAYERS (0: the preset's), SCHEMES ("per_tensor none"), STREAMS
+# ("1 4 8") override the defaults. BACKEND: cuda (default) or host.
+set -euo pipefail
+bin=$(realpath "$1"); lib=$(realpath -m "$2"); out=$(realpath -m "$3"); backend=${4:-cuda}
+export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+mkdir -p "$out"
+run=$(mktemp -d)
+trap 'kill "$daemon" 2>/dev/null || true; rm -rf "$run"' EXIT
+"$bin/weightd" --listen="unix:$run/w.sock" --handle-socket="$run/h.sock" --metrics-address= \
+  --backend="$backend" --model-root="$run" --log-format=json --log-level=debug 2>"$out/push-bench-daemon.log" &
+daemon=$!
+for _ in $(seq 100); do [ -S "$run/w.sock" ] && break; sleep 0.1; done
+cpu() { awk '{print $14 + $15}' "/proc/$daemon/stat"; }
+field() { python3 -c "import json, sys; print(json.loads(sys.argv[1])['$1'])" "$2"; }
+n=0
+for scheme in ${SCHEMES:-per_tensor none}; do
+  for streams in ${STREAMS:-1 4 8}; do
+    n=$((n + 1))
+    before=$(cpu)
+    push=$("$bin/weightd-push-gen" --address="unix:$run/w.sock" --model="m$n" --preset="${PRESET:-8b}" \
+      --layers="${LAYERS:-0}" --streams="$streams" --fill=fast --scheme="$scheme")
+    after=$(cpu)
+    tcp=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")")
+    "$bin/weightctl" --address="unix:$run/w.sock" unload "m$n" >/dev/null
+    python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" <<'PY' | tee -a "$out/push-bench.jsonl"
+import json, os, sys
+scheme, streams, push, tcp, ticks = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
+print(json.dumps({"scheme": scheme, "streams": streams, "bytes": push["bytes"], "push_gbps": push["gbps"],
+                  "tcp_gbps": tcp["gbps"], "push_over_tcp": round(push["gbps"] / tcp["gbps"], 3),
+                  "daemon_cpu_seconds": ticks / os.sysconf("SC_CLK_TCK")}))
+PY
+  done
+done
