@@ -44,6 +44,13 @@ ABSL_FLAG(int, nccl_min_ranks, 2,
 ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for the staging ring, e.g. 32MiB");
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
+ABSL_FLAG(std::string, host_memory_limit, "auto",
+          "Host memory for pushed bytes not yet on the device (received messages, tensors gathered for "
+          "quantization); pushes slow down through gRPC flow control at the limit. auto: a quarter of "
+          "physical memory; 0: no limit; e.g. --host-memory-limit=8GiB");
+ABSL_FLAG(std::string, host_write_bandwidth, "0",
+          "Host backend only, for tests and demos: bytes per second a virtual device takes writes at "
+          "(a slow device); 0: memory speed; e.g. --host-write-bandwidth=200MiB");
 ABSL_FLAG(int, read_threads, 8,
           "Threads reading the shards of one path load (local files) in parallel, e.g. --read-threads=16");
 ABSL_FLAG(std::string, read_segment_bytes, "64MiB",
@@ -114,6 +121,17 @@ Flags take --dashed-names or --underscored_names.)");
   auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));
   if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));
   options.device_memory_limit = *limit;
+  if (absl::GetFlag(FLAGS_host_memory_limit) == "auto") {
+    options.host_memory_limit = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
+                                static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) / 4;
+  } else {
+    auto host_limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_host_memory_limit));
+    if (!host_limit.ok()) return Fail("--host-memory-limit: " + std::string(host_limit.status().message()));
+    options.host_memory_limit = *host_limit;
+  }
+  auto bandwidth = weightd::ParseByteSize(absl::GetFlag(FLAGS_host_write_bandwidth));
+  if (!bandwidth.ok()) return Fail("--host-write-bandwidth: " + std::string(bandwidth.status().message()));
+  options.host_write_bytes_per_second = *bandwidth;
   options.model_root = absl::GetFlag(FLAGS_model_root);
   options.path_read.read_threads = absl::GetFlag(FLAGS_read_threads);
   if (options.path_read.read_threads < 1) return Fail("--read-threads must be at least 1");

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/unique_fd.h"
@@ -70,10 +72,16 @@ absl::StatusOr<std::unique_ptr<DeviceAllocation>> HostBackend::Allocate(int devi
   return std::make_unique<HostAllocation>(device, size, std::move(fd), static_cast<uint8_t*>(base));
 }
 
+void HostBackend::Throttle(uint64_t bytes) const {
+  if (write_rate_ == 0) return;
+  std::this_thread::sleep_for(std::chrono::duration<double>(static_cast<double>(bytes) / write_rate_));
+}
+
 absl::Status HostBackend::Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) {
   auto dst = Region(alloc, offset, bytes.size());
   if (!dst.ok()) return dst.status();
   std::memcpy(*dst, bytes.data(), bytes.size());
+  Throttle(bytes.size());
   return absl::OkStatus();
 }
 
@@ -82,6 +90,7 @@ absl::Status HostBackend::Quantize(DeviceAllocation& alloc, uint64_t offset, ker
   auto dst = Region(alloc, offset, static_cast<uint64_t>(tiling.rows) * tiling.cols);
   if (!dst.ok()) return dst.status();
   kernels::QuantizeRowsFast(dtype, src, tiling, scales, 0, tiling.rows, *dst);
+  Throttle(static_cast<uint64_t>(tiling.rows) * tiling.cols);
   return absl::OkStatus();
 }
 

@@ -14,6 +14,9 @@ class HostBackend : public DeviceBackend {
  public:
   // `capacity` bytes per virtual device.
   HostBackend(int devices, uint64_t capacity);
+  // Each write or quantization then takes at least its bytes at this rate: a
+  // slower device for tests of flow control (0: memory speed).
+  void set_write_bytes_per_second(uint64_t rate) { write_rate_ = rate; }
 
   v1::DeviceKind kind() const override { return v1::DEVICE_KIND_HOST; }
   int device_count() const override { return devices_; }
@@ -32,6 +35,8 @@ class HostBackend : public DeviceBackend {
  private:
   int devices_;
   uint64_t capacity_;
+  void Throttle(uint64_t bytes) const;
+  uint64_t write_rate_ = 0;
 };
 
 }  // namespace weightd

@@ -40,6 +40,10 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
       if (inserted && !spare_.empty()) {
         it->second = std::move(spare_.back());
         spare_.pop_back();
+        if (spare_charge_ > 0) {  // the admitted bytes follow the buffer
+          admitted_[index] += spare_charge_;
+          spare_charge_ = 0;
+        }
       }
       buffer = &it->second;  // only this tensor's thread touches it until it completes
     }
@@ -87,9 +91,30 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
 
 absl::Status ShardWriter::PlaceGathered(size_t index, std::string source) {
   absl::Status placed = Place(index, source);
-  {
+  if (budget_ == nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     spare_.push_back(std::move(source));
+  } else {
+    // Under a budget one buffer is kept, its capacity still charged, while no
+    // stream waits for memory: the next tensor of the same size reuses it
+    // without waiting (AdmitGathers). A stream that may wait holds none, so a
+    // kept buffer never holds back the admissions that would free it.
+    const bool keep = !budget_->HasWaiters();
+    uint64_t release = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = admitted_.find(index);
+      if (it != admitted_.end()) {
+        release = it->second;
+        admitted_.erase(it);
+      }
+      if (keep && spare_.empty() && release >= source.capacity()) {
+        spare_charge_ = source.capacity();
+        release -= spare_charge_;
+        spare_.push_back(std::move(source));
+      }
+    }
+    if (release > 0) budget_->ReleaseGather(release);
   }
   WEIGHTD_RETURN_IF_ERROR(placed);
   placer_->Complete(tasks_[index]);
@@ -100,6 +125,75 @@ absl::Status ShardWriter::PlaceGathered(size_t index, std::string source) {
 absl::Status ShardWriter::AwaitPlacement(std::unique_lock<std::mutex>& lock) {
   placed_.wait(lock, [this] { return !placing_; });
   return place_status_;
+}
+
+ShardWriter::~ShardWriter() {
+  if (budget_ == nullptr) return;
+  if (waiting_ticket_ != 0 && !budget_->Withdraw(waiting_ticket_)) {
+    budget_->ReleaseGather(header_.tensors[next_admit_].size());
+  }
+  for (const auto& [index, bytes] : admitted_) budget_->ReleaseGather(bytes);
+  if (spare_charge_ > 0) budget_->ReleaseGather(spare_charge_);
+}
+
+bool ShardWriter::TakeSpareCharge(size_t index, uint64_t bytes) {
+  uint64_t release = 0;
+  std::string freed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (spare_charge_ == 0) return false;
+    if (spare_charge_ >= bytes && !spare_.empty()) {
+      admitted_[index] = spare_charge_;  // the spare buffer (large enough) gathers it
+      spare_charge_ = 0;
+      return true;
+    }
+    // Too small: a stream that may wait for memory holds none (host_budget.h).
+    release = spare_charge_;
+    spare_charge_ = 0;
+    if (!spare_.empty()) {
+      freed = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  budget_->ReleaseGather(release);
+  return false;
+}
+
+absl::StatusOr<uint64_t> ShardWriter::AdmitGathers(uint64_t begin, uint64_t n, std::function<void()> ready) {
+  const std::vector<safetensors::TensorHeader>& tensors = header_.tensors;
+  if (budget_ == nullptr) return n;
+  while (next_admit_ < tensors.size() && tensors[next_admit_].begin < begin + n) {
+    const size_t index = next_admit_;
+    const uint64_t bytes = tensors[index].size();
+    if (streams_[index] || bytes == 0 || tensors[index].begin < begin) {
+      ++next_admit_;  // written through, empty, or begun before this stream's admission
+      continue;
+    }
+    if (waiting_ticket_ != 0) {
+      if (budget_->Waiting(waiting_ticket_)) return tensors[index].begin - begin;
+      waiting_ticket_ = 0;  // admitted meanwhile
+    } else if (TakeSpareCharge(index, bytes)) {
+      ++next_admit_;
+      continue;
+    } else {
+      HostBudget::Ticket ticket = budget_->AdmitGather(bytes, ready);
+      if (ticket.admission == HostBudget::Admission::kTooLarge) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            Where(index), ": gathering its ", bytes, " bytes on the host needs more than --host-memory-limit allows (",
+            budget_->gather_limit(), " bytes for gathered tensors, three quarters of the limit)"));
+      }
+      if (ticket.admission == HostBudget::Admission::kQueued) {
+        waiting_ticket_ = ticket.id;
+        return tensors[index].begin - begin;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      admitted_[index] = bytes;
+    }
+    ++next_admit_;
+  }
+  return n;
 }
 
 absl::Status ShardWriter::Settle() {

@@ -17,9 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
 
 #include "kernels/quantize.h"
+#include "services/load/host_budget.h"
 #include "services/load/planner.h"
 #include "services/load/progress.h"
 #include "services/load/tensor_placer.h"
@@ -53,6 +55,18 @@ class ShardWriter : public safetensors::TensorSink {
   // before the stream reports the shard done (the writer goes with it).
   absl::Status Settle();
 
+  // A stream's writer under --host-memory-limit: gathered tensors are admitted
+  // whole before their first byte (services/load/host_budget.h) and released
+  // once placed, or when the writer goes.
+  void UseHostBudget(HostBudget* budget) { budget_ = budget; }
+  // The stream is about to feed `n` data bytes from data position `begin`:
+  // admits the gathered tensors starting there, in order, and returns how many
+  // of the bytes may be fed now. Fewer than `n`: a tensor waits for memory, and
+  // `ready` runs once it is admitted (then call again). RESOURCE_EXHAUSTED: a
+  // tensor larger than the budget's gathering share.
+  absl::StatusOr<uint64_t> AdmitGathers(uint64_t begin, uint64_t n, std::function<void()> ready);
+  ~ShardWriter() override;
+
  private:
   // A gathered (or whole) tensor onto its ranks.
   absl::Status Place(size_t index, std::string_view source);
@@ -76,7 +90,17 @@ class ShardWriter : public safetensors::TensorSink {
   // buffers are kept for the next tensor, so their pages are touched once.
   absl::node_hash_map<size_t, std::string> staging_;  // pointer-stable: a thread appends without the lock
   std::vector<std::string> spare_;
+  // Admits tensor `index` with the kept buffer's charge if it covers `bytes`;
+  // otherwise frees that buffer and its charge, and returns false.
+  bool TakeSpareCharge(size_t index, uint64_t bytes);
+
   std::function<void(std::function<void()>)> post_;
+  HostBudget* budget_ = nullptr;
+  // Owned by the stream's drain: the next tensor to admit and a queued ticket.
+  size_t next_admit_ = 0;
+  uint64_t waiting_ticket_ = 0;  // 0: none
+  absl::flat_hash_map<size_t, uint64_t> admitted_;  // guarded by mu_: tensor -> admitted bytes
+  uint64_t spare_charge_ = 0;  // guarded by mu_: admitted bytes the kept buffer holds
   std::condition_variable placed_;
   bool placing_ = false;       // guarded by mu_
   absl::Status place_status_;  // guarded by mu_: the first failed placement

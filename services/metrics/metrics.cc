@@ -117,6 +117,17 @@ Metrics::Metrics(const std::vector<uint64_t>& capacities, const std::string& ver
                       .Help("High-water mark of page-locked host memory since start")
                       .Register(*registry_)
                       .Add({});
+  push_buffer_used_ = &prometheus::BuildGauge()
+                           .Name("weightd_host_push_buffer_bytes")
+                           .Help("Pushed bytes held on the host now: received messages and tensors gathered for "
+                                 "quantization (bounded by --host-memory-limit)")
+                           .Register(*registry_)
+                           .Add({});
+  push_buffer_peak_ = &prometheus::BuildGauge()
+                           .Name("weightd_host_push_buffer_peak_bytes")
+                           .Help("High-water mark of weightd_host_push_buffer_bytes since start")
+                           .Register(*registry_)
+                           .Add({});
   prometheus::BuildGauge()
       .Name("weightd_build_info")
       .Help("Version and build features")
@@ -176,6 +187,11 @@ void Metrics::OnDeviceUsage(int device, const DeviceUsage& usage) {
 void Metrics::OnHostPinned(uint64_t used, uint64_t peak) {
   pinned_used_->Set(static_cast<double>(used));
   pinned_peak_->Set(static_cast<double>(peak));
+}
+
+void Metrics::OnPushBuffers(uint64_t used, uint64_t peak) {
+  push_buffer_used_->Set(static_cast<double>(used));
+  push_buffer_peak_->Set(static_cast<double>(peak));
 }
 
 void Metrics::AddReceived(const std::string& source, uint64_t bytes) {

@@ -41,6 +41,8 @@ class Metrics {
 
   void OnDeviceUsage(int device, const DeviceUsage& usage);
   void OnHostPinned(uint64_t used, uint64_t peak);
+  // Pushed bytes held on the host (services/load/host_budget.h).
+  void OnPushBuffers(uint64_t used, uint64_t peak);
   void AddReceived(const std::string& source, uint64_t bytes);
   void OnLoadOutcome(const LoadOutcome& outcome);
   void OnModelUnloaded(const std::string& model_id);
@@ -55,6 +57,8 @@ class Metrics {
   std::vector<prometheus::Gauge*> peak_;
   prometheus::Gauge* pinned_used_;
   prometheus::Gauge* pinned_peak_;
+  prometheus::Gauge* push_buffer_used_;
+  prometheus::Gauge* push_buffer_peak_;
   prometheus::Family<prometheus::Gauge>& load_peak_;
   prometheus::Family<prometheus::Gauge>& resident_;
   prometheus::Family<prometheus::Counter>& received_;

@@ -53,6 +53,7 @@ class ShardParser {
   absl::Status Finish(TensorSink& sink);
 
   uint64_t position() const { return position_; }  // file bytes consumed so far
+  uint64_t data_position() const { return data_position_; }  // data-section bytes consumed so far
 
  private:
   absl::Status Fail(absl::Status status);

@@ -20,7 +20,9 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateHost(const BackendOptions& 
     return absl::InvalidArgumentError("--host-devices must be between 1 and 64");
   }
   uint64_t capacity = HostMemoryBytes() / static_cast<uint64_t>(options.host_devices);
-  return std::unique_ptr<DeviceBackend>(std::make_unique<HostBackend>(options.host_devices, capacity));
+  auto backend = std::make_unique<HostBackend>(options.host_devices, capacity);
+  backend->set_write_bytes_per_second(options.host_write_bytes_per_second);
+  return std::unique_ptr<DeviceBackend>(std::move(backend));
 }
 
 #ifdef WEIGHTD_HAVE_CUDA

@@ -17,6 +17,7 @@ namespace weightd {
 struct BackendOptions {
   std::string backend = "auto";     // host | cuda | auto
   int host_devices = 1;
+  uint64_t host_write_bytes_per_second = 0;  // host backend: 0 for memory speed
   std::string cuda_handles = "vmm";  // vmm | ipc
   uint64_t staging_ring_bytes = 64ull << 20;
   int nccl_min_ranks = 2;

@@ -120,6 +120,7 @@ struct Daemon::State {
   std::unique_ptr<DeviceAccounting> accounting;
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Registry> registry;
+  std::unique_ptr<HostBudget> host_budget;  // outlives the streams that charge it
   std::unique_ptr<Executor> placement;  // outlives `work`, whose drain tasks wait on it
   std::unique_ptr<Executor> work;
   std::unique_ptr<Executor> loaders;
@@ -144,6 +145,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   BackendOptions backend_options;
   backend_options.backend = options.backend;
   backend_options.host_devices = options.host_devices;
+  backend_options.host_write_bytes_per_second = options.host_write_bytes_per_second;
   backend_options.cuda_handles = options.cuda_handles;
   backend_options.staging_ring_bytes = options.staging_ring_bytes;
   backend_options.nccl_min_ranks = options.nccl_min_ranks;
@@ -185,6 +187,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   deps.registry = state->registry.get();
   deps.work = state->work.get();
   deps.placement = state->placement.get();
+  if (options.host_memory_limit > 0) {
+    state->host_budget = std::make_unique<HostBudget>(options.host_memory_limit);
+    state->host_budget->set_observer([metrics](uint64_t used, uint64_t peak) { metrics->OnPushBuffers(used, peak); });
+  }
+  deps.host_budget = state->host_budget.get();
   deps.loaders = state->loaders.get();
   deps.backend = state->backend.get();
   deps.accounting = state->accounting.get();

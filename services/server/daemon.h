@@ -30,6 +30,9 @@ struct DaemonOptions {
   uint64_t staging_ring_bytes = 64ull << 20;
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity
+  // Host memory for pushed bytes (received messages, gathered tensors); 0: no limit.
+  uint64_t host_memory_limit = 0;
+  uint64_t host_write_bytes_per_second = 0;  // host backend: emulates a slower device; 0: memory speed
   std::string model_root;
   PathSourceOptions path_read;      // threads and segments of path loads
   int work_threads = 0;             // 0: one per core

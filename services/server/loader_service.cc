@@ -68,7 +68,7 @@ grpc::ServerReadReactor<v1::ShardChunk>* LoaderService::PushShards(grpc::Callbac
     auto it = context->client_metadata().find(key);
     return it == context->client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
   };
-  return new PushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.push_hooks, deps_.parse_limits, summary,
+  return new PushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget, deps_.push_hooks, deps_.parse_limits, summary,
                                named(kPushModelIdKey), named(kPushShardFileKey));
 }
 

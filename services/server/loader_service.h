@@ -21,6 +21,7 @@ struct LoaderServiceDeps {
   Registry* registry;
   Executor* work;       // parsing pushed bytes, gathering tensors
   Executor* placement;  // quantizing and copying gathered pushed tensors (never waits on `work`)
+  HostBudget* host_budget = nullptr;  // --host-memory-limit for pushed bytes; null: no limit
   Executor* loaders;  // one task per path load
   DeviceBackend* backend;
   DeviceAccounting* accounting;

@@ -15,12 +15,14 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 
 }  // namespace
 
-PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, SourceHooks hooks,
+PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
+                                     SourceHooks hooks,
                                      safetensors::ParseLimits limits, v1::PushSummary* summary,
                                      std::string named_model, std::string named_file)
     : registry_(registry),
       executor_(executor),
       placement_(placement),
+      budget_(budget),
       hooks_(std::move(hooks)),
       limits_(limits),
       summary_(summary),
@@ -37,6 +39,9 @@ PushShardsReactor::~PushShardsReactor() {
 
 bool PushShardsReactor::TakeReadSlot() {
   if (reading_ || ended_ || finished_ || held_ >= kMaxHeldChunks) return false;
+  // Reading ahead waits while host memory is short; a stream holding no message
+  // may always read one (services/load/host_budget.h).
+  if (held_ > 0 && budget_ != nullptr && !budget_->MayReadAhead()) return false;
   reading_ = true;
   return true;
 }
@@ -50,6 +55,7 @@ void PushShardsReactor::OnReadDone(bool ok) {
     reading_ = false;
     if (finished_) return;  // a read that Finish cut short, or a message nobody will process
     if (ok) {
+      if (budget_ != nullptr) budget_->ChargeMessage(incoming_.data().size());
       queue_.push_back(std::move(incoming_));
       if (!spare_.empty()) {
         incoming_ = std::move(spare_.back());  // its bytes field keeps its capacity
@@ -67,6 +73,24 @@ void PushShardsReactor::OnReadDone(bool ok) {
 
 void PushShardsReactor::Drain() {
   for (;;) {
+    if (feeding_) {
+      absl::StatusOr<bool> fed = FeedPending();
+      if (!fed.ok()) {
+        Fail(fed.status());
+        return;
+      }
+      if (!*fed) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!admitted_early_) {
+          paused_ = true;  // OnAdmitted runs the drain again
+          return;
+        }
+        admitted_early_ = false;
+        continue;
+      }
+      DoneFeeding();
+      continue;
+    }
     v1::ShardChunk chunk;
     bool end = false;
     {
@@ -86,13 +110,7 @@ void PushShardsReactor::Drain() {
       status.ok() ? Succeed() : Fail(status);
       return;
     }
-    absl::StatusOr<bool> next = Consume(chunk);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      spare_.push_back(std::move(chunk));
-      --held_;
-      if (next.ok() && TakeReadSlot()) StartRead(&incoming_);
-    }
+    absl::StatusOr<bool> next = Consume(std::move(chunk));
     if (!next.ok()) {
       Fail(next.status());
       return;
@@ -104,6 +122,29 @@ void PushShardsReactor::Drain() {
   }
 }
 
+void PushShardsReactor::OnAdmitted() {
+  bool post = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (paused_) {
+      paused_ = false;
+      post = true;
+    } else {
+      admitted_early_ = true;  // the drain has not paused yet: it goes on by itself
+    }
+  }
+  if (post) executor_.Post([this] { Drain(); });
+}
+
+void PushShardsReactor::Recycle(v1::ShardChunk chunk) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // While host memory is short the stream reads one message at a time: one
+  // spare buffer is enough, the others go back to the allocator.
+  if (spare_.empty() || budget_ == nullptr || budget_->MayReadAhead()) spare_.push_back(std::move(chunk));
+  --held_;
+  if (TakeReadSlot()) StartRead(&incoming_);
+}
+
 // The last touch of `this` in its drain task: the plan may exist at once, and
 // OnResume then runs the drain on another thread.
 void PushShardsReactor::AwaitPlan() {
@@ -112,22 +153,61 @@ void PushShardsReactor::AwaitPlan() {
   });
 }
 
-absl::StatusOr<bool> PushShardsReactor::Consume(v1::ShardChunk& chunk) {
-  const std::string& data = chunk.data();
+absl::StatusOr<bool> PushShardsReactor::Consume(v1::ShardChunk chunk) {
+  const uint64_t size = chunk.data().size();
+  charged_ += size;  // charged on arrival; given back once fed (or by Fail)
   WEIGHTD_RETURN_IF_ERROR(CheckShardChunk(chunk, parser_ == nullptr, file_));
   if (parser_ == nullptr) WEIGHTD_RETURN_IF_ERROR(Open(chunk.open()));
-  if (hooks_.received) hooks_.received(data.size());
-  summary_->set_bytes_received(summary_->bytes_received() + data.size());
-  if (sha_ != nullptr) EVP_DigestUpdate(sha_, data.data(), data.size());
+  if (hooks_.received) hooks_.received(size);
+  summary_->set_bytes_received(summary_->bytes_received() + size);
+  if (sha_ != nullptr) EVP_DigestUpdate(sha_, chunk.data().data(), size);
 
   if (!parser_->header_complete()) {
-    WEIGHTD_ASSIGN_OR_RETURN(size_t used, parser_->FeedHeader(data));
-    if (!parser_->header_complete()) return true;
-    leftover_.assign(data, used);
-    return false;
+    WEIGHTD_ASSIGN_OR_RETURN(size_t used, parser_->FeedHeader(chunk.data()));
+    if (parser_->header_complete()) leftover_.assign(chunk.data(), used);
+    Recycle(std::move(chunk));
+    if (!parser_->header_complete()) {
+      GiveBackCharge();
+      return true;
+    }
+    return false;  // the leftover keeps the message's charge until it is fed
   }
-  WEIGHTD_RETURN_IF_ERROR(FeedData(data));
+  current_ = std::move(chunk);
+  current_held_ = true;
+  pending_ = current_.data();
+  feeding_ = true;
   return true;
+}
+
+absl::StatusOr<bool> PushShardsReactor::FeedPending() {
+  if (job_->failed()) return job_->status();
+  uint64_t n = pending_.size();
+  if (budget_ != nullptr && n > 0) {
+    WEIGHTD_ASSIGN_OR_RETURN(n, writer_->AdmitGathers(parser_->data_position(), n, [this] { OnAdmitted(); }));
+  }
+  if (n > 0) {
+    WEIGHTD_RETURN_IF_ERROR(parser_->FeedData(pending_.substr(0, n), *writer_));
+    pending_.remove_prefix(n);
+    registry_.MaybeReportProgress(job_->model_id());
+  }
+  return pending_.empty();
+}
+
+void PushShardsReactor::DoneFeeding() {
+  feeding_ = false;
+  pending_ = {};
+  GiveBackCharge();
+  if (current_held_) {
+    current_held_ = false;
+    Recycle(std::move(current_));
+  } else {
+    std::string().swap(leftover_);
+  }
+}
+
+void PushShardsReactor::GiveBackCharge() {
+  if (budget_ != nullptr && charged_ > 0) budget_->ReleaseMessage(charged_);
+  charged_ = 0;
 }
 
 absl::Status PushShardsReactor::Open(const v1::ShardOpen& open) {
@@ -162,20 +242,10 @@ void PushShardsReactor::OnResume(absl::Status status) {
   if (placement_ != nullptr) {
     writer_->PlaceOffThread([placement = placement_](std::function<void()> task) { placement->Post(std::move(task)); });
   }
-  absl::Status fed = FeedData(leftover_);
-  std::string().swap(leftover_);
-  if (!fed.ok()) {
-    Fail(fed);
-    return;
-  }
+  writer_->UseHostBudget(budget_);
+  pending_ = leftover_;  // the data bytes that came with the end of the header
+  feeding_ = true;
   Drain();
-}
-
-absl::Status PushShardsReactor::FeedData(std::string_view bytes) {
-  if (job_->failed()) return job_->status();
-  WEIGHTD_RETURN_IF_ERROR(parser_->FeedData(bytes, *writer_));
-  registry_.MaybeReportProgress(job_->model_id());
-  return absl::OkStatus();
 }
 
 absl::Status PushShardsReactor::EndOfStream() {
@@ -232,6 +302,10 @@ void PushShardsReactor::Fail(const absl::Status& status) {
     dropped.swap(queue_);
     spare.swap(spare_);
   }
+  if (budget_ != nullptr) {
+    for (const v1::ShardChunk& chunk : dropped) budget_->ReleaseMessage(chunk.data().size());
+  }
+  GiveBackCharge();
   if (job_ != nullptr) {
     if (writer_ != nullptr) {
       writer_->Settle().IgnoreError();  // a placement in flight uses the writer

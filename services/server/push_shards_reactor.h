@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "services/executor.h"
+#include "services/load/host_budget.h"
 #include "services/registry/registry.h"
 #include "services/safetensors/parser.h"
 #include "services/sources/source_hooks.h"
@@ -42,7 +43,9 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   // `named_model` and `named_file`: the stream's metadata (push_framing.h), may be empty.
   // `placement` (may be null: inline) places gathered tensors while the drain
   // gathers the next (ShardWriter::PlaceOffThread); it must not be `executor`.
-  PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, SourceHooks hooks,
+  // `budget` (may be null: no limit) is --host-memory-limit's (services/load/host_budget.h).
+  PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
+                    SourceHooks hooks,
                     safetensors::ParseLimits limits, v1::PushSummary* summary,
                     std::string named_model = "", std::string named_file = "");
   ~PushShardsReactor() override;
@@ -56,10 +59,19 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   void Drain();
   // Processes one message. Returns true to go on, false once the header is
   // complete: the drain then awaits the plan.
-  absl::StatusOr<bool> Consume(v1::ShardChunk& chunk);
+  absl::StatusOr<bool> Consume(v1::ShardChunk chunk);
+  // Feeds the pending data bytes as far as host memory admits their gathered
+  // tensors: true once all are fed, false when the drain must wait (OnAdmitted).
+  absl::StatusOr<bool> FeedPending();
+  void DoneFeeding();
+  // A gathered tensor this stream waited for is admitted: the drain goes on.
+  void OnAdmitted();
+  // A processed message's buffer goes back for the next read.
+  void Recycle(v1::ShardChunk chunk);
+  // Releases the host memory charged for the message being fed.
+  void GiveBackCharge();
   void AwaitPlan();
   absl::Status Open(const v1::ShardOpen& open);
-  absl::Status FeedData(std::string_view bytes);
   absl::Status EndOfStream();
   absl::Status EndedBeforeOpen();
   void OnResume(absl::Status status);
@@ -71,6 +83,7 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   Registry& registry_;
   Executor& executor_;
   Executor* placement_;
+  HostBudget* budget_;
   SourceHooks hooks_;
   const safetensors::ParseLimits limits_;
   v1::PushSummary* summary_;
@@ -88,6 +101,8 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   bool ended_ = false;                   // OnReadDone(false) seen: no more messages
   bool draining_ = false;                // a drain task is posted, running or awaiting the plan
   bool finished_ = false;                // Finish is called or about to be
+  bool paused_ = false;                  // the drain waits for host memory (OnAdmitted resumes it)
+  bool admitted_early_ = false;          // OnAdmitted came before the drain paused
 
   // Owned by the drain task.
   std::string file_;
@@ -97,6 +112,11 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   std::unique_ptr<safetensors::ShardParser> parser_;
   ShardWriter* writer_ = nullptr;  // owned by the job; valid until OnShardDone
   std::string leftover_;           // data bytes that arrived with the end of the header
+  v1::ShardChunk current_;         // the message being fed, when current_held_
+  bool current_held_ = false;
+  bool feeding_ = false;           // pending_ (from current_ or leftover_) is being fed
+  std::string_view pending_;       // its bytes not fed yet
+  uint64_t charged_ = 0;           // host memory charged for them (their whole message)
 };
 
 }  // namespace weightd
