@@ -27,6 +27,8 @@
 #include "client/cpp/channel.h"
 #include "client/cpp/client.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/impl/codegen/client_unary_call.h"
 #include "weightd/v1/loader.grpc.pb.h"
 
 ABSL_FLAG(std::string, address, "unix:/run/weightd/weightd.sock", "daemon gRPC address, e.g. --address=unix:/tmp/w.sock");
@@ -45,29 +47,46 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The data field of a ShardChunk (field 2, length-delimited): its tag and length.
+grpc::Slice DataFieldPrefix(size_t length) {
+  uint8_t prefix[11] = {0x12};
+  size_t n = 1;
+  for (uint64_t v = length; ; v >>= 7) {
+    prefix[n++] = static_cast<uint8_t>((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+    if (v < 0x80) break;
+  }
+  return grpc::Slice(prefix, n);
+}
+
+// Messages go out as raw byte buffers: the generator writes each message's data
+// straight into the slice gRPC sends (no copy into a protobuf string and out of it
+// again), as the wire format of ShardChunk{data} the daemon parses.
 absl::Status PushShard(const std::string& address, const std::string& model, const GenOptions& options,
                        const CheckpointPlan& plan, int shard) {
   ShardByteSource source(options, plan, shard);
-  auto stub = v1::Loader::NewStub(client::MakeChannel(address, /*own_connection=*/true));
+  std::shared_ptr<grpc::Channel> channel = client::MakeChannel(address, /*own_connection=*/true);
   grpc::ClientContext context;
-  v1::PushSummary summary;
   context.AddMetadata("weightd-model-id", model);  // services/server/push_framing.h
   context.AddMetadata("weightd-shard-file", plan.files[shard]);
-  std::unique_ptr<grpc::ClientWriter<v1::ShardChunk>> writer = stub->PushShards(&context, &summary);
-  v1::ShardChunk chunk;
-  chunk.mutable_open()->set_model_id(model);
-  chunk.mutable_open()->set_shard_file(plan.files[shard]);
-  chunk.mutable_open()->set_size(source.size());
-  bool writing = writer->Write(chunk);
-  chunk.clear_open();
-  std::string* data = chunk.mutable_data();
+  const grpc::internal::RpcMethod method("/weightd.v1.Loader/PushShards", grpc::internal::RpcMethod::CLIENT_STREAMING,
+                                         channel);
+  grpc::ByteBuffer summary;
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel.get(), method, &context, &summary));
+  v1::ShardChunk open;
+  open.mutable_open()->set_model_id(model);
+  open.mutable_open()->set_shard_file(plan.files[shard]);
+  open.mutable_open()->set_size(source.size());
+  const std::string first = open.SerializeAsString();
+  grpc::Slice first_slice(first.data(), first.size());
+  bool writing = writer->Write(grpc::ByteBuffer(&first_slice, 1));
   const size_t chunk_bytes = size_t{absl::GetFlag(FLAGS_chunk_mib)} << 20;
   while (writing) {
-    data->resize(chunk_bytes);
-    const size_t n = source.Read({reinterpret_cast<uint8_t*>(data->data()), data->size()});
+    grpc::Slice data(chunk_bytes);
+    const size_t n = source.Read({const_cast<uint8_t*>(data.begin()), data.size()});
     if (n == 0) break;
-    data->resize(n);
-    writing = writer->Write(chunk);
+    const grpc::Slice slices[2] = {DataFieldPrefix(n), data.sub(0, n)};
+    writing = writer->Write(grpc::ByteBuffer(slices, 2));
   }
   writer->WritesDone();
   return client::FromGrpc(writer->Finish());
