@@ -26,9 +26,7 @@
 #include "bench/gen/shard_bytes.h"
 #include "client/cpp/channel.h"
 #include "client/cpp/client.h"
-#include "grpcpp/client_context.h"
-#include "grpcpp/grpcpp.h"
-#include "grpcpp/impl/codegen/client_unary_call.h"
+#include "client/cpp/shard_stream.h"
 #include "weightd/v1/loader.grpc.pb.h"
 
 ABSL_FLAG(std::string, address, "unix:/run/weightd/weightd.sock", "daemon gRPC address, e.g. --address=unix:/tmp/w.sock");
@@ -47,49 +45,17 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// The data field of a ShardChunk (field 2, length-delimited): its tag and length.
-grpc::Slice DataFieldPrefix(size_t length) {
-  uint8_t prefix[11] = {0x12};
-  size_t n = 1;
-  for (uint64_t v = length; ; v >>= 7) {
-    prefix[n++] = static_cast<uint8_t>((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
-    if (v < 0x80) break;
-  }
-  return grpc::Slice(prefix, n);
-}
-
-// Messages go out as raw byte buffers: the generator writes each message's data
-// straight into the slice gRPC sends (no copy into a protobuf string and out of it
-// again), as the wire format of ShardChunk{data} the daemon parses.
+// Raw messages (client/cpp/shard_stream.h): the generator writes each message's
+// data straight into the buffer gRPC sends.
 absl::Status PushShard(const std::string& address, const std::string& model, const GenOptions& options,
                        const CheckpointPlan& plan, int shard) {
   ShardByteSource source(options, plan, shard);
-  std::shared_ptr<grpc::Channel> channel = client::MakeChannel(address, /*own_connection=*/true);
-  grpc::ClientContext context;
-  context.AddMetadata("weightd-model-id", model);  // services/server/push_framing.h
-  context.AddMetadata("weightd-shard-file", plan.files[shard]);
-  const grpc::internal::RpcMethod method("/weightd.v1.Loader/PushShards", grpc::internal::RpcMethod::CLIENT_STREAMING,
-                                         channel);
-  grpc::ByteBuffer summary;
-  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
-      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel.get(), method, &context, &summary));
-  v1::ShardChunk open;
-  open.mutable_open()->set_model_id(model);
-  open.mutable_open()->set_shard_file(plan.files[shard]);
-  open.mutable_open()->set_size(source.size());
-  const std::string first = open.SerializeAsString();
-  grpc::Slice first_slice(first.data(), first.size());
-  bool writing = writer->Write(grpc::ByteBuffer(&first_slice, 1));
+  client::ShardStream stream(client::MakeChannel(address, /*own_connection=*/true), model, plan.files[shard],
+                             source.size());
   const size_t chunk_bytes = size_t{absl::GetFlag(FLAGS_chunk_mib)} << 20;
-  while (writing) {
-    grpc::Slice data(chunk_bytes);
-    const size_t n = source.Read({const_cast<uint8_t*>(data.begin()), data.size()});
-    if (n == 0) break;
-    const grpc::Slice slices[2] = {DataFieldPrefix(n), data.sub(0, n)};
-    writing = writer->Write(grpc::ByteBuffer(slices, 2));
+  while (stream.Send(chunk_bytes, [&](uint8_t* buffer, size_t capacity) { return source.Read({buffer, capacity}); })) {
   }
-  writer->WritesDone();
-  return client::FromGrpc(writer->Finish());
+  return stream.Finish().status();
 }
 
 // Runs fn(shard) for every shard, one thread each; the first failure wins.
