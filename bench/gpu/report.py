@@ -54,6 +54,9 @@ def markdown(results):
     lines = ["## Results (%s mode, %s backend, %.0f s)" % (results.get("mode"), results.get("backend"),
                                                           results.get("seconds", 0)), ""]
     lines += _load_table("8B-shaped from local disk, warm page cache", runs, "local", "weightd_local")
+    if "weightd_local_cold" in runs:
+        lines += _load_table("8B-shaped from local disk, cold page cache (files evicted before each run; "
+                             "(a) not run)", runs, "local_cold", "weightd_local_cold")
     cap = results.get("big_cap_gib")
     lines += _load_table("70B-shaped pushed from memory (baselines capped at %s GiB)" % cap, runs, "big",
                          "weightd_big")

@@ -151,7 +151,54 @@ class Suite:
         self.stop_daemon()
         for mode in ("a", "b"):
             self.baseline("baseline_%s_local" % mode, mode, ["--checkpoint", path])
+        # Cold page cache: the files' pages are dropped before each run
+        # (posix_fadvise DONTNEED, no privileges needed); weightd and (b).
+        if self.evict(path):
+            self.timed_load("weightd_local_cold",
+                            lambda: {"stdout": self.ctl("load", "local", "--path=local").strip()})
+            self.stop_daemon()
+            self.evict(path)
+            self.baseline("baseline_b_local_cold", "b", ["--checkpoint", path])
         shutil.rmtree(path)
+
+    def evict(self, path):
+        """Drops the page cache of every file under `path`; False where the kernel keeps them."""
+        cached = 0
+        for f in sorted(os.listdir(path)):
+            fd = os.open(os.path.join(path, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                cached += self.resident_pages(fd)
+            finally:
+                os.close(fd)
+        self.log("evict", path, "pages still cached:", cached)
+        return cached == 0
+
+    @staticmethod
+    def resident_pages(fd):
+        """Pages of the file still in the page cache (mincore over a mapping)."""
+        import ctypes
+        import mmap
+        size = os.fstat(fd).st_size
+        if size == 0:
+            return 0
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            return 0
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = ctypes.create_string_buffer(pages)
+        try:
+            if libc.mincore(addr, size, vec) != 0:
+                return 0
+            return sum(b & 1 for b in vec.raw)
+        finally:
+            libc.munmap(addr, size)
 
     def pushes(self):
         preset, layers = self.mode["local"]
