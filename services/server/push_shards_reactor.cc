@@ -5,6 +5,7 @@
 #include "base/status_macros.h"
 #include "services/server/grpc_status.h"
 #include "services/server/push_framing.h"
+#include "services/server/reactor_order.h"
 
 namespace weightd {
 namespace {
@@ -28,6 +29,7 @@ PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Exe
       named_file_(std::move(named_file)) {
   std::lock_guard<std::mutex> lock(mu_);
   reading_ = true;
+  reactor_order::Release(this);
   StartRead(&incoming_);
 }
 
@@ -44,6 +46,7 @@ bool PushShardsReactor::TakeReadSlot() {
 // gRPC runs reactions off the thread that starts an operation, so StartRead may
 // be called under `mu_`; doing so orders every StartRead before Finish.
 void PushShardsReactor::OnReadDone(bool ok) {
+  reactor_order::Reaction reaction(this);
   bool post = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -56,7 +59,10 @@ void PushShardsReactor::OnReadDone(bool ok) {
         spare_.pop_back();
       }
       ++held_;
-      if (TakeReadSlot()) StartRead(&incoming_);
+      if (TakeReadSlot()) {
+        reactor_order::Release(this);
+        StartRead(&incoming_);
+      }
     } else {
       ended_ = true;  // the client closed its side or went away: no more bytes come
     }
@@ -91,7 +97,10 @@ void PushShardsReactor::Drain() {
       std::lock_guard<std::mutex> lock(mu_);
       spare_.push_back(std::move(chunk));
       --held_;
-      if (next.ok() && TakeReadSlot()) StartRead(&incoming_);
+      if (next.ok() && TakeReadSlot()) {
+        reactor_order::Release(this);
+        StartRead(&incoming_);
+      }
     }
     if (!next.ok()) {
       Fail(next.status());
@@ -244,6 +253,7 @@ void PushShardsReactor::Fail(const absl::Status& status) {
   // The load's own error explains a stream cut short because of another shard.
   absl::Status reply = (job_ != nullptr && job_->failed()) ? job_->status() : status;
   if (status.code() == absl::StatusCode::kAlreadyExists) reply = status;
+  reactor_order::Release(this);
   Finish(ToGrpcStatus(reply));  // nothing touches `this` after this
 }
 
@@ -256,9 +266,13 @@ void PushShardsReactor::Succeed() {
   job_->OnShardDone(file_, absl::OkStatus());
   writer_ = nullptr;
   registry_.MaybeReportProgress(job_->model_id());
+  reactor_order::Release(this);
   Finish(grpc::Status::OK);
 }
 
-void PushShardsReactor::OnDone() { delete this; }
+void PushShardsReactor::OnDone() {
+  reactor_order::Acquire(this);
+  delete this;
+}
 
 }  // namespace weightd
