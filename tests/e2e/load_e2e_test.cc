@@ -7,6 +7,7 @@
 #include "client/cpp/lease.h"
 #include "tests/e2e/checkpoint_files.h"
 #include "tests/e2e/daemon_process.h"
+#include "tests/e2e/sanitizers.h"
 
 namespace weightd::testing {
 namespace {
@@ -55,18 +56,6 @@ TEST_F(LoadE2ETest, PathAndPushGiveIdenticalExportsEqualToTheReference) {
   EXPECT_EQ(daemon_.Metric("weightd_loads_total{result=\"ok\"}"), 2);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-
 // Peak resident bytes of a process (VmHWM), 0 if unknown.
 double PeakResidentBytes(pid_t pid) {
   std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
@@ -90,9 +79,8 @@ TEST_F(LoadE2ETest, AManyChunkPushHoldsFewChunksAndEqualsThePathLoad) {
   std::printf("many-chunk push: source %.0f, resident %.0f, peak growth %.0f bytes\n", source, resident, growth);
   // The model, the held messages (3 x 4 MiB) and gRPC's buffers; unbounded
   // read-ahead could buffer up to the whole 67 MiB shard on top of the model.
-  // AddressSanitizer's quarantine keeps freed memory resident, so the bound holds
-  // only in a build without it (the daemon is built the same way as this test).
-  if (!kAddressSanitizer) {
+  // The bound holds only without a sanitizer that keeps memory resident (sanitizers.h).
+  if (!kAddressSanitizer && !kThreadSanitizer) {
     EXPECT_LT(growth, resident + (40 << 20)) << "peak grew " << growth << " for " << resident << " resident";
   }
 
