@@ -18,6 +18,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
 namespace weightd::testing {
@@ -187,7 +188,8 @@ void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
 
 int DaemonProcess::Stop() {
   int status = -1;
-  if (pid_ >= 0) {
+  const bool running = pid_ >= 0;
+  if (running) {
     ::kill(pid_, SIGTERM);
     status = WaitStatus(pid_);
     pid_ = -1;
@@ -196,6 +198,15 @@ int DaemonProcess::Stop() {
   if (stderr_fd_ >= 0) {
     ::close(stderr_fd_);
     stderr_fd_ = -1;
+  }
+  // A sanitizer report in the daemon fails the test that ran it, even where the
+  // test never looks at the exit status (most let the destructor stop the daemon).
+  if (running) {
+    const std::string text = log();
+    for (const char* report : {"WARNING: ThreadSanitizer:", "ERROR: AddressSanitizer:", "ERROR: LeakSanitizer:",
+                               "runtime error:"}) {
+      if (text.find(report) != std::string::npos) ADD_FAILURE() << "weightd reported \"" << report << "\":\n" << text;
+    }
   }
   return status;
 }
