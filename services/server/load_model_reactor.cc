@@ -1,6 +1,7 @@
 #include "services/server/load_model_reactor.h"
 
 #include "services/server/grpc_status.h"
+#include "services/server/reactor_order.h"
 
 namespace weightd {
 
@@ -38,14 +39,19 @@ void LoadModelReactor::Act(Action action) {
     case Action::kNone:
       return;
     case Action::kWrite:
+      reactor_order::Release(this);
       StartWrite(&in_flight_);
       return;
     case Action::kWriteAndFinish:
+      reactor_order::Release(this);
       StartWriteAndFinish(&in_flight_, grpc::WriteOptions(), grpc::Status::OK);
       return;
-    case Action::kFinish:
-      Finish(finish_status_);
+    case Action::kFinish: {
+      grpc::Status status = finish_status_;  // copied before the release: OnDone frees the member
+      reactor_order::Release(this);
+      Finish(std::move(status));
       return;
+    }
   }
 }
 
@@ -109,6 +115,7 @@ LoadModelReactor::Action LoadModelReactor::FinishLocked(const grpc::Status& stat
 }
 
 void LoadModelReactor::OnWriteDone(bool ok) {
+  reactor_order::Reaction reaction(this);
   Action action = Action::kNone;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -128,6 +135,7 @@ void LoadModelReactor::OnWriteDone(bool ok) {
 }
 
 void LoadModelReactor::OnCancel() {
+  reactor_order::Reaction reaction(this);
   Action action;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -137,6 +145,7 @@ void LoadModelReactor::OnCancel() {
 }
 
 void LoadModelReactor::OnDone() {
+  reactor_order::Acquire(this);
   bridge_->Detach();
   registry_.Unwatch(model_id_, bridge_.get());
   delete this;

@@ -5,6 +5,7 @@
 #include "base/status_macros.h"
 #include "services/server/grpc_status.h"
 #include "services/server/push_framing.h"
+#include "services/server/reactor_order.h"
 
 namespace weightd {
 namespace {
@@ -30,6 +31,7 @@ PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Exe
       named_file_(std::move(named_file)) {
   std::lock_guard<std::mutex> lock(mu_);
   reading_ = true;
+  reactor_order::Release(this);
   StartRead(&incoming_);
 }
 
@@ -49,6 +51,7 @@ bool PushShardsReactor::TakeReadSlot() {
 // gRPC runs reactions off the thread that starts an operation, so StartRead may
 // be called under `mu_`; doing so orders every StartRead before Finish.
 void PushShardsReactor::OnReadDone(bool ok) {
+  reactor_order::Reaction reaction(this);
   bool post = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -62,7 +65,10 @@ void PushShardsReactor::OnReadDone(bool ok) {
         spare_.pop_back();
       }
       ++held_;
-      if (TakeReadSlot()) StartRead(&incoming_);
+      if (TakeReadSlot()) {
+        reactor_order::Release(this);
+        StartRead(&incoming_);
+      }
     } else {
       ended_ = true;  // the client closed its side or went away: no more bytes come
     }
@@ -142,7 +148,10 @@ void PushShardsReactor::Recycle(v1::ShardChunk chunk) {
   // spare buffer is enough, the others go back to the allocator.
   if (spare_.empty() || budget_ == nullptr || budget_->MayReadAhead()) spare_.push_back(std::move(chunk));
   --held_;
-  if (TakeReadSlot()) StartRead(&incoming_);
+  if (TakeReadSlot()) {
+    reactor_order::Release(this);
+    StartRead(&incoming_);
+  }
 }
 
 // The last touch of `this` in its drain task: the plan may exist at once, and
@@ -318,6 +327,7 @@ void PushShardsReactor::Fail(const absl::Status& status) {
   // The load's own error explains a stream cut short because of another shard.
   absl::Status reply = (job_ != nullptr && job_->failed()) ? job_->status() : status;
   if (status.code() == absl::StatusCode::kAlreadyExists) reply = status;
+  reactor_order::Release(this);
   Finish(ToGrpcStatus(reply));  // nothing touches `this` after this
 }
 
@@ -330,9 +340,13 @@ void PushShardsReactor::Succeed() {
   job_->OnShardDone(file_, absl::OkStatus());
   writer_ = nullptr;
   registry_.MaybeReportProgress(job_->model_id());
+  reactor_order::Release(this);
   Finish(grpc::Status::OK);
 }
 
-void PushShardsReactor::OnDone() { delete this; }
+void PushShardsReactor::OnDone() {
+  reactor_order::Acquire(this);
+  delete this;
+}
 
 }  // namespace weightd

@@ -18,7 +18,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/e2e/checkpoint_files.h"
 
 namespace weightd::testing {
 namespace {
@@ -187,7 +189,8 @@ void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
 
 int DaemonProcess::Stop() {
   int status = -1;
-  if (pid_ >= 0) {
+  const bool running = pid_ >= 0;
+  if (running) {
     ::kill(pid_, SIGTERM);
     status = WaitStatus(pid_);
     pid_ = -1;
@@ -196,6 +199,15 @@ int DaemonProcess::Stop() {
   if (stderr_fd_ >= 0) {
     ::close(stderr_fd_);
     stderr_fd_ = -1;
+  }
+  // A sanitizer report in the daemon fails the test that ran it, even where the
+  // test never looks at the exit status (most let the destructor stop the daemon).
+  if (running) {
+    const std::string text = log();
+    for (const char* report : {"WARNING: ThreadSanitizer:", "ERROR: AddressSanitizer:", "ERROR: LeakSanitizer:",
+                               "runtime error:"}) {
+      if (text.find(report) != std::string::npos) ADD_FAILURE() << "weightd reported \"" << report << "\":\n" << text;
+    }
   }
   return status;
 }
@@ -234,6 +246,12 @@ std::string DaemonProcess::Metrics() const {
   ::close(fd);
   size_t body = response.find("\r\n\r\n");
   return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+double DaemonProcess::PeakResidentBytes() const {
+  std::string status = ReadFile("/proc/" + std::to_string(pid_) + "/status");
+  size_t at = status.find("VmHWM:");
+  return at == std::string::npos ? 0 : std::stod(status.substr(at + 6)) * 1024;
 }
 
 int DaemonProcess::OpenFds() const {

@@ -35,7 +35,7 @@ class DaemonProcess {
   // Starts weightd with the given extra flags; waits for its "ready" log line.
   void Start(const std::vector<std::string>& extra_flags = {});
   // SIGTERM and wait; returns the exit status (as from waitpid's WEXITSTATUS, or
-  // 128 + signal).
+  // 128 + signal). A sanitizer report in the daemon's stderr fails the current test.
   int Stop();
 
   // weightd-gen --preset=tiny into model_root()/name, with the extra flags.
@@ -58,6 +58,8 @@ class DaemonProcess {
   pid_t pid() const { return pid_; }
   // Open descriptors of the daemon process (/proc/<pid>/fd).
   int OpenFds() const;
+  // Peak resident bytes of the daemon process (VmHWM), 0 if unknown.
+  double PeakResidentBytes() const;
   // Device 0's weightd_device_memory_used_bytes.
   double UsedBytes() const { return Metric("weightd_device_memory_used_bytes{device=\"0\"}"); }
 

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/checkpoint_files.h"
 #include "tests/e2e/daemon_process.h"
+#include "tests/e2e/sanitizers.h"
 
 namespace weightd::testing {
 namespace {
@@ -24,25 +25,6 @@ constexpr int kShards = 8;
 constexpr int kTensorsPerShard = 2;
 constexpr int kRows = 4096, kCols = 2048;  // 32 MiB of F32: each is gathered, then quantized
 constexpr double kMiB = 1 << 20;
-
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-
-// Peak resident bytes of a process (VmHWM), 0 if unknown.
-double PeakResidentBytes(pid_t pid) {
-  std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
-  size_t at = status.find("VmHWM:");
-  return at == std::string::npos ? 0 : std::stod(status.substr(at + 6)) * 1024;
-}
 
 // kShards files of kTensorsPerShard quantized tensors each, with their index.
 void WriteModel(const std::string& dir) {
@@ -92,11 +74,11 @@ PushMemory Push(const std::vector<std::string>& flags) {
   std::vector<std::string> all = flags;
   all.push_back("--model-root=" + ModelDir());
   daemon.Start(all);
-  const double before = PeakResidentBytes(daemon.pid());
+  const double before = daemon.PeakResidentBytes();
   CommandResult load = daemon.Ctl({"load", "slow", "--push=" + ModelDir() + "/slow"});
   EXPECT_EQ(load.exit_code, 0) << load.err;
   const double resident = daemon.Metric("weightd_device_memory_used_bytes{device=\"0\"}");
-  PushMemory memory{PeakResidentBytes(daemon.pid()) - before - resident,
+  PushMemory memory{daemon.PeakResidentBytes() - before - resident,
                     daemon.Metric("weightd_host_push_buffer_peak_bytes")};
   std::printf("%s: resident %.1f MiB, peak resident growth over it %.1f MiB, push buffers' peak %.1f MiB\n",
               flags[0].c_str(), resident / kMiB, memory.rss_growth / kMiB, memory.buffers_peak / kMiB);
@@ -110,7 +92,7 @@ TEST(HostMemoryE2ETest, ASlowDeviceKeepsPushedBytesUnderTheLimitThroughFlowContr
   // What the daemon holds, exactly: the limit and one 4 MiB message per stream.
   EXPECT_LE(limited.buffers_peak, 64 * kMiB + kShards * 4 * kMiB);
   EXPECT_GT(limited.buffers_peak, 32 * kMiB);  // the limit was what held the streams back
-  if (!kAddressSanitizer) {  // its quarantine keeps freed memory resident
+  if (!kAddressSanitizer && !kThreadSanitizer) {  // their quarantine and shadow memory stay resident
     // Resident memory adds, per stream, gRPC's buffers of the message being received.
     EXPECT_LT(limited.rss_growth, 64 * kMiB + kShards * 24 * kMiB);
     EXPECT_GT(unlimited.rss_growth, limited.rss_growth + 192 * kMiB);

@@ -7,6 +7,7 @@
 #include "client/cpp/lease.h"
 #include "tests/e2e/checkpoint_files.h"
 #include "tests/e2e/daemon_process.h"
+#include "tests/e2e/sanitizers.h"
 
 namespace weightd::testing {
 namespace {
@@ -55,25 +56,6 @@ TEST_F(LoadE2ETest, PathAndPushGiveIdenticalExportsEqualToTheReference) {
   EXPECT_EQ(daemon_.Metric("weightd_loads_total{result=\"ok\"}"), 2);
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-
-// Peak resident bytes of a process (VmHWM), 0 if unknown.
-double PeakResidentBytes(pid_t pid) {
-  std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
-  size_t at = status.find("VmHWM:");
-  return at == std::string::npos ? 0 : std::stod(status.substr(at + 6)) * 1024;
-}
-
 // A shard of many 4 MiB messages: the stream reads ahead of processing, but holds a
 // few messages at most, so the daemon's peak memory grows by about the resident
 // model, not by the shard; the bytes equal a path load's.
@@ -82,17 +64,16 @@ TEST_F(LoadE2ETest, AManyChunkPushHoldsFewChunksAndEqualsThePathLoad) {
   const std::string big = daemon_.model_root() + "/big";
   const double source = static_cast<double>(ReadFile(big + "/model.safetensors").size());
   ASSERT_GT(source, 64 << 20);
-  const double peak_before = PeakResidentBytes(daemon_.pid());
+  const double peak_before = daemon_.PeakResidentBytes();
   ExpectOk(daemon_.Ctl({"load", "big-push", "--push=" + big}));
   const double resident = daemon_.UsedBytes();
-  const double growth = PeakResidentBytes(daemon_.pid()) - peak_before;
+  const double growth = daemon_.PeakResidentBytes() - peak_before;
   EXPECT_EQ(daemon_.Metric("weightd_received_bytes_total{source=\"push\"}"), source);
   std::printf("many-chunk push: source %.0f, resident %.0f, peak growth %.0f bytes\n", source, resident, growth);
   // The model, the held messages (3 x 4 MiB) and gRPC's buffers; unbounded
   // read-ahead could buffer up to the whole 67 MiB shard on top of the model.
-  // AddressSanitizer's quarantine keeps freed memory resident, so the bound holds
-  // only in a build without it (the daemon is built the same way as this test).
-  if (!kAddressSanitizer) {
+  // The bound holds only without a sanitizer that keeps memory resident (sanitizers.h).
+  if (!kAddressSanitizer && !kThreadSanitizer) {
     EXPECT_LT(growth, resident + (40 << 20)) << "peak grew " << growth << " for " << resident << " resident";
   }
 
