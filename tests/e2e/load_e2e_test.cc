@@ -70,11 +70,13 @@ TEST_F(LoadE2ETest, AManyChunkPushHoldsFewChunksAndEqualsThePathLoad) {
   const double growth = daemon_.PeakResidentBytes() - peak_before;
   EXPECT_EQ(daemon_.Metric("weightd_received_bytes_total{source=\"push\"}"), source);
   std::printf("many-chunk push: source %.0f, resident %.0f, peak growth %.0f bytes\n", source, resident, growth);
-  // The model, the held messages (3 x 4 MiB) and gRPC's buffers; unbounded
-  // read-ahead could buffer up to the whole 67 MiB shard on top of the model.
+  // The model, the held messages (3 x 4 MiB), a gathered tensor being placed
+  // while the next is gathered, and gRPC's buffers (37-43 MiB over the model
+  // on a loaded 2-core machine); unbounded read-ahead could buffer up to the
+  // whole 67 MiB shard on top of all that.
   // The bound holds only without a sanitizer that keeps memory resident (sanitizers.h).
   if (!kAddressSanitizer && !kThreadSanitizer) {
-    EXPECT_LT(growth, resident + (40 << 20)) << "peak grew " << growth << " for " << resident << " resident";
+    EXPECT_LT(growth, resident + (48 << 20)) << "peak grew " << growth << " for " << resident << " resident";
   }
 
   ExpectOk(daemon_.Ctl({"load", "big-path", "--path=big"}));
