@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "base/process_cpu.h"
 #include "base/status_macros.h"
 #include "bench/gen/gen_flags.h"
 #include "bench/gen/llama_config.h"
@@ -98,6 +99,7 @@ absl::Status Run() {
   const std::string model = absl::GetFlag(FLAGS_model);
   const std::string address = absl::GetFlag(FLAGS_address);
   const auto start = std::chrono::steady_clock::now();
+  const double cpu_start = ProcessCpuSeconds();
   uint64_t resident = 0;
   if (absl::GetFlag(FLAGS_generate_only)) {
     WEIGHTD_RETURN_IF_ERROR(ForEachShard(plan, [&](int s) {
@@ -132,15 +134,16 @@ absl::Status Run() {
     resident = manifest->resident_bytes();
   }
   const double seconds = SecondsSince(start);
+  const double cpu_seconds = ProcessCpuSeconds() - cpu_start;
   std::printf(
       "{\"tool\":\"weightd-push-gen\",\"model\":\"%s\",\"preset\":\"%s\",\"layers\":%lld,\"streams\":%zu,"
       "\"generate_only\":%s,\"bytes\":%llu,\"tensor_bytes\":%llu,\"seconds\":%.4f,\"gbps\":%.3f,"
-      "\"resident_bytes\":%llu,\"scheme\":\"%s\",\"chunk_mib\":%u}\n",
+      "\"resident_bytes\":%llu,\"scheme\":\"%s\",\"chunk_mib\":%u,\"cpu_seconds\":%.2f}\n",
       model.c_str(), options.config.name.c_str(), static_cast<long long>(options.config.num_layers),
       plan.files.size(), absl::GetFlag(FLAGS_generate_only) ? "true" : "false",
       static_cast<unsigned long long>(bytes), static_cast<unsigned long long>(plan.total_bytes), seconds,
       static_cast<double>(bytes) / seconds / 1e9, static_cast<unsigned long long>(resident),
-      absl::GetFlag(FLAGS_scheme).c_str(), absl::GetFlag(FLAGS_chunk_mib));
+      absl::GetFlag(FLAGS_scheme).c_str(), absl::GetFlag(FLAGS_chunk_mib), cpu_seconds);
   return absl::OkStatus();
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Push throughput beside raw TCP loopback of the same bytes with the same number
 # of streams, per quantization scheme, on one fresh daemon; prints a line per run
-# and the daemon's CPU seconds (the push path's cost, not only its speed):
+# and the CPU seconds of the daemon, the pushing client and the TCP run (the push
+# path's cost, not only its speed):
 #   bench/gpu/push_bench.sh BIN_DIR LIB_DIR OUT_DIR [BACKEND]
 # PRESET (8b), LAYERS (0: the preset's), SCHEMES ("per_tensor none"), STREAMS
 # ("1 4 8") override the defaults. BACKEND: cuda (default) or host.
@@ -32,7 +33,8 @@ import json, os, sys
 scheme, streams, push, tcp, ticks = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
 print(json.dumps({"scheme": scheme, "streams": streams, "bytes": push["bytes"], "push_gbps": push["gbps"],
                   "tcp_gbps": tcp["gbps"], "push_over_tcp": round(push["gbps"] / tcp["gbps"], 3),
-                  "daemon_cpu_seconds": ticks / os.sysconf("SC_CLK_TCK")}))
+                  "daemon_cpu_seconds": ticks / os.sysconf("SC_CLK_TCK"), "client_cpu_seconds": push["cpu_seconds"],
+                  "tcp_cpu_seconds": tcp["cpu_seconds"]}))
 PY
   done
 done

@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/process_cpu.h"
+
 namespace {
 
 constexpr size_t kBufferBytes = 4 << 20;
@@ -88,8 +90,8 @@ int main(int argc, char** argv) {
   }
   for (std::thread& t : threads) t.join();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"tool\":\"weightd-bench-tcp\",\"streams\":%llu,\"bytes\":%llu,\"seconds\":%.4f,\"gbps\":%.3f}\n",
+  std::printf("{\"tool\":\"weightd-bench-tcp\",\"streams\":%llu,\"bytes\":%llu,\"seconds\":%.4f,\"gbps\":%.3f,\"cpu_seconds\":%.2f}\n",
               static_cast<unsigned long long>(streams), static_cast<unsigned long long>(bytes), seconds,
-              static_cast<double>(bytes) / seconds / 1e9);
+              static_cast<double>(bytes) / seconds / 1e9, weightd::ProcessCpuSeconds());
   return 0;
 }

@@ -17,7 +17,10 @@ ShardWriter::ShardWriter(std::string file, const safetensors::ShardHeader& heade
       policy_(policy),
       progress_(progress),
       aborted_(aborted) {
-  for (size_t i = 0; i < tasks_.size(); ++i) streams_.push_back(TensorPlacer::Streams(tasks_[i], header_.tensors[i]));
+  for (size_t i = 0; i < tasks_.size(); ++i) {
+    streams_.push_back(TensorPlacer::Streams(tasks_[i], header_.tensors[i]));
+    whole_amax_.push_back(TensorPlacer::TakesWholeAmax(tasks_[i]));
+  }
 }
 
 std::string ShardWriter::Where(size_t index) const {
@@ -33,25 +36,29 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
   if (streams_[index]) {
     WEIGHTD_RETURN_IF_ERROR(placer_->WriteStreamed(tasks_[index], header_.tensors[index], offset, bytes));
   } else {
-    std::string* buffer;
+    Gathering* gathering;
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto [it, inserted] = staging_.try_emplace(index);
       if (inserted && !spare_.empty()) {
-        it->second = std::move(spare_.back());
+        it->second.bytes = std::move(spare_.back());
         spare_.pop_back();
         if (spare_charge_ > 0) {  // the admitted bytes follow the buffer
           admitted_[index] += spare_charge_;
           spare_charge_ = 0;
         }
       }
-      buffer = &it->second;  // only this tensor's thread touches it until it completes
+      gathering = &it->second;  // only this tensor's thread touches it until it completes
     }
+    std::string& buffer = gathering->bytes;
     if (offset == 0) {
-      buffer->clear();
-      buffer->reserve(header_.tensors[index].size());
+      buffer.clear();
+      buffer.reserve(header_.tensors[index].size());
+      if (whole_amax_[index]) gathering->amax.emplace(header_.tensors[index].dtype);
     }
-    buffer->append(bytes);
+    buffer.append(bytes);
+    // While the bytes just written are still in cache.
+    if (gathering->amax) gathering->amax->Scan(buffer.data(), buffer.size());
   }
   progress_.add_bytes(bytes.size());
   return absl::OkStatus();
@@ -65,11 +72,13 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
     return absl::OkStatus();
   }
   std::string source;
+  std::optional<float> amax;
   {
     std::unique_lock<std::mutex> lock(mu_);
     auto it = staging_.find(index);
     if (it != staging_.end()) {
-      source = std::move(it->second);
+      source = std::move(it->second.bytes);
+      if (it->second.amax && it->second.amax->scanned() == source.size()) amax = it->second.amax->amax();
       staging_.erase(it);
     }
     if (post_) {
@@ -77,10 +86,10 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
       placing_ = true;
     }
   }
-  if (!post_) return PlaceGathered(index, std::move(source));
+  if (!post_) return PlaceGathered(index, std::move(source), amax);
   // The task owns the gathered bytes; the writer outlives it (Settle comes first).
-  post_([this, index, source = std::move(source)]() mutable {
-    absl::Status placed = PlaceGathered(index, std::move(source));
+  post_([this, index, amax, source = std::move(source)]() mutable {
+    absl::Status placed = PlaceGathered(index, std::move(source), amax);
     std::lock_guard<std::mutex> lock(mu_);
     if (place_status_.ok()) place_status_ = placed;
     placing_ = false;
@@ -89,8 +98,8 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
   return absl::OkStatus();
 }
 
-absl::Status ShardWriter::PlaceGathered(size_t index, std::string source) {
-  absl::Status placed = Place(index, source);
+absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::optional<float> amax) {
+  absl::Status placed = Place(index, source, amax);
   if (budget_ == nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     spare_.push_back(std::move(source));
@@ -214,15 +223,15 @@ absl::Status ShardWriter::OnWholeTensor(size_t index, std::string_view bytes) {
   return absl::OkStatus();
 }
 
-absl::Status ShardWriter::Place(size_t index, std::string_view source) {
+absl::Status ShardWriter::Place(size_t index, std::string_view source, std::optional<float> amax) {
   const TensorTask& task = tasks_[index];
-  if (task.kind == TaskKind::kQuantize) return Quantize(index, source);
+  if (task.kind == TaskKind::kQuantize) return Quantize(index, source, amax);
   return placer_->WriteWhole(task, header_.tensors[index], source.data());
 }
 
-absl::Status ShardWriter::Quantize(size_t index, std::string_view source) {
+absl::Status ShardWriter::Quantize(size_t index, std::string_view source, std::optional<float> amax) {
   const safetensors::TensorHeader& t = header_.tensors[index];
-  absl::Status placed = placer_->Quantize(tasks_[index], t, source.data(), policy_);
+  absl::Status placed = placer_->Quantize(tasks_[index], t, source.data(), policy_, amax);
   if (placed.ok() || placed.code() != absl::StatusCode::kInvalidArgument) return placed;
   // Error path only: find the element again to name its byte offset in the file.
   const size_t i = kernels::FindNonFinite(t.dtype, source.data(), static_cast<size_t>(t.num_elements()));

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,7 @@
 #include "services/load/host_budget.h"
 #include "services/load/planner.h"
 #include "services/load/progress.h"
+#include "services/load/slice_amax.h"
 #include "services/load/tensor_placer.h"
 #include "services/safetensors/parser.h"
 
@@ -68,12 +70,18 @@ class ShardWriter : public safetensors::TensorSink {
   ~ShardWriter() override;
 
  private:
-  // A gathered (or whole) tensor onto its ranks.
-  absl::Status Place(size_t index, std::string_view source);
-  absl::Status Quantize(size_t index, std::string_view source);
+  // A tensor being gathered: its bytes so far and, where placing it takes the
+  // whole tensor's amax, the amax of those bytes (taken as they arrive).
+  struct Gathering {
+    std::string bytes;
+    std::optional<RunningAmax> amax;
+  };
+  // A gathered (or whole) tensor onto its ranks; `amax`, if known, the whole tensor's.
+  absl::Status Place(size_t index, std::string_view source, std::optional<float> amax = std::nullopt);
+  absl::Status Quantize(size_t index, std::string_view source, std::optional<float> amax);
   std::string Where(size_t index) const;
   // The placement of a gathered tensor, and its bookkeeping; takes `source`'s buffer back.
-  absl::Status PlaceGathered(size_t index, std::string source);
+  absl::Status PlaceGathered(size_t index, std::string source, std::optional<float> amax);
   // Waits until no placement is in flight; the first placement error.
   absl::Status AwaitPlacement(std::unique_lock<std::mutex>& lock);
 
@@ -85,10 +93,11 @@ class ShardWriter : public safetensors::TensorSink {
   LoadProgress& progress_;
   const std::atomic<bool>& aborted_;
   std::vector<bool> streams_;  // by tensor index: written as bytes arrive
+  std::vector<bool> whole_amax_;  // by tensor index: its amax is taken while it is gathered
   std::mutex mu_;
   // Source bytes of the tensors being quantized, by tensor index; finished
   // buffers are kept for the next tensor, so their pages are touched once.
-  absl::node_hash_map<size_t, std::string> staging_;  // pointer-stable: a thread appends without the lock
+  absl::node_hash_map<size_t, Gathering> staging_;  // pointer-stable: a thread appends without the lock
   std::vector<std::string> spare_;
   // Admits tensor `index` with the kept buffer's charge if it covers `bytes`;
   // otherwise frees that buffer and its charge, and returns false.

@@ -126,4 +126,41 @@ absl::Status SliceAmax(kernels::DType dtype, const char* tensor, const SliceByte
   return first_error;
 }
 
+void RunningAmax::Scan(const char* tensor, uint64_t bytes) {
+  const uint64_t element = kernels::DTypeSize(dtype_);
+  const uint64_t whole = bytes / element * element;
+  if (whole <= scanned_) return;
+  const char* from = tensor + scanned_;
+  const uint64_t n = (whole - scanned_) / element;
+  switch (dtype_) {
+    case kernels::DType::kBF16:
+    case kernels::DType::kF16:
+      max_bits_ = std::max<uint32_t>(max_bits_, MaxMagnitude<uint16_t>(from, n, 0x7FFF));
+      break;
+    case kernels::DType::kF32:
+      max_bits_ = std::max(max_bits_, MaxMagnitude<uint32_t>(from, n, 0x7FFFFFFF));
+      break;
+    default:
+      break;
+  }
+  scanned_ = whole;
+}
+
+std::optional<float> RunningAmax::amax() const {
+  switch (dtype_) {
+    case kernels::DType::kBF16:
+      if (max_bits_ >= 0x7F80) return std::nullopt;
+      return std::bit_cast<float>(max_bits_ << 16);
+    case kernels::DType::kF16:
+      if (max_bits_ >= 0x7C00) return std::nullopt;
+      return kernels::FloatFromHalfBits(static_cast<uint16_t>(max_bits_));
+    case kernels::DType::kF32:
+      if (max_bits_ >= 0x7F800000) return std::nullopt;
+      return std::bit_cast<float>(max_bits_);
+    default:
+      return std::nullopt;
+  }
+}
+
 }  // namespace weightd
+

@@ -3,6 +3,8 @@
 // scope `tensor`. Spread over threads. Pure function; thread-safe.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -17,5 +19,26 @@ namespace weightd {
 // Non-finite values as kernels::AbsMax treats them (INVALID_ARGUMENT under kFail).
 absl::Status SliceAmax(kernels::DType dtype, const char* tensor, const SliceBytes& slice, bool per_segment,
                        kernels::NonFinitePolicy policy, std::vector<float>& amax);
+
+// The amax of a whole tensor taken while it is gathered, piece by piece, from
+// bytes just written (still in cache), so placing it needs no second pass over
+// the tensor. Exact: the same value SliceAmax finds. Not thread-safe.
+class RunningAmax {
+ public:
+  explicit RunningAmax(kernels::DType dtype) : dtype_(dtype) {}
+  // Scans the whole elements of `tensor` (its first `bytes` bytes, gathered so
+  // far) not scanned yet; a trailing partial element waits for the next call.
+  void Scan(const char* tensor, uint64_t bytes);
+  // The amax of the elements scanned, when all of them were finite and the
+  // dtype is BF16, F16 or F32; otherwise none (the caller takes the full path,
+  // which applies the non-finite policy).
+  std::optional<float> amax() const;
+  uint64_t scanned() const { return scanned_; }
+
+ private:
+  kernels::DType dtype_;
+  uint64_t scanned_ = 0;   // bytes, a whole number of elements
+  uint32_t max_bits_ = 0;  // the largest sign-cleared bit pattern
+};
 
 }  // namespace weightd

@@ -91,10 +91,23 @@ absl::Status TensorPlacer::ScalesOf(const TensorTask& task, const safetensors::T
   return absl::OkStatus();
 }
 
+bool TensorPlacer::TakesWholeAmax(const TensorTask& task) {
+  if (task.kind != TaskKind::kQuantize || task.scheme != kernels::Scheme::kPerTensor) return false;
+  for (const RankPart& part : task.parts) {
+    if (part.tiling.num_tiles() != 1) return false;
+  }
+  return task.parts.size() == 1 || task.split.replicated() || task.reduce_amax;
+}
+
 absl::Status TensorPlacer::Quantize(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
-                                    kernels::NonFinitePolicy policy) {
+                                    kernels::NonFinitePolicy policy, std::optional<float> amax) {
   std::vector<std::vector<float>> scales(task.parts.size());
-  if (task.reduce_amax) WEIGHTD_RETURN_IF_ERROR(ScalesOf(task, t, src, policy, scales));
+  const bool whole = amax.has_value() && TakesWholeAmax(task);
+  if (whole) {
+    for (std::vector<float>& rank : scales) rank.assign(1, kernels::ScaleFromAmax(*amax));
+  } else if (task.reduce_amax) {
+    WEIGHTD_RETURN_IF_ERROR(ScalesOf(task, t, src, policy, scales));
+  }
   std::string buffer;
   for (size_t r : WritingRanks(task)) {
     const RankPart& part = task.parts[r];
@@ -105,7 +118,7 @@ absl::Status TensorPlacer::Quantize(const TensorTask& task, const safetensors::T
       GatherSlice(slice, src, buffer.data());
       bytes = buffer.data();
     }
-    if (!task.reduce_amax) {
+    if (!task.reduce_amax && !whole) {
       scales[r].resize(part.tiling.num_tiles());
       WEIGHTD_RETURN_IF_ERROR(
           kernels::TileScalesFast(task.scheme, t.dtype, bytes, part.tiling, policy, scales[r].data()));

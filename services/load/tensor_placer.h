@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string_view>
 #include <vector>
@@ -39,9 +40,14 @@ class TensorPlacer {
                              std::string_view bytes);
   absl::Status WriteWhole(const TensorTask& task, const safetensors::TensorHeader& t, const char* src);
   // `src`: the whole tensor. A NaN or Inf under kFail is INVALID_ARGUMENT (the
-  // caller names the element: its index in the slice would mislead).
+  // caller names the element: its index in the slice would mislead). `amax`:
+  // the whole tensor's, all finite, where the caller took it while gathering;
+  // used where every rank's one scale follows from it (TakesWholeAmax).
   absl::Status Quantize(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
-                        kernels::NonFinitePolicy policy);
+                        kernels::NonFinitePolicy policy, std::optional<float> amax = std::nullopt);
+  // Whether every rank's scale is the whole tensor's amax scaled: per-tensor,
+  // and one rank, a replicated tensor, or scale scope `tensor`.
+  static bool TakesWholeAmax(const TensorTask& task);
   // Every byte of the tensor was handed over; a replicated one is queued for broadcast.
   void Complete(const TensorTask& task);
   // Call after DeviceBackend::Synchronize of every rank's device.

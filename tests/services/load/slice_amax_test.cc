@@ -1,6 +1,7 @@
 // The amax of a rank's slice, against the reference kernels::AbsMax.
 #include "services/load/slice_amax.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 #include <limits>
@@ -62,6 +63,49 @@ TEST(SliceAmax, NonFiniteValuesFailOrAreLeftOutUnderSaturate) {
   EXPECT_EQ(amax, std::vector<float>{*kernels::AbsMax(kernels::DType::kF32, bytes, v.size(),
                                                       kernels::NonFinitePolicy::kSaturate)});
   EXPECT_EQ(amax[0], 19.98f);
+}
+
+// Fed in pieces that cut elements in two, as a stream's messages do.
+TEST(RunningAmax, EqualsTheReferenceWhateverThePieces) {
+  const std::vector<float> f32 = Values(100003);
+  std::vector<uint16_t> bf16(f32.size()), f16(f32.size());
+  for (size_t i = 0; i < f32.size(); ++i) {
+    bf16[i] = static_cast<uint16_t>(std::bit_cast<uint32_t>(f32[i]) >> 16);
+    f16[i] = kernels::HalfBitsFromFloat(f32[i]);
+  }
+  struct Input {
+    kernels::DType dtype;
+    const char* bytes;
+  };
+  for (Input in : {Input{kernels::DType::kF32, reinterpret_cast<const char*>(f32.data())},
+                   Input{kernels::DType::kBF16, reinterpret_cast<const char*>(bf16.data())},
+                   Input{kernels::DType::kF16, reinterpret_cast<const char*>(f16.data())}}) {
+    const uint64_t total = f32.size() * kernels::DTypeSize(in.dtype);
+    RunningAmax running(in.dtype);
+    for (uint64_t at = 0; at < total;) {
+      at = std::min(total, at + 4099);  // odd: most pieces end inside an element
+      running.Scan(in.bytes, at);
+    }
+    EXPECT_EQ(running.scanned(), total);
+    ASSERT_TRUE(running.amax().has_value());
+    EXPECT_EQ(*running.amax(), *kernels::AbsMax(in.dtype, in.bytes, f32.size(), kernels::NonFinitePolicy::kFail));
+  }
+}
+
+TEST(RunningAmax, NoAnswerWhenAValueIsNotFinite) {
+  for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::quiet_NaN()}) {
+    std::vector<float> v = Values(1000);
+    v[999] = bad;
+    RunningAmax running(kernels::DType::kF32);
+    running.Scan(reinterpret_cast<const char*>(v.data()), 998 * 4 + 3);
+    EXPECT_TRUE(running.amax().has_value());  // the bad value is not scanned yet
+    running.Scan(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+    EXPECT_FALSE(running.amax().has_value());
+  }
+  RunningAmax fp8(kernels::DType::kF8E4M3);
+  const char byte = 1;
+  fp8.Scan(&byte, 1);
+  EXPECT_FALSE(fp8.amax().has_value());  // not a dtype it scans
 }
 
 }  // namespace
