@@ -1,10 +1,16 @@
 #include "services/executor.h"
 
+#include <pthread.h>
+
 namespace weightd {
 
-Executor::Executor(int threads) {
+Executor::Executor(int threads, const char* name) {
   if (threads < 1) threads = 1;
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  const std::string thread_name = std::string(name).substr(0, 15);  // the kernel's limit
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this] { Run(); });
+    pthread_setname_np(threads_.back().native_handle(), thread_name.c_str());
+  }
 }
 
 Executor::~Executor() {

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -13,7 +14,9 @@ namespace weightd {
 
 class Executor {
  public:
-  explicit Executor(int threads);
+  // `name` (at most 15 characters) names its threads, as `top -H` and
+  // /proc/PID/task/*/comm show them.
+  Executor(int threads, const char* name);
   ~Executor();  // runs every task already posted, then joins
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;

@@ -179,9 +179,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
 
   int threads = options.work_threads > 0 ? options.work_threads
                                          : static_cast<int>(std::max(2L, ::sysconf(_SC_NPROCESSORS_ONLN)));
-  state->placement = std::make_unique<Executor>(threads);
-  state->work = std::make_unique<Executor>(threads);
-  state->loaders = std::make_unique<Executor>(4);
+  state->placement = std::make_unique<Executor>(threads, "wd-place");
+  state->work = std::make_unique<Executor>(threads, "wd-work");
+  state->loaders = std::make_unique<Executor>(4, "wd-load");
 
   LoaderServiceDeps deps;
   deps.registry = state->registry.get();
