@@ -33,7 +33,22 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
     std::lock_guard<std::mutex> lock(mu_);
     if (!place_status_.ok()) return place_status_;  // an earlier tensor's placement failed
   }
-  if (streams_[index]) {
+  if (streams_[index] && coalesce_) {
+    if (!run_.empty() && (index != run_index_ || offset != run_offset_ + run_.size() ||
+                          run_.size() + bytes.size() > kStreamedRunBytes)) {
+      WEIGHTD_RETURN_IF_ERROR(FlushRun());
+    }
+    if (bytes.size() >= kStreamedRunBytes) {
+      WEIGHTD_RETURN_IF_ERROR(placer_->WriteStreamed(tasks_[index], header_.tensors[index], offset, bytes));
+    } else {
+      if (run_.empty()) {
+        run_index_ = index;
+        run_offset_ = offset;
+        run_.reserve(kStreamedRunBytes);
+      }
+      run_.append(bytes);
+    }
+  } else if (streams_[index]) {
     WEIGHTD_RETURN_IF_ERROR(placer_->WriteStreamed(tasks_[index], header_.tensors[index], offset, bytes));
   } else {
     Gathering* gathering;
@@ -67,6 +82,7 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
 absl::Status ShardWriter::OnTensorComplete(size_t index) {
   if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
   if (streams_[index]) {
+    WEIGHTD_RETURN_IF_ERROR(FlushRun());
     placer_->Complete(tasks_[index]);
     progress_.add_tensor();
     return absl::OkStatus();
@@ -96,6 +112,13 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
     placed_.notify_all();
   });
   return absl::OkStatus();
+}
+
+absl::Status ShardWriter::FlushRun() {
+  if (run_.empty()) return absl::OkStatus();
+  absl::Status written = placer_->WriteStreamed(tasks_[run_index_], header_.tensors[run_index_], run_offset_, run_);
+  run_.clear();  // keeps its capacity for the next run
+  return written;
 }
 
 absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::optional<float> amax) {

@@ -56,6 +56,13 @@ class ShardWriter : public safetensors::TensorSink {
   // Waits for the placement in flight; the first placement error, if any. Call
   // before the stream reports the shard done (the writer goes with it).
   absl::Status Settle();
+  // A stream's writer: a tensor written through arrives in small pieces (gRPC's
+  // HTTP/2 frames, 16 KiB); consecutive pieces are joined into runs of up to
+  // kStreamedRunBytes before they go to the device, so each device write stays
+  // large. A run is written once it is full, the next piece is not its
+  // continuation, or its tensor completes.
+  void CoalesceStreamedWrites() { coalesce_ = true; }
+  static constexpr uint64_t kStreamedRunBytes = uint64_t{4} << 20;
 
   // A stream's writer under --host-memory-limit: gathered tensors are admitted
   // whole before their first byte (services/load/host_budget.h) and released
@@ -102,6 +109,15 @@ class ShardWriter : public safetensors::TensorSink {
   // Admits tensor `index` with the kept buffer's charge if it covers `bytes`;
   // otherwise frees that buffer and its charge, and returns false.
   bool TakeSpareCharge(size_t index, uint64_t bytes);
+
+  // Writes the run of streamed bytes, if any.
+  absl::Status FlushRun();
+
+  // The run of streamed bytes (CoalesceStreamedWrites); owned by the stream's thread.
+  bool coalesce_ = false;
+  std::string run_;
+  size_t run_index_ = 0;
+  uint64_t run_offset_ = 0;
 
   std::function<void(std::function<void()>)> post_;
   HostBudget* budget_ = nullptr;

@@ -62,8 +62,8 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
   return reactor;
 }
 
-grpc::ServerReadReactor<v1::ShardChunk>* LoaderService::PushShards(grpc::CallbackServerContext* context,
-                                                                   v1::PushSummary* summary) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* LoaderService::PushShards(grpc::CallbackServerContext* context,
+                                                                     grpc::ByteBuffer* summary) {
   auto named = [context](const char* key) {
     auto it = context->client_metadata().find(key);
     return it == context->client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());

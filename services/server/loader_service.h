@@ -34,14 +34,16 @@ struct LoaderServiceDeps {
   StallWatchdog* push_watchdog = nullptr;  // watches every push load; may be null
 };
 
-class LoaderService final : public v1::Loader::CallbackService {
+// PushShards is registered raw (ByteBuffer in, ByteBuffer out) so that pushed
+// bytes are read in place (push_message.h); its wire format is ShardChunk's.
+class LoaderService final : public v1::Loader::WithRawCallbackMethod_PushShards<v1::Loader::CallbackService> {
  public:
   explicit LoaderService(LoaderServiceDeps deps) : deps_(std::move(deps)) {}
 
   grpc::ServerWriteReactor<v1::LoadEvent>* LoadModel(grpc::CallbackServerContext* context,
                                                      const v1::LoadModelRequest* request) override;
-  grpc::ServerReadReactor<v1::ShardChunk>* PushShards(grpc::CallbackServerContext* context,
-                                                      v1::PushSummary* summary) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* PushShards(grpc::CallbackServerContext* context,
+                                                        grpc::ByteBuffer* summary) override;
   grpc::ServerUnaryReactor* GetManifest(grpc::CallbackServerContext* context,
                                         const v1::GetManifestRequest* request,
                                         v1::Manifest* response) override;

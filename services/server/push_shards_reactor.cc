@@ -18,7 +18,7 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 
 PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
                                      SourceHooks hooks,
-                                     safetensors::ParseLimits limits, v1::PushSummary* summary,
+                                     safetensors::ParseLimits limits, grpc::ByteBuffer* response,
                                      std::string named_model, std::string named_file)
     : registry_(registry),
       executor_(executor),
@@ -26,7 +26,7 @@ PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Exe
       budget_(budget),
       hooks_(std::move(hooks)),
       limits_(limits),
-      summary_(summary),
+      response_(response),
       named_model_(std::move(named_model)),
       named_file_(std::move(named_file)) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -58,12 +58,9 @@ void PushShardsReactor::OnReadDone(bool ok) {
     reading_ = false;
     if (finished_) return;  // a read that Finish cut short, or a message nobody will process
     if (ok) {
-      if (budget_ != nullptr) budget_->ChargeMessage(incoming_.data().size());
-      queue_.push_back(std::move(incoming_));
-      if (!spare_.empty()) {
-        incoming_ = std::move(spare_.back());  // its bytes field keeps its capacity
-        spare_.pop_back();
-      }
+      if (budget_ != nullptr) budget_->ChargeMessage(incoming_.Length());
+      queue_.emplace_back();
+      queue_.back().Swap(&incoming_);
       ++held_;
       if (TakeReadSlot()) {
         reactor_order::Release(this);
@@ -97,12 +94,12 @@ void PushShardsReactor::Drain() {
       DoneFeeding();
       continue;
     }
-    v1::ShardChunk chunk;
+    grpc::ByteBuffer message;
     bool end = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (!queue_.empty()) {
-        chunk = std::move(queue_.front());
+        message.Swap(&queue_.front());
         queue_.pop_front();
       } else if (ended_) {
         end = true;  // the end of the stream, after every message before it
@@ -116,7 +113,7 @@ void PushShardsReactor::Drain() {
       status.ok() ? Succeed() : Fail(status);
       return;
     }
-    absl::StatusOr<bool> next = Consume(std::move(chunk));
+    absl::StatusOr<bool> next = Consume(std::move(message));
     if (!next.ok()) {
       Fail(next.status());
       return;
@@ -142,11 +139,8 @@ void PushShardsReactor::OnAdmitted() {
   if (post) executor_.Post([this] { Drain(); });
 }
 
-void PushShardsReactor::Recycle(v1::ShardChunk chunk) {
+void PushShardsReactor::Recycle() {
   std::lock_guard<std::mutex> lock(mu_);
-  // While host memory is short the stream reads one message at a time: one
-  // spare buffer is enough, the others go back to the allocator.
-  if (spare_.empty() || budget_ == nullptr || budget_->MayReadAhead()) spare_.push_back(std::move(chunk));
   --held_;
   if (TakeReadSlot()) {
     reactor_order::Release(this);
@@ -162,56 +156,71 @@ void PushShardsReactor::AwaitPlan() {
   });
 }
 
-absl::StatusOr<bool> PushShardsReactor::Consume(v1::ShardChunk chunk) {
-  const uint64_t size = chunk.data().size();
-  charged_ += size;  // charged on arrival; given back once fed (or by Fail)
-  WEIGHTD_RETURN_IF_ERROR(CheckShardChunk(chunk, parser_ == nullptr, file_));
-  if (parser_ == nullptr) WEIGHTD_RETURN_IF_ERROR(Open(chunk.open()));
+absl::StatusOr<bool> PushShardsReactor::Consume(grpc::ByteBuffer buffer) {
+  charged_ += buffer.Length();  // charged on arrival; given back once fed (or by Fail)
+  absl::StatusOr<std::unique_ptr<PushMessage>> decoded = PushMessage::Decode(buffer);
+  buffer.Clear();
+  if (!decoded.ok()) {
+    if (parser_ == nullptr) return decoded.status();
+    return absl::InvalidArgumentError(absl::StrCat("shard '", file_, "': ", decoded.status().message()));
+  }
+  current_ = *std::move(decoded);
+  WEIGHTD_RETURN_IF_ERROR(CheckShardChunk(current_->fields(), parser_ == nullptr, file_));
+  if (parser_ == nullptr) WEIGHTD_RETURN_IF_ERROR(Open(current_->fields().open()));
+  const uint64_t size = current_->data_size();
   if (hooks_.received) hooks_.received(size);
-  summary_->set_bytes_received(summary_->bytes_received() + size);
-  if (sha_ != nullptr) EVP_DigestUpdate(sha_, chunk.data().data(), size);
-
+  summary_.set_bytes_received(summary_.bytes_received() + size);
+  if (sha_ != nullptr) {
+    for (std::string_view piece : current_->data()) EVP_DigestUpdate(sha_, piece.data(), piece.size());
+  }
+  pending_ = current_->data();
+  pending_next_ = 0;
   if (!parser_->header_complete()) {
-    WEIGHTD_ASSIGN_OR_RETURN(size_t used, parser_->FeedHeader(chunk.data()));
-    if (parser_->header_complete()) leftover_.assign(chunk.data(), used);
-    Recycle(std::move(chunk));
+    while (pending_next_ < pending_.size() && !parser_->header_complete()) {
+      std::string_view& piece = pending_[pending_next_];
+      WEIGHTD_ASSIGN_OR_RETURN(size_t used, parser_->FeedHeader(piece));
+      piece.remove_prefix(used);
+      if (piece.empty()) {
+        ++pending_next_;
+      } else if (!parser_->header_complete()) {
+        return absl::InternalError(absl::StrCat("shard '", file_, "': the header parser stopped inside the header"));
+      }  // else the header ended inside this piece: the rest is data
+    }
     if (!parser_->header_complete()) {
-      GiveBackCharge();
+      DoneFeeding();
       return true;
     }
-    return false;  // the leftover keeps the message's charge until it is fed
+    return false;  // the rest of the message keeps its charge until it is fed
   }
-  current_ = std::move(chunk);
-  current_held_ = true;
-  pending_ = current_.data();
   feeding_ = true;
   return true;
 }
 
 absl::StatusOr<bool> PushShardsReactor::FeedPending() {
   if (job_->failed()) return job_->status();
-  uint64_t n = pending_.size();
-  if (budget_ != nullptr && n > 0) {
-    WEIGHTD_ASSIGN_OR_RETURN(n, writer_->AdmitGathers(parser_->data_position(), n, [this] { OnAdmitted(); }));
+  for (; pending_next_ < pending_.size(); ++pending_next_) {
+    std::string_view& piece = pending_[pending_next_];
+    uint64_t n = piece.size();
+    if (budget_ != nullptr && n > 0) {
+      WEIGHTD_ASSIGN_OR_RETURN(n, writer_->AdmitGathers(parser_->data_position(), n, [this] { OnAdmitted(); }));
+    }
+    if (n > 0) {
+      WEIGHTD_RETURN_IF_ERROR(parser_->FeedData(piece.substr(0, n), *writer_));
+      piece.remove_prefix(n);
+    }
+    if (!piece.empty()) return false;  // a gathered tensor waits for host memory
   }
-  if (n > 0) {
-    WEIGHTD_RETURN_IF_ERROR(parser_->FeedData(pending_.substr(0, n), *writer_));
-    pending_.remove_prefix(n);
-    registry_.MaybeReportProgress(job_->model_id());
-  }
-  return pending_.empty();
+  registry_.MaybeReportProgress(job_->model_id());
+  return true;
 }
 
 void PushShardsReactor::DoneFeeding() {
   feeding_ = false;
-  pending_ = {};
+  pending_.clear();
+  pending_next_ = 0;
+  current_.reset();  // gRPC's slices go back
   GiveBackCharge();
-  if (current_held_) {
-    current_held_ = false;
-    Recycle(std::move(current_));
-  } else {
-    std::string().swap(leftover_);
-  }
+  Recycle();
 }
 
 void PushShardsReactor::GiveBackCharge() {
@@ -252,8 +261,8 @@ void PushShardsReactor::OnResume(absl::Status status) {
     writer_->PlaceOffThread([placement = placement_](std::function<void()> task) { placement->Post(std::move(task)); });
   }
   writer_->UseHostBudget(budget_);
-  pending_ = leftover_;  // the data bytes that came with the end of the header
-  feeding_ = true;
+  writer_->CoalesceStreamedWrites();
+  feeding_ = true;  // the rest of the message that ended the header
   Drain();
 }
 
@@ -274,13 +283,13 @@ absl::Status PushShardsReactor::EndOfStream() {
     unsigned int len = 0;
     EVP_DigestFinal_ex(sha_, digest, &len);
     std::string got = Hex(digest, len);
-    summary_->set_sha256(got);
+    summary_.set_sha256(got);
     if (got != expected_sha256_) {
       return absl::DataLossError(absl::StrCat("shard '", file_, "': sha256 mismatch: expected ",
                                               expected_sha256_, ", received ", got));
     }
   }
-  summary_->set_tensors(static_cast<uint32_t>(parser_->header().tensors.size()));
+  summary_.set_tensors(static_cast<uint32_t>(parser_->header().tensors.size()));
   return absl::OkStatus();
 }
 
@@ -302,18 +311,17 @@ absl::Status PushShardsReactor::EndedBeforeOpen() {
 }
 
 void PushShardsReactor::Fail(const absl::Status& status) {
-  std::deque<v1::ShardChunk> dropped;  // freed now, not when gRPC is done with the call
-  std::vector<v1::ShardChunk> spare;
+  std::deque<grpc::ByteBuffer> dropped;  // freed now, not when gRPC is done with the call
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_) return;
     finished_ = true;
     dropped.swap(queue_);
-    spare.swap(spare_);
   }
   if (budget_ != nullptr) {
-    for (const v1::ShardChunk& chunk : dropped) budget_->ReleaseMessage(chunk.data().size());
+    for (const grpc::ByteBuffer& message : dropped) budget_->ReleaseMessage(message.Length());
   }
+  current_.reset();
   GiveBackCharge();
   if (job_ != nullptr) {
     if (writer_ != nullptr) {
@@ -340,6 +348,9 @@ void PushShardsReactor::Succeed() {
   job_->OnShardDone(file_, absl::OkStatus());
   writer_ = nullptr;
   registry_.MaybeReportProgress(job_->model_id());
+  const std::string summary = summary_.SerializeAsString();
+  grpc::Slice slice(summary.data(), summary.size());
+  *response_ = grpc::ByteBuffer(&slice, 1);
   reactor_order::Release(this);
   Finish(grpc::Status::OK);
 }

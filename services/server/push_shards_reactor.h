@@ -1,4 +1,6 @@
-// Receives one shard file of a push load. Reads are pipelined: the next read
+// Receives one shard file of a push load. Messages are taken raw (ByteBuffer)
+// and read in place (push_message.h): a data message's bytes go from gRPC's
+// slices straight to the parser, with no protobuf copy. Reads are pipelined: the next read
 // starts as soon as a message arrives, so receiving overlaps parsing, hashing and
 // writing. Arrived messages wait in a bounded per-stream queue (kMaxHeldChunks,
 // counting the one being processed and the one being read); reads pause while it
@@ -30,12 +32,13 @@
 #include "services/load/host_budget.h"
 #include "services/registry/registry.h"
 #include "services/safetensors/parser.h"
+#include "services/server/push_message.h"
 #include "services/sources/source_hooks.h"
 #include "weightd/v1/loader.pb.h"
 
 namespace weightd {
 
-class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
+class PushShardsReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   // Messages a stream holds at most: queued, being processed and being read.
   static constexpr int kMaxHeldChunks = 3;
@@ -44,9 +47,10 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   // `placement` (may be null: inline) places gathered tensors while the drain
   // gathers the next (ShardWriter::PlaceOffThread); it must not be `executor`.
   // `budget` (may be null: no limit) is --host-memory-limit's (services/load/host_budget.h).
+  // `response` receives the serialized PushSummary.
   PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
                     SourceHooks hooks,
-                    safetensors::ParseLimits limits, v1::PushSummary* summary,
+                    safetensors::ParseLimits limits, grpc::ByteBuffer* response,
                     std::string named_model = "", std::string named_file = "");
   ~PushShardsReactor() override;
 
@@ -59,15 +63,15 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   void Drain();
   // Processes one message. Returns true to go on, false once the header is
   // complete: the drain then awaits the plan.
-  absl::StatusOr<bool> Consume(v1::ShardChunk chunk);
+  absl::StatusOr<bool> Consume(grpc::ByteBuffer buffer);
   // Feeds the pending data bytes as far as host memory admits their gathered
   // tensors: true once all are fed, false when the drain must wait (OnAdmitted).
   absl::StatusOr<bool> FeedPending();
   void DoneFeeding();
   // A gathered tensor this stream waited for is admitted: the drain goes on.
   void OnAdmitted();
-  // A processed message's buffer goes back for the next read.
-  void Recycle(v1::ShardChunk chunk);
+  // A message is processed: the next read may start.
+  void Recycle();
   // Releases the host memory charged for the message being fed.
   void GiveBackCharge();
   void AwaitPlan();
@@ -86,16 +90,14 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   HostBudget* budget_;
   SourceHooks hooks_;
   const safetensors::ParseLimits limits_;
-  v1::PushSummary* summary_;
+  grpc::ByteBuffer* response_;
+  v1::PushSummary summary_;  // owned by the drain task
   const std::string named_model_;
   const std::string named_file_;
 
   std::mutex mu_;
-  v1::ShardChunk incoming_;              // target of the outstanding read
-  std::deque<v1::ShardChunk> queue_;     // arrived, not yet processed
-  // Processed messages, read into again: gRPC parses into a message's existing
-  // buffer, so a stream reuses a few buffers instead of allocating one per message.
-  std::vector<v1::ShardChunk> spare_;
+  grpc::ByteBuffer incoming_;            // target of the outstanding read
+  std::deque<grpc::ByteBuffer> queue_;   // arrived, not yet processed
   int held_ = 0;                         // queued plus the one being processed
   bool reading_ = false;                 // a read is outstanding
   bool ended_ = false;                   // OnReadDone(false) seen: no more messages
@@ -111,12 +113,13 @@ class PushShardsReactor : public grpc::ServerReadReactor<v1::ShardChunk> {
   std::shared_ptr<LoadJob> job_;
   std::unique_ptr<safetensors::ShardParser> parser_;
   ShardWriter* writer_ = nullptr;  // owned by the job; valid until OnShardDone
-  std::string leftover_;           // data bytes that arrived with the end of the header
-  v1::ShardChunk current_;         // the message being fed, when current_held_
-  bool current_held_ = false;
-  bool feeding_ = false;           // pending_ (from current_ or leftover_) is being fed
-  std::string_view pending_;       // its bytes not fed yet
-  uint64_t charged_ = 0;           // host memory charged for them (their whole message)
+  // The message being fed, or the one whose data begins with the end of the
+  // header (held while the drain awaits the plan).
+  std::unique_ptr<PushMessage> current_;
+  bool feeding_ = false;                   // pending_ (pieces of current_) is being fed
+  std::vector<std::string_view> pending_;  // its pieces not fed yet, from pending_next_ on
+  size_t pending_next_ = 0;
+  uint64_t charged_ = 0;                   // host memory charged for them (their whole message)
 };
 
 }  // namespace weightd
