@@ -34,9 +34,10 @@ STREAMS = (1, 4, 8)
 
 
 class Suite:
-    def __init__(self, bin_dir, out, mode):
+    def __init__(self, bin_dir, out, mode, skip_baselines=False):
         self.bin, self.out, self.mode = bin_dir, out, MODES[mode]
         self.mode_name = mode
+        self.skip_baselines = skip_baselines
         self.work = tempfile.mkdtemp(prefix="weightd-suite-")
         self.models = os.path.join(self.work, "models")
         os.makedirs(self.models)
@@ -117,6 +118,8 @@ class Suite:
         return path
 
     def baseline(self, label, mode, source_flag, cap_gib=0):
+        if self.skip_baselines:
+            return
         out = os.path.join(self.work, label + ".json")
         cmd = [sys.executable, os.path.join(HERE, "baselines.py"), "--mode", mode, *source_flag, "--out", out]
         if cap_gib:
@@ -269,10 +272,16 @@ def main():
     parser.add_argument("bin")
     parser.add_argument("out")
     parser.add_argument("--mode", choices=sorted(MODES), default="full")
+    parser.add_argument("--steps", default="local,pushes,big",
+                        help="comma-separated steps to run, e.g. --steps=big (the 70B-shaped push alone)")
+    parser.add_argument("--skip-baselines", action="store_true", help="weightd's runs only")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    suite = Suite(os.path.abspath(args.bin), os.path.abspath(args.out), args.mode)
-    steps = ["local", "pushes", "big"]
+    suite = Suite(os.path.abspath(args.bin), os.path.abspath(args.out), args.mode, args.skip_baselines)
+    steps = [s for s in args.steps.split(",") if s]
+    unknown = [s for s in steps if s not in ("local", "pushes", "big")]
+    if unknown:
+        parser.error("unknown steps: " + ", ".join(unknown))
     if args.mode == "dry-run":
         steps.insert(0, "push_equals_written")
     sys.exit(0 if suite.run(steps) else 1)
