@@ -18,21 +18,32 @@ std::vector<float> Values(size_t n) {
   return v;
 }
 
+struct Input {
+  kernels::DType dtype;
+  const char* bytes;
+};
+
+// The same values as F32, BF16 (truncated) and F16.
+struct Encoded {
+  explicit Encoded(std::vector<float> values) : f32(std::move(values)), bf16(f32.size()), f16(f32.size()) {
+    for (size_t i = 0; i < f32.size(); ++i) {
+      bf16[i] = static_cast<uint16_t>(std::bit_cast<uint32_t>(f32[i]) >> 16);
+      f16[i] = kernels::HalfBitsFromFloat(f32[i]);
+    }
+  }
+  std::vector<Input> inputs() const {
+    return {{kernels::DType::kF32, reinterpret_cast<const char*>(f32.data())},
+            {kernels::DType::kBF16, reinterpret_cast<const char*>(bf16.data())},
+            {kernels::DType::kF16, reinterpret_cast<const char*>(f16.data())}};
+  }
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16, f16;
+};
+
 TEST(SliceAmax, EqualsTheReferenceForEveryDtypeWholeAndPerSegment) {
   const size_t rows = 37, cols = 1000;
-  const std::vector<float> f32 = Values(rows * cols);
-  std::vector<uint16_t> bf16(f32.size()), f16(f32.size());
-  for (size_t i = 0; i < f32.size(); ++i) {
-    bf16[i] = static_cast<uint16_t>(std::bit_cast<uint32_t>(f32[i]) >> 16);
-    f16[i] = kernels::HalfBitsFromFloat(f32[i]);
-  }
-  struct Input {
-    kernels::DType dtype;
-    const char* bytes;
-  };
-  for (Input in : {Input{kernels::DType::kF32, reinterpret_cast<const char*>(f32.data())},
-                   Input{kernels::DType::kBF16, reinterpret_cast<const char*>(bf16.data())},
-                   Input{kernels::DType::kF16, reinterpret_cast<const char*>(f16.data())}}) {
+  const Encoded encoded(Values(rows * cols));
+  for (Input in : encoded.inputs()) {
     const size_t e = kernels::DTypeSize(in.dtype);
     std::vector<float> whole;
     ASSERT_TRUE(SliceAmax(in.dtype, in.bytes, {0, 1, rows * cols * e, 0}, false, kernels::NonFinitePolicy::kFail, whole).ok());
@@ -67,20 +78,10 @@ TEST(SliceAmax, NonFiniteValuesFailOrAreLeftOutUnderSaturate) {
 
 // Fed in pieces that cut elements in two, as a stream's messages do.
 TEST(RunningAmax, EqualsTheReferenceWhateverThePieces) {
-  const std::vector<float> f32 = Values(100003);
-  std::vector<uint16_t> bf16(f32.size()), f16(f32.size());
-  for (size_t i = 0; i < f32.size(); ++i) {
-    bf16[i] = static_cast<uint16_t>(std::bit_cast<uint32_t>(f32[i]) >> 16);
-    f16[i] = kernels::HalfBitsFromFloat(f32[i]);
-  }
-  struct Input {
-    kernels::DType dtype;
-    const char* bytes;
-  };
-  for (Input in : {Input{kernels::DType::kF32, reinterpret_cast<const char*>(f32.data())},
-                   Input{kernels::DType::kBF16, reinterpret_cast<const char*>(bf16.data())},
-                   Input{kernels::DType::kF16, reinterpret_cast<const char*>(f16.data())}}) {
-    const uint64_t total = f32.size() * kernels::DTypeSize(in.dtype);
+  const Encoded encoded(Values(100003));
+  const size_t n = encoded.f32.size();
+  for (Input in : encoded.inputs()) {
+    const uint64_t total = n * kernels::DTypeSize(in.dtype);
     RunningAmax running(in.dtype);
     for (uint64_t at = 0; at < total;) {
       at = std::min(total, at + 4099);  // odd: most pieces end inside an element
@@ -88,7 +89,7 @@ TEST(RunningAmax, EqualsTheReferenceWhateverThePieces) {
     }
     EXPECT_EQ(running.scanned(), total);
     ASSERT_TRUE(running.amax().has_value());
-    EXPECT_EQ(*running.amax(), *kernels::AbsMax(in.dtype, in.bytes, f32.size(), kernels::NonFinitePolicy::kFail));
+    EXPECT_EQ(*running.amax(), *kernels::AbsMax(in.dtype, in.bytes, n, kernels::NonFinitePolicy::kFail));
   }
 }
 
