@@ -39,6 +39,8 @@ struct LoaderServiceDeps {
 class LoaderService final : public v1::Loader::WithRawCallbackMethod_PushShards<v1::Loader::CallbackService> {
  public:
   explicit LoaderService(LoaderServiceDeps deps) : deps_(std::move(deps)) {}
+  // The typed PushShards stays declared (never called: the raw one is registered).
+  using v1::Loader::CallbackService::PushShards;
 
   grpc::ServerWriteReactor<v1::LoadEvent>* LoadModel(grpc::CallbackServerContext* context,
                                                      const v1::LoadModelRequest* request) override;
