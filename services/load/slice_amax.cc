@@ -163,4 +163,3 @@ std::optional<float> RunningAmax::amax() const {
 }
 
 }  // namespace weightd
-
