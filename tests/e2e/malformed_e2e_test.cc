@@ -7,6 +7,8 @@
 #include "client/cpp/channel.h"
 #include "gtest/gtest.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
+#include "grpcpp/support/sync_stream.h"
 #include "tests/e2e/checkpoint_files.h"
 #include "tests/e2e/daemon_process.h"
 #include "tests/e2e/push_stream.h"
@@ -127,6 +129,39 @@ TEST_F(MalformedE2ETest, MalformedOpenIsInvalidArgument) {
   // A malformed stream fails alone: the load still takes a good one.
   EXPECT_TRUE(PushWhole(push, "model.safetensors", file).ok());
   EXPECT_TRUE(push.Finish().ok());
+}
+
+// Bytes that are no ShardChunk (the daemon decodes PushShards messages itself):
+// INVALID_ARGUMENT naming the shard, and the load fails with it.
+TEST_F(MalformedE2ETest, AMessageThatIsNoShardChunkIsInvalidArgument) {
+  PushLoad push(daemon_, "garbled", {"model.safetensors"});
+  const std::string file = Shard(kGoodHeader, kGoodData);
+  auto channel = client::MakeChannel(daemon_.grpc_address(), /*own_connection=*/true);
+  const grpc::internal::RpcMethod method("/weightd.v1.Loader/PushShards",
+                                         grpc::internal::RpcMethod::CLIENT_STREAMING, channel);
+  grpc::ClientContext context;
+  grpc::ByteBuffer reply;
+  std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+      grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel.get(), method, &context, &reply));
+  v1::ShardChunk first;
+  first.mutable_open()->set_model_id("garbled");
+  first.mutable_open()->set_shard_file("model.safetensors");
+  first.mutable_open()->set_size(file.size());
+  first.set_data(file.substr(0, 10));
+  const std::string opening = first.SerializeAsString();
+  // `data` declared 16 bytes long with 5 present: protobuf refuses it.
+  const std::string garbled("\x12\x10short", 7);
+  for (const std::string& bytes : {opening, garbled}) {
+    grpc::Slice slice(bytes.data(), bytes.size());
+    writer->Write(grpc::ByteBuffer(&slice, 1));
+  }
+  writer->WritesDone();
+  const grpc::Status status = writer->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+  EXPECT_NE(status.error_message().find("shard 'model.safetensors'"), std::string::npos) << status.error_message();
+  EXPECT_NE(status.error_message().find("not a valid ShardChunk"), std::string::npos) << status.error_message();
+  EXPECT_EQ(push.Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ExpectServingAndEmpty();
 }
 
 TEST_F(MalformedE2ETest, PushForAnUnknownModelIsNotFound) {
