@@ -38,4 +38,10 @@ absl::StatusOr<v1::ScaleScope> ParseScaleScope(const std::string& scope) {
   return absl::InvalidArgumentError(absl::StrCat("--scale-scope=", scope, ": use tensor or shard"));
 }
 
+absl::StatusOr<v1::Layout> ParseLayout(const std::string& layout) {
+  if (layout == "checkpoint") return v1::LAYOUT_CHECKPOINT;
+  if (layout == "vllm") return v1::LAYOUT_VLLM;
+  return absl::InvalidArgumentError(absl::StrCat("--layout=", layout, ": use checkpoint or vllm"));
+}
+
 }  // namespace weightd::ctl

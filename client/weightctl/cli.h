@@ -28,6 +28,7 @@ struct CliOptions {
   uint32_t tp_size = 1;
   std::string scale_scope = "tensor";
   std::string tp_rules;       // load, verify: a JSON file of sharding rules
+  std::string layout = "checkpoint";
   bool progress = true;
 };
 
@@ -49,6 +50,9 @@ absl::StatusOr<v1::Scheme> ParseScheme(const std::string& scheme);
 absl::StatusOr<v1::NonFinite> ParseNonFinite(const std::string& nonfinite);
 // --scale-scope: tensor or shard; INVALID_ARGUMENT otherwise.
 absl::StatusOr<v1::ScaleScope> ParseScaleScope(const std::string& scope);
+
+// --layout: checkpoint or vllm; INVALID_ARGUMENT otherwise.
+absl::StatusOr<v1::Layout> ParseLayout(const std::string& layout);
 
 // Prints "weightctl: CODE: message" to stderr and returns 1.
 int ReportError(const absl::Status& status);

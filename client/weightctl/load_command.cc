@@ -77,6 +77,9 @@ absl::StatusOr<v1::LoadModelRequest> BuildRequest(const CliOptions& options, con
   if (!scope.ok()) return scope.status();
   quantization->set_scale_scope(*scope);
   request.mutable_placement()->set_tp_size(options.tp_size);
+  auto layout = ParseLayout(options.layout);
+  if (!layout.ok()) return layout.status();
+  request.mutable_placement()->set_layout(*layout);
   if (!options.tp_rules.empty()) {
     auto rules = ReadShardingRules(options.tp_rules);
     if (!rules.ok()) return rules.status();
@@ -113,7 +116,7 @@ int RunLoad(const CliOptions& options, const Args& args) {
   if (args.size() != 1 || options.path.empty() == options.push.empty()) {
     return Usage(
         "weightctl load MODEL --path DIR | --push DIR_OR_FILE [--scheme S] [--ignore ...] [--tp N] "
-        "[--scale-scope tensor|shard] [--tp-rules FILE]");
+        "[--scale-scope tensor|shard] [--tp-rules FILE] [--layout checkpoint|vllm]");
   }
   const std::string& model = args[0];
   std::optional<LocalShards> shards;

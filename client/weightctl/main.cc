@@ -45,6 +45,9 @@ ABSL_FLAG(std::string, scale_scope, "tensor",
 ABSL_FLAG(std::string, tp_rules, "",
           "load, verify: a JSON file of sharding rules, e.g. [{\"pattern\": \".*\\\\.o_proj\\\\.weight\", "
           "\"split\": \"replicate\"}]");
+ABSL_FLAG(std::string, layout, "checkpoint",
+          "load, verify: how each rank's tensors are laid out: checkpoint (its tensors, as an FP8 checkpoint names "
+          "them) or vllm (vLLM's fused parameters, used in place), e.g. --layout=vllm");
 ABSL_FLAG(bool, progress, true, "load, quantize: show progress on stderr, e.g. --progress=false in scripts");
 
 namespace {
@@ -55,6 +58,7 @@ Commands:
   load MODEL --path DIR | --push DIR  load a checkpoint (progress on stderr), e.g.
                                       weightctl load llama --push ./llama-8b
                                       tensor parallel: --tp 8 [--scale-scope shard] [--tp-rules FILE]
+                                      for vLLM to use in place: --layout vllm
   push MODEL FILE...                  push shard files into a load that waits for them
   manifest MODEL [--rank R] [--json]  tensors, dtypes, shapes and allocations
   list [--json]                       models: state, resident bytes, leases
@@ -96,6 +100,7 @@ int main(int argc, char** argv) {
   options.tp_size = absl::GetFlag(FLAGS_tp);
   options.scale_scope = absl::GetFlag(FLAGS_scale_scope);
   options.tp_rules = absl::GetFlag(FLAGS_tp_rules);
+  options.layout = absl::GetFlag(FLAGS_layout);
   options.progress = absl::GetFlag(FLAGS_progress);
 
   using Command = std::function<int(const weightd::ctl::CliOptions&, const weightd::ctl::Args&)>;

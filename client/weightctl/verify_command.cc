@@ -13,6 +13,7 @@
 #include "client/weightctl/mapped_checkpoint.h"
 #include "client/weightctl/rank_reference.h"
 #include "client/weightctl/tp_rules_file.h"
+#include "client/weightctl/vllm_reference.h"
 #include "services/load/output_layout.h"
 
 namespace weightd::ctl {
@@ -61,6 +62,7 @@ absl::StatusOr<Counts> Verify(const CliOptions& options, const MappedCheckpoint&
   if (rank.rank >= rank.tp) {
     return absl::InvalidArgumentError(absl::StrCat("--rank=", rank.rank, " is not below --tp=", rank.tp));
   }
+  WEIGHTD_ASSIGN_OR_RETURN(v1::Layout engine_layout, ParseLayout(options.layout));
   if (rank.tp > 1) {
     WEIGHTD_ASSIGN_OR_RETURN(rank.heads, AttentionHeadsFromConfig(source.config_json()));
   }
@@ -73,7 +75,18 @@ absl::StatusOr<Counts> Verify(const CliOptions& options, const MappedCheckpoint&
   WEIGHTD_ASSIGN_OR_RETURN(ShardingRules rules, ShardingRules::Create(rule_list));
   Counts counts;
   size_t expected_tensors = 0;
+  if (engine_layout == v1::LAYOUT_VLLM) {
+    WEIGHTD_ASSIGN_OR_RETURN(std::vector<ExpectedOutput> outputs, VllmRankReference(layout, rules, rank, source));
+    for (size_t i = 0; i < outputs.size(); ++i) {
+      WEIGHTD_RETURN_IF_ERROR(ExpectTensor(exported, outputs[i].spec, outputs[i].bytes.data()));
+      // A quantized output is followed by its scale, counted with it.
+      if (i > 0 && outputs[i - 1].spec.dtype == kernels::DType::kF8E4M3) continue;
+      ++(outputs[i].spec.dtype == kernels::DType::kF8E4M3 ? counts.quantized : counts.unchanged);
+    }
+    expected_tensors = outputs.size();
+  }
   for (const auto& [name, tensor] : source.tensors()) {
+    if (engine_layout == v1::LAYOUT_VLLM) break;
     WEIGHTD_ASSIGN_OR_RETURN(std::vector<ExpectedOutput> outputs,
                              RankReference(layout, rules, rank, tensor.header, tensor.bytes));
     for (const ExpectedOutput& output : outputs) {
@@ -95,7 +108,7 @@ int RunVerify(const CliOptions& options, const Args& args) {
   if (args.size() != 2) {
     return Usage(
         "weightctl verify CHECKPOINT EXPORT [--scheme S] [--ignore ...] [--nonfinite fail|saturate] "
-        "[--tp N --rank R [--scale-scope tensor|shard] [--tp-rules FILE]] [--json]");
+        "[--tp N --rank R [--scale-scope tensor|shard] [--tp-rules FILE]] [--layout checkpoint|vllm] [--json]");
   }
   auto source = MappedCheckpoint::Open(args[0]);
   if (!source.ok()) return ReportError(source.status());

@@ -127,6 +127,7 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   options.sharding_rules = spec_.placement().sharding_rules();
   options.scale_scope = spec_.quantization().scale_scope() == v1::SCALE_SCOPE_SHARD ? v1::SCALE_SCOPE_SHARD
                                                                                      : v1::SCALE_SCOPE_TENSOR;
+  options.layout = spec_.placement().layout() == v1::LAYOUT_VLLM ? v1::LAYOUT_VLLM : v1::LAYOUT_CHECKPOINT;
   // Heads matter only where ranks split them.
   if (options.devices.size() > 1) {
     WEIGHTD_ASSIGN_OR_RETURN(options.heads, AttentionHeadsFromConfig(config_json_));

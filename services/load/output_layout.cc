@@ -36,9 +36,19 @@ absl::StatusOr<OutputLayout> OutputLayout::Create(v1::Scheme scheme, const std::
 
 TensorOutputs OutputLayout::For(const std::string& name, kernels::DType dtype,
                                 const std::vector<int64_t>& shape) const {
+  return Outputs(name, Quantizes(name, dtype, shape), dtype, shape);
+}
+
+TensorOutputs OutputLayout::Fused(const std::string& name, bool quantized, kernels::DType dtype,
+                                  const std::vector<int64_t>& shape) const {
+  return Outputs(name, quantized && scheme_.has_value() && shape.size() == 2 && Elements(shape) > 0, dtype, shape);
+}
+
+TensorOutputs OutputLayout::Outputs(const std::string& name, bool quantized, kernels::DType dtype,
+                                    const std::vector<int64_t>& shape) const {
   TensorOutputs out;
   const uint64_t elements = Elements(shape);
-  if (!Quantizes(name, dtype, shape)) {
+  if (!quantized) {
     out.data = OutputSpec{name, dtype, shape, elements * kernels::DTypeSize(dtype)};
     return out;
   }

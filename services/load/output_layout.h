@@ -45,6 +45,11 @@ class OutputLayout {
   static absl::StatusOr<OutputLayout> Create(v1::Scheme scheme, const std::vector<std::string>& ignore);
 
   TensorOutputs For(const std::string& name, kernels::DType dtype, const std::vector<int64_t>& shape) const;
+  // The outputs of a tensor that several source tensors fill (layout vllm's
+  // qkv_proj, gate_up_proj), quantized as its parts are: named, shaped and typed
+  // as For names a quantized or a stored tensor.
+  TensorOutputs Fused(const std::string& name, bool quantized, kernels::DType dtype,
+                      const std::vector<int64_t>& shape) const;
 
   // For the ignore lists of quantization_config: the module name ("lm_head" for
   // "lm_head.weight") of a 2-D floating-point `.weight` that this layout stores
@@ -58,6 +63,8 @@ class OutputLayout {
   OutputLayout(std::optional<kernels::Scheme> scheme, TensorSelection selection)
       : scheme_(scheme), selection_(std::move(selection)) {}
   bool Quantizes(const std::string& name, kernels::DType dtype, const std::vector<int64_t>& shape) const;
+  TensorOutputs Outputs(const std::string& name, bool quantized, kernels::DType dtype,
+                        const std::vector<int64_t>& shape) const;
 
   std::optional<kernels::Scheme> scheme_;
   TensorSelection selection_;

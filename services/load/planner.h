@@ -47,6 +47,14 @@ struct RankPart {
   size_t output = 0;
   size_t scale = 0;        // kQuantize only
   kernels::Tiling tiling;  // of the rank's slice; kQuantize only
+  // Layout vllm: where the slice's bytes begin in the output (a fused output's
+  // rows of this part) and its scales in the scale output.
+  uint64_t output_offset = 0;
+  uint64_t scale_offset = 0;
+  // Layout vllm's vocabulary padding: bytes [padding_offset, +padding_bytes) of
+  // the output are written with zeros.
+  uint64_t padding_offset = 0;
+  uint64_t padding_bytes = 0;
 };
 
 // What happens to one source tensor.
@@ -65,6 +73,17 @@ struct TensorTask {
   // (per-tensor of a split tensor, per-channel of a row split): the ranks' tile
   // amax are all-reduced (max) before scaling.
   bool reduce_amax = false;
+  // Layout vllm, per-tensor scheme: the index in LoadPlan::fused_scales of the
+  // one scale this tensor shares with the other parts of its fused output; -1:
+  // none. The scale is that of the largest amax over the parts (each part's
+  // whole tensor under scale scope `tensor`, its rank slice under `shard`).
+  int fused_scale = -1;
+};
+
+// One per-tensor scale shared by the parts of a fused output (layout vllm).
+struct FusedScale {
+  std::string name;  // the fused output's, for messages
+  size_t parts = 0;
 };
 
 struct RankPlan {
@@ -83,6 +102,7 @@ struct LoadPlan {
   uint32_t quantized_tensors = 0;
   // Modules of 2-D weights left unquantized, in plan order, for quantization_config.
   std::vector<std::string> ignored_modules;
+  std::vector<FusedScale> fused_scales;
   // Arena bytes per device index (for admission), sized to cover every device used.
   std::vector<uint64_t> DeviceBytes() const;
 };
@@ -96,12 +116,16 @@ struct PlanOptions {
   google::protobuf::RepeatedPtrField<v1::ShardingRule> sharding_rules;
   v1::ScaleScope scale_scope = v1::SCALE_SCOPE_TENSOR;
   AttentionHeads heads;  // from config.json
+  v1::Layout layout = v1::LAYOUT_CHECKPOINT;
 };
 
 // Output names, dtypes and shapes come from OutputLayout, slices from
 // SplitTensor. INVALID_ARGUMENT for duplicate tensor names across shards, output
 // name clashes, malformed sharding rules, tensors that do not split (the message
-// of SplitTensor), and a checkpoint already in FP8 with tp_size > 1.
+// of SplitTensor), and a checkpoint already in FP8 with tp_size > 1. Layout vllm
+// (services/load/engine_layout.h) adds: a fused output missing a part, or whose
+// parts differ in dtype, trailing dimensions, quantization or split, or (block
+// scheme) whose parts' rows are off the 128-row grid; a quantized vocab tensor.
 absl::StatusOr<LoadPlan> PlanLoad(const std::vector<ShardInput>& shards, const PlanOptions& options);
 
 }  // namespace weightd

@@ -83,7 +83,7 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
   if (aborted_.load(std::memory_order_relaxed)) return absl::AbortedError("load aborted");
   if (streams_[index]) {
     WEIGHTD_RETURN_IF_ERROR(FlushRun());
-    placer_->Complete(tasks_[index]);
+    WEIGHTD_RETURN_IF_ERROR(placer_->Complete(tasks_[index]));
     progress_.add_tensor();
     return absl::OkStatus();
   }
@@ -122,6 +122,23 @@ absl::Status ShardWriter::FlushRun() {
 }
 
 absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::optional<float> amax) {
+  if (tasks_[index].fused_scale >= 0) {
+    uint64_t charge = 0;  // the admitted bytes stay charged while the fused output's other parts are awaited
+    if (budget_ != nullptr) {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = admitted_.find(index);
+      if (it != admitted_.end()) {
+        charge = it->second;
+        admitted_.erase(it);
+      }
+    }
+    HostBudget* budget = budget_;
+    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::move(source), amax, [budget, charge] {
+      if (budget != nullptr && charge > 0) budget->ReleaseGather(charge);
+    }));
+    progress_.add_tensor();
+    return absl::OkStatus();
+  }
   absl::Status placed = Place(index, source, amax);
   if (budget_ == nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -149,7 +166,7 @@ absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::o
     if (release > 0) budget_->ReleaseGather(release);
   }
   WEIGHTD_RETURN_IF_ERROR(placed);
-  placer_->Complete(tasks_[index]);
+  WEIGHTD_RETURN_IF_ERROR(placer_->Complete(tasks_[index]));
   progress_.add_tensor();
   return absl::OkStatus();
 }
@@ -240,8 +257,12 @@ absl::Status ShardWriter::OnWholeTensor(size_t index, std::string_view bytes) {
     return OnTensorComplete(index);
   }
   progress_.add_bytes(bytes.size());
-  WEIGHTD_RETURN_IF_ERROR(Place(index, bytes));
-  placer_->Complete(tasks_[index]);
+  if (tasks_[index].fused_scale >= 0) {  // held until its fused output's scale is known: a copy
+    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::string(bytes), std::nullopt, nullptr));
+  } else {
+    WEIGHTD_RETURN_IF_ERROR(Place(index, bytes));
+    WEIGHTD_RETURN_IF_ERROR(placer_->Complete(tasks_[index]));
+  }
   progress_.add_tensor();
   return absl::OkStatus();
 }
@@ -256,6 +277,27 @@ absl::Status ShardWriter::Quantize(size_t index, std::string_view source, std::o
   const safetensors::TensorHeader& t = header_.tensors[index];
   absl::Status placed = placer_->Quantize(tasks_[index], t, source.data(), policy_, amax);
   if (placed.ok() || placed.code() != absl::StatusCode::kInvalidArgument) return placed;
+  return NonFiniteError(index, source);
+}
+
+absl::Status ShardWriter::QuantizeFused(size_t index, std::string source, std::optional<float> amax,
+                                        std::function<void()> release) {
+  const safetensors::TensorHeader& t = header_.tensors[index];
+  if (!amax) {  // non-finite values are named here, while the bytes are at hand
+    absl::StatusOr<float> whole = kernels::AbsMax(t.dtype, source.data(), static_cast<size_t>(t.num_elements()), policy_);
+    if (!whole.ok()) {
+      absl::Status named = whole.status().code() == absl::StatusCode::kInvalidArgument ? NonFiniteError(index, source)
+                                                                                        : whole.status();
+      if (release) release();
+      return named;
+    }
+    amax = *whole;
+  }
+  return placer_->QuantizeFused(tasks_[index], t, std::move(source), policy_, amax, std::move(release));
+}
+
+absl::Status ShardWriter::NonFiniteError(size_t index, std::string_view source) const {
+  const safetensors::TensorHeader& t = header_.tensors[index];
   // Error path only: find the element again to name its byte offset in the file.
   const size_t i = kernels::FindNonFinite(t.dtype, source.data(), static_cast<size_t>(t.num_elements()));
   const uint64_t at = header_.data_start() + t.begin + i * kernels::DTypeSize(t.dtype);

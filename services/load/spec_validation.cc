@@ -47,6 +47,9 @@ absl::Status ValidatePlacement(const v1::Placement& p) {
       return absl::InvalidArgumentError(absl::StrCat("placement.devices lists device ", device, " twice"));
     }
   }
+  if (!v1::Layout_IsValid(p.layout())) {
+    return absl::InvalidArgumentError(absl::StrCat("placement.layout ", p.layout(), " is unknown"));
+  }
   // Compiles the rules' patterns: a malformed one is refused now, not at plan time.
   return ShardingRules::Create(p.sharding_rules()).status();
 }
@@ -102,6 +105,7 @@ v1::LoadModelRequest NormalizeSpec(const v1::LoadModelRequest& spec) {
   if (q->nonfinite() == v1::NONFINITE_UNSPECIFIED) q->set_nonfinite(v1::NONFINITE_FAIL);
   v1::Placement* p = normal.mutable_placement();
   if (p->tp_size() == 0) p->set_tp_size(1);
+  if (p->layout() == v1::LAYOUT_UNSPECIFIED) p->set_layout(v1::LAYOUT_CHECKPOINT);
   if (p->devices_size() == 0) {
     for (uint32_t d = 0; d < p->tp_size(); ++d) p->add_devices(d);
   }

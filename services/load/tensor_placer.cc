@@ -23,7 +23,11 @@ std::string_view AsBytes(const std::vector<float>& values) {
 
 TensorPlacer::TensorPlacer(const LoadPlan& plan, std::vector<std::shared_ptr<Arena>> arenas, DeviceBackend& backend,
                            std::shared_ptr<Collective> collective)
-    : plan_(plan), arenas_(std::move(arenas)), backend_(backend), collective_(std::move(collective)) {}
+    : plan_(plan),
+      arenas_(std::move(arenas)),
+      backend_(backend),
+      collective_(std::move(collective)),
+      fused_(plan) {}
 
 std::vector<size_t> TensorPlacer::WritingRanks(const TensorTask& task) const {
   if (task.split.replicated()) return {0};
@@ -54,7 +58,9 @@ absl::Status TensorPlacer::WriteStreamed(const TensorTask& task, const safetenso
     const uint64_t lo = std::max(offset, slice.first);
     const uint64_t hi = std::min(end, slice.first + slice.size());
     if (lo >= hi) continue;
-    WEIGHTD_RETURN_IF_ERROR(Write(r, task.parts[r].output, lo - slice.first, bytes.substr(lo - offset, hi - lo)));
+    const RankPart& part = task.parts[r];
+    WEIGHTD_RETURN_IF_ERROR(
+        Write(r, part.output, part.output_offset + lo - slice.first, bytes.substr(lo - offset, hi - lo)));
   }
   return absl::OkStatus();
 }
@@ -65,7 +71,7 @@ absl::Status TensorPlacer::WriteWhole(const TensorTask& task, const safetensors:
     const SliceBytes slice = SliceOf(task, r, t);
     buffer.resize(slice.size());
     GatherSlice(slice, src, buffer.data());
-    WEIGHTD_RETURN_IF_ERROR(Write(r, task.parts[r].output, 0, buffer));
+    WEIGHTD_RETURN_IF_ERROR(Write(r, task.parts[r].output, task.parts[r].output_offset, buffer));
   }
   return absl::OkStatus();
 }
@@ -108,6 +114,11 @@ absl::Status TensorPlacer::Quantize(const TensorTask& task, const safetensors::T
   } else if (task.reduce_amax) {
     WEIGHTD_RETURN_IF_ERROR(ScalesOf(task, t, src, policy, scales));
   }
+  return PlaceQuantized(task, t, src, policy, scales);
+}
+
+absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
+                                          kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales) {
   std::string buffer;
   for (size_t r : WritingRanks(task)) {
     const RankPart& part = task.parts[r];
@@ -118,7 +129,7 @@ absl::Status TensorPlacer::Quantize(const TensorTask& task, const safetensors::T
       GatherSlice(slice, src, buffer.data());
       bytes = buffer.data();
     }
-    if (!task.reduce_amax && !whole) {
+    if (scales[r].empty()) {  // the slice's own scales
       scales[r].resize(part.tiling.num_tiles());
       WEIGHTD_RETURN_IF_ERROR(
           kernels::TileScalesFast(task.scheme, t.dtype, bytes, part.tiling, policy, scales[r].data()));
@@ -126,21 +137,72 @@ absl::Status TensorPlacer::Quantize(const TensorTask& task, const safetensors::T
     {
       std::shared_lock<std::shared_mutex> lock(arenas_mu_);
       if (released_) return absl::AbortedError("load aborted");
-      WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(arenas_[r]->allocation(), plan_.ranks[r].tensors[part.output].offset,
+      WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(arenas_[r]->allocation(),
+                                                plan_.ranks[r].tensors[part.output].offset + part.output_offset,
                                                 t.dtype, bytes, part.tiling, scales[r].data()));
     }
-    WEIGHTD_RETURN_IF_ERROR(Write(r, part.scale, 0, AsBytes(scales[r])));
+    WEIGHTD_RETURN_IF_ERROR(Write(r, part.scale, part.scale_offset, AsBytes(scales[r])));
   }
   return absl::OkStatus();
 }
 
-void TensorPlacer::Complete(const TensorTask& task) {
-  if (!task.split.replicated() || task.parts.size() < 1) return;
+absl::Status TensorPlacer::QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, std::string bytes,
+                                         kernels::NonFinitePolicy policy, std::optional<float> amax,
+                                         std::function<void()> release) {
+  FusedScaleGate::Part part{&task, &t, std::move(bytes), {}, std::move(release)};
+  absl::Status measured = absl::OkStatus();
+  if (task.reduce_amax) {  // scale scope `tensor`: the whole tensor's amax on every rank
+    if (!amax) {
+      absl::StatusOr<float> whole =
+          kernels::AbsMax(t.dtype, part.bytes.data(), static_cast<size_t>(t.num_elements()), policy);
+      if (whole.ok()) amax = *whole;
+      measured = whole.status();
+    }
+    if (amax) part.amax.assign(task.parts.size(), *amax);
+  } else {
+    for (size_t r = 0; r < task.parts.size() && measured.ok(); ++r) {
+      std::vector<float> slice_amax;
+      measured = SliceAmax(t.dtype, part.bytes.data(), SliceOf(task, r, t), false, policy, slice_amax);
+      part.amax.push_back(slice_amax.empty() ? 0.0f : slice_amax[0]);
+    }
+  }
+  if (!measured.ok()) {
+    if (part.release) part.release();
+    return measured;
+  }
+  std::optional<FusedScaleGate::Ready> ready = fused_.Add(task.fused_scale, std::move(part));
+  if (!ready) return absl::OkStatus();
+  absl::Status placed = absl::OkStatus();
+  for (FusedScaleGate::Part& p : ready->parts) {
+    if (placed.ok()) {
+      std::vector<std::vector<float>> scales(p.task->parts.size());
+      for (size_t r = 0; r < scales.size(); ++r) scales[r].assign(1, kernels::ScaleFromAmax(ready->amax[r]));
+      placed = PlaceQuantized(*p.task, *p.header, p.bytes.data(), kernels::NonFinitePolicy::kSaturate, scales);
+    }
+    p.bytes = std::string();
+    if (p.release) p.release();
+  }
+  return placed;
+}
+
+absl::Status TensorPlacer::Complete(const TensorTask& task) {
+  for (size_t r = 0; r < task.parts.size(); ++r) {
+    static const std::string kZeros(uint64_t{1} << 20, '\0');
+    const RankPart& part = task.parts[r];
+    for (uint64_t done = 0; done < part.padding_bytes;) {
+      const uint64_t n = std::min<uint64_t>(kZeros.size(), part.padding_bytes - done);
+      WEIGHTD_RETURN_IF_ERROR(Write(r, part.output, part.padding_offset + done, std::string_view(kZeros.data(), n)));
+      done += n;
+    }
+  }
+  if (!task.split.replicated() || task.parts.size() < 1) return absl::OkStatus();
   std::lock_guard<std::mutex> lock(mu_);
   replicas_.push_back(&task);
+  return absl::OkStatus();
 }
 
 void TensorPlacer::Release() {
+  fused_.Clear();
   std::unique_lock<std::shared_mutex> lock(arenas_mu_);
   released_ = true;
   arenas_.clear();

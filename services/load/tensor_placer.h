@@ -11,6 +11,7 @@
 // own tensors.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -22,6 +23,7 @@
 #include "services/device/collective.h"
 #include "services/device/device_backend.h"
 #include "services/load/arena.h"
+#include "services/load/fused_scale_gate.h"
 #include "services/load/planner.h"
 #include "services/safetensors/header.h"
 
@@ -45,11 +47,20 @@ class TensorPlacer {
   // used where every rank's one scale follows from it (TakesWholeAmax).
   absl::Status Quantize(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                         kernels::NonFinitePolicy policy, std::optional<float> amax = std::nullopt);
+  // A part of a fused output with one per-tensor scale (task.fused_scale >= 0):
+  // takes the whole tensor's bytes, and places them once every part of the
+  // output has arrived, from whichever call brings the last (FusedScaleGate).
+  // `release` runs when the bytes are freed. A NaN or Inf under kFail is
+  // INVALID_ARGUMENT from this call, before the bytes are held.
+  absl::Status QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, std::string bytes,
+                             kernels::NonFinitePolicy policy, std::optional<float> amax,
+                             std::function<void()> release);
   // Whether every rank's scale is the whole tensor's amax scaled: per-tensor,
   // and one rank, a replicated tensor, or scale scope `tensor`.
   static bool TakesWholeAmax(const TensorTask& task);
-  // Every byte of the tensor was handed over; a replicated one is queued for broadcast.
-  void Complete(const TensorTask& task);
+  // Every byte of the tensor was handed over: a replicated one is queued for
+  // broadcast, a padded one (layout vllm) gets its zero rows.
+  absl::Status Complete(const TensorTask& task);
   // Call after DeviceBackend::Synchronize of every rank's device.
   absl::Status BroadcastReplicas();
   // A failed or aborted load: waits for the device calls in flight, then drops
@@ -60,6 +71,10 @@ class TensorPlacer {
  private:
   std::vector<size_t> WritingRanks(const TensorTask& task) const;
   absl::Status Write(size_t rank, size_t tensor, uint64_t offset, std::string_view bytes);
+  // Each writing rank's slice quantized with `scales[rank]` (where empty: the
+  // slice's own tile scales, under `policy`), and the scales written.
+  absl::Status PlaceQuantized(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
+                              kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales);
   absl::Status ScalesOf(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                         kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales);
 
@@ -70,6 +85,7 @@ class TensorPlacer {
 
   std::mutex mu_;
   std::vector<const TensorTask*> replicas_;  // in completion order
+  FusedScaleGate fused_;
   // Device calls hold it shared; Release exclusively.
   std::shared_mutex arenas_mu_;
   bool released_ = false;

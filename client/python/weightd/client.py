@@ -11,6 +11,7 @@ from weightd.v1 import loader_pb2, loader_pb2_grpc
 SCHEMES = {"per-tensor": loader_pb2.SCHEME_PER_TENSOR, "per-channel": loader_pb2.SCHEME_PER_CHANNEL,
            "block": loader_pb2.SCHEME_BLOCK, "none": loader_pb2.SCHEME_NONE}
 NONFINITE = {"fail": loader_pb2.NONFINITE_FAIL, "saturate": loader_pb2.NONFINITE_SATURATE}
+LAYOUTS = {"checkpoint": loader_pb2.LAYOUT_CHECKPOINT, "vllm": loader_pb2.LAYOUT_VLLM}
 
 
 def grpc_target(address):
@@ -38,20 +39,23 @@ class Client:
         return False
 
     def load(self, model_id, path=None, push=None, scheme="per-tensor", ignore=(), nonfinite="fail", tp_size=1,
-             devices=()):
+             devices=(), layout="checkpoint"):
         """Loads a checkpoint, yielding every LoadEvent (phase, bytes_done, bytes_total,
         tensors_done, tensors_total, bytes_per_second); the last one is PHASE_READY and
         carries the manifest. `path`: a directory under the daemon's --model-root;
-        `push`: a local directory or .safetensors file, streamed to the daemon."""
+        `push`: a local directory or .safetensors file, streamed to the daemon.
+        `layout`: "checkpoint" (the checkpoint's tensors) or "vllm" (vLLM's fused
+        parameters, for the vLLM loader plugin: weightd.vllm_loader)."""
         if (path is None) == (push is None):
             raise ValueError("load needs exactly one of path= or push=")
-        if scheme not in SCHEMES or nonfinite not in NONFINITE:
-            raise ValueError(f"scheme must be one of {sorted(SCHEMES)}, nonfinite one of {sorted(NONFINITE)}")
+        if scheme not in SCHEMES or nonfinite not in NONFINITE or layout not in LAYOUTS:
+            raise ValueError(f"scheme must be one of {sorted(SCHEMES)}, nonfinite one of {sorted(NONFINITE)}, "
+                             f"layout one of {sorted(LAYOUTS)}")
         request = loader_pb2.LoadModelRequest(
             model_id=model_id,
             quantization=loader_pb2.Quantization(scheme=SCHEMES[scheme], ignore=list(ignore),
                                                  nonfinite=NONFINITE[nonfinite]),
-            placement=loader_pb2.Placement(tp_size=tp_size, devices=list(devices)))
+            placement=loader_pb2.Placement(tp_size=tp_size, devices=list(devices), layout=LAYOUTS[layout]))
         files = []
         if push is not None:
             files, config_json = local_shards(push)
