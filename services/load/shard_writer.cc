@@ -123,19 +123,21 @@ absl::Status ShardWriter::FlushRun() {
 
 absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::optional<float> amax) {
   if (tasks_[index].fused_scale >= 0) {
-    uint64_t charge = 0;  // the admitted bytes stay charged while the fused output's other parts are awaited
+    // Held until the fused output's other parts arrive, outside the budget: kept
+    // charged, it could hold back the admission of the very parts it waits for.
     if (budget_ != nullptr) {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = admitted_.find(index);
-      if (it != admitted_.end()) {
-        charge = it->second;
-        admitted_.erase(it);
+      uint64_t charge = 0;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = admitted_.find(index);
+        if (it != admitted_.end()) {
+          charge = it->second;
+          admitted_.erase(it);
+        }
       }
+      if (charge > 0) budget_->ReleaseGather(charge);
     }
-    HostBudget* budget = budget_;
-    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::move(source), amax, [budget, charge] {
-      if (budget != nullptr && charge > 0) budget->ReleaseGather(charge);
-    }));
+    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::move(source), amax, nullptr));
     progress_.add_tensor();
     return absl::OkStatus();
   }

@@ -139,5 +139,23 @@ TEST_F(VllmLayoutE2ETest, ACheckpointThatCannotBeFusedFailsWithItsMessageAndFree
   }
 }
 
+// Under --host-memory-limit a part of a fused output waits on the host for the other
+// parts, outside the limit: charged, gate_proj (512 KiB) would hold back the admission
+// of up_proj (512 KiB) that it waits for, beyond the 768 KiB gathering share of 1 MiB.
+// (down_proj, 1 MiB of F32, is left unquantized: written through, never gathered.)
+TEST(VllmLayoutHostMemoryE2ETest, FusedPartsWaitingForEachOtherDoNotStallAPushUnderTheLimit) {
+  DaemonProcess daemon;
+  ASSERT_TRUE(WriteTpCheckpoint(MakeFusableCheckpoint(), daemon.model_root() + "/qwen").ok());
+  daemon.Start({"--host-memory-limit=1MiB", "--push-idle-timeout-seconds=20"});
+  CommandResult load = daemon.Ctl(
+      {"load", "q", "--push=" + daemon.model_root() + "/qwen", "--layout=vllm", "--ignore=re:.*down_proj.*"});
+  ASSERT_EQ(load.exit_code, 0) << load.err;
+  const std::string out = daemon.dir() + "/q-rank0";
+  ASSERT_EQ(daemon.Ctl({"export", "q", out}).exit_code, 0);
+  CommandResult verify =
+      daemon.Ctl({"verify", daemon.model_root() + "/qwen", out, "--layout=vllm", "--ignore=re:.*down_proj.*"});
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+}
+
 }  // namespace
 }  // namespace weightd::testing
