@@ -90,10 +90,11 @@ class Client:
     def manifest(self, model_id):
         return self._call(self._stub.GetManifest, loader_pb2.GetManifestRequest(model_id=model_id))
 
-    def attach(self, model_id, rank=0):
+    def attach(self, model_id, rank=0, read_only=False):
         """A Lease on `rank`: use it as a context manager (it yields the dict of
-        tensors) or call close(). See weightd.lease."""
-        return Lease(self.handle_socket, model_id, rank, self.attach_timeout)
+        tensors) or call close(). See weightd.lease. Host ranks are always mapped
+        read-only; `read_only` maps GPU ranks (VMM handles) read-only too."""
+        return Lease(self.handle_socket, model_id, rank, self.attach_timeout, read_only)
 
     def unload(self, model_id, force=False):
         """Returns the bytes freed."""

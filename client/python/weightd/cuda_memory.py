@@ -10,6 +10,7 @@ from weightd.errors import WeightdError
 
 _CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR = 1
 _CU_MEM_LOCATION_TYPE_DEVICE = 1
+_CU_MEM_ACCESS_FLAGS_PROT_READ = 1
 _CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 3
 _CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS = 1
 
@@ -59,9 +60,11 @@ def torch_dtypes():
 
 
 class CudaAllocation:
-    """One allocation of a GPU rank, mapped on `device` (a CUDA ordinal)."""
+    """One allocation of a GPU rank, mapped on `device` (a CUDA ordinal). `read_only`:
+    a VMM allocation is mapped with read access only (a kernel that writes it faults);
+    a legacy IPC handle cannot be opened read-only and is mapped read-write."""
 
-    def __init__(self, allocation, fd, device):
+    def __init__(self, allocation, fd, device, read_only=False):
         from weightd.v1 import loader_pb2
 
         torch = _torch()
@@ -73,13 +76,13 @@ class CudaAllocation:
         with torch.cuda.device(device):
             torch.zeros(1, device=f"cuda:{device}")  # makes the primary context current for the driver calls
             if allocation.handle_type == loader_pb2.HANDLE_TYPE_CUDA_VMM_FD:
-                self._import_vmm(fd, device)
+                self._import_vmm(fd, device, read_only)
             elif allocation.handle_type == loader_pb2.HANDLE_TYPE_CUDA_IPC:
                 self._open_ipc(allocation.cuda_ipc_handle)
             else:
                 raise WeightdError.from_number(3, f"allocation {allocation.id} is not GPU memory")
 
-    def _import_vmm(self, fd, device):
+    def _import_vmm(self, fd, device, read_only):
         cu = _cuda()
         handle = ctypes.c_ulonglong()
         _check(cu.cuMemImportFromShareableHandle(ctypes.byref(handle), ctypes.c_void_p(fd),
@@ -92,7 +95,8 @@ class CudaAllocation:
                                       ctypes.c_ulonglong(0)), "cuMemAddressReserve")
         self.base = address.value
         _check(cu.cuMemMap(address, size, ctypes.c_size_t(0), handle, ctypes.c_ulonglong(0)), "cuMemMap")
-        access = _AccessDesc(_Location(_CU_MEM_LOCATION_TYPE_DEVICE, device), _CU_MEM_ACCESS_FLAGS_PROT_READWRITE)
+        flags = _CU_MEM_ACCESS_FLAGS_PROT_READ if read_only else _CU_MEM_ACCESS_FLAGS_PROT_READWRITE
+        access = _AccessDesc(_Location(_CU_MEM_LOCATION_TYPE_DEVICE, device), flags)
         _check(cu.cuMemSetAccess(address, size, ctypes.byref(access), ctypes.c_size_t(1)), "cuMemSetAccess")
 
     def _open_ipc(self, handle_bytes):

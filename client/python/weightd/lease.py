@@ -14,8 +14,9 @@ from weightd.v1 import loader_pb2
 
 
 class Lease:
-    def __init__(self, socket_path, model_id, rank, timeout):
+    def __init__(self, socket_path, model_id, rank, timeout, read_only=False):
         self.model_id = model_id
+        self._read_only = read_only
         self.rank = rank
         self._sock, self.manifest, self.lease_id, fds = handoff.attach(socket_path, model_id, rank, timeout)
         self._allocations = []
@@ -44,7 +45,7 @@ class Lease:
             return host_memory.HostAllocation(fd, allocation.size)
         from weightd import cuda_memory  # PyTorch and the driver only for GPU ranks
 
-        return cuda_memory.CudaAllocation(allocation, fd, self.manifest.device)
+        return cuda_memory.CudaAllocation(allocation, fd, self.manifest.device, self._read_only)
 
     @property
     def device_kind(self):
