@@ -63,7 +63,7 @@ def main():
         client.load_and_wait(model_id, path=args.model, scheme=args.scheme, layout="vllm")
     failed = []
     result = {"scheme": args.scheme, "tensors": 0, "bytes": 0, "gemms": 0, "max_rel_error": 0.0}
-    with gpu.attach(model_id) as on_gpu, host.attach(model_id) as on_host:
+    with gpu.attach(model_id, read_only=True) as on_gpu, host.attach(model_id) as on_host:
         if set(on_gpu) != set(on_host):
             failed.append(f"names differ: {sorted(set(on_gpu) ^ set(on_host))[:4]}")
         for name, tensor in on_gpu.items():
