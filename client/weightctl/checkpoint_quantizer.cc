@@ -8,8 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "client/weightctl/mapped_checkpoint.h"
 #include "client/weightctl/output_files.h"
 #include "client/weightctl/shard_reader.h"
+#include "client/weightctl/vllm_reference.h"
 #include "kernels/quantize_fast.h"
 #include "services/load/planner.h"
 #include "services/load/quant_config.h"
@@ -139,6 +141,27 @@ class ShardQuantizer {
   Buffers buffers_;
 };
 
+// Layout vllm: the fused reference of the whole checkpoint (tp 1, unpadded), one file.
+absl::Status WriteVllmLayout(const std::string& in, const std::string& path, const QuantizeOptions& options,
+                             QuantizeSummary& summary) {
+  WEIGHTD_ASSIGN_OR_RETURN(std::unique_ptr<MappedCheckpoint> source, MappedCheckpoint::Open(in));
+  WEIGHTD_ASSIGN_OR_RETURN(OutputLayout layout, OutputLayout::Create(options.scheme, options.ignore));
+  WEIGHTD_ASSIGN_OR_RETURN(ShardingRules rules, ShardingRules::Create({}));
+  RankReferenceOptions reference;
+  reference.policy = options.policy;
+  WEIGHTD_ASSIGN_OR_RETURN(std::vector<ExpectedOutput> outputs,
+                           VllmRankReference(layout, rules, reference, *source, /*pad_vocab=*/false));
+  std::vector<safetensors::TensorSpec> specs;
+  for (const ExpectedOutput& out : outputs) specs.push_back({out.spec.name, out.spec.dtype, out.spec.shape});
+  WEIGHTD_ASSIGN_OR_RETURN(auto writer, safetensors::SafetensorsWriter::Create(path, std::move(specs)));
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    WEIGHTD_RETURN_IF_ERROR(writer->Append(outputs[i].bytes));
+    summary.output_bytes += outputs[i].bytes.size();
+    if (outputs[i].spec.dtype == kernels::DType::kF8E4M3) ++summary.quantized;
+  }
+  return writer->Close();
+}
+
 }  // namespace
 
 absl::StatusOr<QuantizeSummary> QuantizeCheckpoint(const std::string& in, const std::string& out_dir,
@@ -159,20 +182,29 @@ absl::StatusOr<QuantizeSummary> QuantizeCheckpoint(const std::string& in, const 
   plan_options.ignore = options.ignore;
   plan_options.devices = {0};
   plan_options.device_granularity = {1};
+  plan_options.layout = options.layout;
   WEIGHTD_ASSIGN_OR_RETURN(LoadPlan plan, PlanLoad(shards, plan_options));
   WEIGHTD_ASSIGN_OR_RETURN(std::string config,
                            ConfigWithQuantization(input.files.config_json, options.scheme, plan.ignored_modules));
 
   QuantizeSummary summary;
-  ShardQuantizer quantizer(options, plan.ranks[0], summary, plan.source_bytes, plan.source_tensors);
   std::map<std::string, std::string> weight_map;
-  for (size_t s = 0; s < input.readers.size(); ++s) {
-    const std::string name = input.sharded ? input.readers[s].name() : "model.safetensors";
-    WEIGHTD_RETURN_IF_ERROR(quantizer.Write(input.readers[s], plan.tasks[s], out_dir + "/" + name));
-    summary.files.push_back(name);
-    for (const TensorTask& task : plan.tasks[s]) {
-      weight_map[plan.ranks[0].tensors[task.output].name] = name;
-      if (task.kind == TaskKind::kQuantize) weight_map[plan.ranks[0].tensors[task.scale].name] = name;
+  if (options.layout == v1::LAYOUT_VLLM) {
+    WEIGHTD_RETURN_IF_ERROR(WriteVllmLayout(in, out_dir + "/model.safetensors", options, summary));
+    summary.tensors = plan.source_tensors;
+    summary.source_bytes = plan.source_bytes;
+    summary.files.push_back("model.safetensors");
+    input.sharded = false;  // one file: no index
+  } else {
+    ShardQuantizer quantizer(options, plan.ranks[0], summary, plan.source_bytes, plan.source_tensors);
+    for (size_t s = 0; s < input.readers.size(); ++s) {
+      const std::string name = input.sharded ? input.readers[s].name() : "model.safetensors";
+      WEIGHTD_RETURN_IF_ERROR(quantizer.Write(input.readers[s], plan.tasks[s], out_dir + "/" + name));
+      summary.files.push_back(name);
+      for (const TensorTask& task : plan.tasks[s]) {
+        weight_map[plan.ranks[0].tensors[task.output].name] = name;
+        if (task.kind == TaskKind::kQuantize) weight_map[plan.ranks[0].tensors[task.scale].name] = name;
+      }
     }
   }
   if (input.sharded) {

@@ -46,7 +46,7 @@ ABSL_FLAG(std::string, tp_rules, "",
           "load, verify: a JSON file of sharding rules, e.g. [{\"pattern\": \".*\\\\.o_proj\\\\.weight\", "
           "\"split\": \"replicate\"}]");
 ABSL_FLAG(std::string, layout, "checkpoint",
-          "load, verify: how each rank's tensors are laid out: checkpoint (its tensors, as an FP8 checkpoint names "
+          "load, verify, quantize: how each rank's tensors are laid out: checkpoint (its tensors, as an FP8 checkpoint names "
           "them) or vllm (vLLM's fused parameters, used in place), e.g. --layout=vllm");
 ABSL_FLAG(bool, progress, true, "load, quantize: show progress on stderr, e.g. --progress=false in scripts");
 

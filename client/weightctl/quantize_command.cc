@@ -14,7 +14,7 @@ namespace weightd::ctl {
 int RunQuantize(const CliOptions& options, const Args& args) {
   if (args.size() != 2) {
     return Usage("weightctl quantize IN OUT [--scheme per-tensor|per-channel|block|none] [--ignore ...] "
-                 "[--nonfinite fail|saturate]");
+                 "[--nonfinite fail|saturate] [--layout checkpoint|vllm]");
   }
   QuantizeOptions quantize;
   auto scheme = ParseScheme(options.scheme);
@@ -25,6 +25,9 @@ int RunQuantize(const CliOptions& options, const Args& args) {
   quantize.policy = *policy == v1::NONFINITE_SATURATE ? kernels::NonFinitePolicy::kSaturate
                                                       : kernels::NonFinitePolicy::kFail;
   quantize.ignore = options.ignore;
+  auto layout = ParseLayout(options.layout);
+  if (!layout.ok()) return ReportError(layout.status());
+  quantize.layout = *layout;
 
   using Clock = std::chrono::steady_clock;
   const Clock::time_point started = Clock::now();

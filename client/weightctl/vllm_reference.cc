@@ -102,7 +102,7 @@ absl::StatusOr<ExpectedOutput> PaddedVocab(const OutputLayout& layout, const Ran
 
 absl::StatusOr<std::vector<ExpectedOutput>> VllmRankReference(const OutputLayout& layout, const ShardingRules& rules,
                                                               const RankReferenceOptions& options,
-                                                              const MappedCheckpoint& source) {
+                                                              const MappedCheckpoint& source, bool pad_vocab) {
   std::vector<ExpectedOutput> expected;
   std::map<std::string, std::vector<const MappedTensor*>> fused;
   for (const auto& [name, tensor] : source.tensors()) {
@@ -110,7 +110,7 @@ absl::StatusOr<std::vector<ExpectedOutput>> VllmRankReference(const OutputLayout
       std::vector<const MappedTensor*>& parts = fused[part->fused];
       parts.resize(part->parts, nullptr);
       parts[part->part] = &tensor;
-    } else if (rules.For(name).kind == SplitKind::kVocab && !tensor.header.shape.empty()) {
+    } else if (pad_vocab && rules.For(name).kind == SplitKind::kVocab && !tensor.header.shape.empty()) {
       WEIGHTD_ASSIGN_OR_RETURN(ExpectedOutput out, PaddedVocab(layout, options, tensor));
       expected.push_back(std::move(out));
     } else {

@@ -16,8 +16,10 @@
 namespace weightd::ctl {
 
 // INVALID_ARGUMENT as a load with layout vllm would refuse the checkpoint.
+// `pad_vocab` false: vocab tensors as RankReference gives them (an FP8 checkpoint in
+// vLLM's fused layout, which vLLM pads itself when it loads).
 absl::StatusOr<std::vector<ExpectedOutput>> VllmRankReference(const OutputLayout& layout, const ShardingRules& rules,
                                                               const RankReferenceOptions& options,
-                                                              const MappedCheckpoint& source);
+                                                              const MappedCheckpoint& source, bool pad_vocab = true);
 
 }  // namespace weightd::ctl

@@ -126,14 +126,10 @@ absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::o
     // Held until the fused output's other parts arrive, outside the budget: kept
     // charged, it could hold back the admission of the very parts it waits for.
     if (budget_ != nullptr) {
-      uint64_t charge = 0;
+      uint64_t charge;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        auto it = admitted_.find(index);
-        if (it != admitted_.end()) {
-          charge = it->second;
-          admitted_.erase(it);
-        }
+        charge = TakeAdmittedLocked(index);
       }
       if (charge > 0) budget_->ReleaseGather(charge);
     }
@@ -151,14 +147,10 @@ absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::o
     // without waiting (AdmitGathers). A stream that may wait holds none, so a
     // kept buffer never holds back the admissions that would free it.
     const bool keep = !budget_->HasWaiters();
-    uint64_t release = 0;
+    uint64_t release;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = admitted_.find(index);
-      if (it != admitted_.end()) {
-        release = it->second;
-        admitted_.erase(it);
-      }
+      release = TakeAdmittedLocked(index);
       if (keep && spare_.empty() && release >= source.capacity()) {
         spare_charge_ = source.capacity();
         release -= spare_charge_;
@@ -171,6 +163,14 @@ absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::o
   WEIGHTD_RETURN_IF_ERROR(placer_->Complete(tasks_[index]));
   progress_.add_tensor();
   return absl::OkStatus();
+}
+
+uint64_t ShardWriter::TakeAdmittedLocked(size_t index) {
+  auto it = admitted_.find(index);
+  if (it == admitted_.end()) return 0;
+  const uint64_t bytes = it->second;
+  admitted_.erase(it);
+  return bytes;
 }
 
 absl::Status ShardWriter::AwaitPlacement(std::unique_lock<std::mutex>& lock) {

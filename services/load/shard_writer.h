@@ -95,6 +95,8 @@ class ShardWriter : public safetensors::TensorSink {
   std::string Where(size_t index) const;
   // The placement of a gathered tensor, and its bookkeeping; takes `source`'s buffer back.
   absl::Status PlaceGathered(size_t index, std::string source, std::optional<float> amax);
+  // The bytes admitted for tensor `index`, no longer recorded (0 if none). Needs mu_.
+  uint64_t TakeAdmittedLocked(size_t index);
   // Waits until no placement is in flight; the first placement error.
   absl::Status AwaitPlacement(std::unique_lock<std::mutex>& lock);
 

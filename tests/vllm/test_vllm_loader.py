@@ -1,9 +1,10 @@
 """vLLM itself (the CPU build, scripts/setup-vllm) on weightd's memory: weightd (host
 backend) loads a tiny BF16 Llama with layout vllm, and vLLM with `--load-format weightd`
 attaches and generates. Differential against vLLM's own pipeline: vLLM's default loader
-reads the same model as an FP8 checkpoint in the fused layout, quantized here with
-NumPy (tiny_llama.py), and processes it. Every parameter must be weightd's memory and
-equal vLLM's own in bytes, shape, strides and scale; the arena must not change; the
+reads the same model quantized by `weightctl quantize --layout=vllm` (an FP8 checkpoint
+in the fused layout, which must equal, byte for byte, the same checkpoint quantized here
+with NumPy: tiny_llama.py) and processes it. Every parameter must be weightd's memory
+and equal vLLM's own in bytes, shape, strides and scale; the arena must not change; the
 greedy tokens must match. Each engine runs in its own process (engine_run.py)."""
 import hashlib
 import json
@@ -68,7 +69,18 @@ def test_vllm_runs_in_place_on_weightds_memory_and_equals_its_own_pipeline(daemo
             lease.close()
     assert before == after, "vLLM changed weightd's memory"
 
-    reference_dir = tiny_llama.write_fused_fp8(model_dir, tmp_path / "reference", manifest.config_json.decode())
+    reference_dir = tmp_path / "reference"
+    quantized = daemon.ctl("quantize", model_dir, str(reference_dir), "--layout=vllm")
+    assert quantized.returncode == 0, quantized.stderr
+    numpy_dir = tiny_llama.write_fused_fp8(model_dir, tmp_path / "numpy", manifest.config_json.decode())
+    from safetensors.torch import load_file
+    by_weightctl = load_file(str(reference_dir / "model.safetensors"))
+    by_numpy = load_file(str(numpy_dir / "model.safetensors"))
+    assert sorted(by_weightctl) == sorted(by_numpy)
+    for name, tensor in by_numpy.items():
+        assert torch.equal(raw(by_weightctl[name]), raw(tensor)), f"{name}: weightctl quantize differs from NumPy"
+    assert json.loads((reference_dir / "config.json").read_text())["quantization_config"] == \
+        json.loads(manifest.config_json)["quantization_config"]
     run_engine(reference_dir, tmp_path / "reference.pt")
 
     ours = torch.load(tmp_path / "weightd.pt", weights_only=False)

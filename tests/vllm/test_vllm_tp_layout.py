@@ -1,0 +1,169 @@
+"""Layout vllm with tensor parallelism, against vLLM's own sharding: weightd (host
+backend, --host-devices=2) loads the tiny BF16 Llama with tp_size 2 and layout vllm,
+and each rank's tensors, in vLLM's processed form (weightd/vllm/tensors.py: a
+per-tensor FP8 weight the transposed [in, out] view, its scale a scalar), must equal
+the parameters vLLM itself builds for that rank in bytes, shape, stride and dtype,
+with the same parameter names. vLLM's side: the same model as an FP8 checkpoint in
+the fused layout (tiny_llama.write_fused_fp8, with the manifest's config_json),
+loaded by vLLM's default loader, so vLLM's own weight loaders slice it per rank
+(fused qkv_proj / gate_up_proj from the checkpoint, RowParallelLinear's dim-1 split,
+VocabParallelEmbedding / ParallelLMHead padding to 64 and the even split) and its
+process_weights_after_loading processes it.
+
+TP is not simulated: vLLM runs a real tensor_parallel_size=2 engine on the CPU
+(distributed_executor_backend "mp", two worker processes over gloo), which on a
+2-core machine starts, loads and dumps in about 25 s (mostly the workers importing
+vLLM), so a real run is practical here and no rank patching is needed. vLLM's CPU platform forces the spawn
+start method for its workers, so patches made in the launching process do not reach
+them: this module is also the engine's worker_extension_cls, which every worker
+imports before it builds the model. Imported there (WEIGHTD_TP_TEST_WORKER set), it
+applies cpu_workarounds (the FP8 quant op, AMX state, and weightd's unpacked CPU
+kernels in the default loader, so the parameters keep the processed [in, out] form
+instead of a VNNI-packed copy); its ParamDump.weightd_tp_dump, called on both workers
+through collective_rpc, writes each rank's parameters (torch.save). The engine runs
+in a subprocess (vLLM keeps process-wide state): this file run as a script.
+
+    python test_vllm_tp_layout.py MODEL_DIR OUT_DIR   # writes OUT_DIR/rank{0,1}.pt
+"""
+import os
+import pathlib
+import subprocess
+import sys
+
+import torch
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1] / "client" / "python" / "tests"))
+
+TP = 2
+WORKER_ENV = "WEIGHTD_TP_TEST_WORKER"
+
+if os.environ.get(WORKER_ENV):  # in a vLLM worker process, before it builds the model
+    import cpu_workarounds
+
+    cpu_workarounds.init_amx()
+    cpu_workarounds.install_scaled_fp8_quant()
+    cpu_workarounds.weightd_kernels_in_default_loader()
+
+
+class ParamDump:
+    """vLLM worker extension: this rank's parameters after loading, to OUT_DIR/rank{r}.pt."""
+
+    def weightd_tp_dump(self, out_dir):
+        from vllm.distributed import get_tensor_model_parallel_rank, get_tensor_model_parallel_world_size
+        from vllm.model_executor.layers.quantization.fp8 import Fp8LinearMethod
+
+        model = self.model_runner.model
+        modules = dict(model.named_modules(remove_duplicate=False))
+        rank, world = get_tensor_model_parallel_rank(), get_tensor_model_parallel_world_size()
+        params = {}
+        for name, p in model.named_parameters(remove_duplicate=False):
+            method = getattr(modules[name.rpartition(".")[0]], "quant_method", None)
+            params[name] = {"shape": tuple(p.shape), "stride": tuple(p.stride()), "dtype": str(p.dtype),
+                            "values": p.detach().contiguous().clone(),
+                            "per_tensor_fp8": isinstance(method, Fp8LinearMethod) and not method.block_quant}
+        torch.save({"rank": rank, "world": world, "params": params}, os.path.join(out_dir, f"rank{rank}.pt"))
+        return rank
+
+
+def run_vllm_tp(model_dir, out_dir):
+    from vllm import LLM
+
+    llm = LLM(model=model_dir, dtype="bfloat16", enforce_eager=True, max_model_len=256, max_num_seqs=4,
+              max_num_batched_tokens=256, seed=0, tensor_parallel_size=TP, distributed_executor_backend="mp",
+              worker_extension_cls=f"{pathlib.Path(__file__).stem}.ParamDump")
+    ranks = llm.collective_rpc("weightd_tp_dump", args=(out_dir,))
+    assert sorted(ranks) == list(range(TP)), ranks
+
+
+if __name__ == "__main__":
+    run_vllm_tp(sys.argv[1], sys.argv[2])
+    sys.exit(0)
+
+import pytest  # noqa: E402
+
+import tiny_llama  # noqa: E402
+from daemon import Daemon, binaries_present  # noqa: E402
+
+import weightd  # noqa: E402
+from weightd.vllm.tensors import as_torch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    assert binaries_present(), "weightd binaries not built (build/bin or WEIGHTD_BIN_DIR)"
+    d = Daemon("host", flags=[f"--host-devices={TP}"])
+    tiny_llama.write_bf16(d.model_root / "llama")
+    d.start()
+    yield d
+    d.stop()
+
+
+def vllm_ranks(model_dir, out_dir):
+    env = dict(os.environ, **{WORKER_ENV: "1", "PYTHONPATH": os.pathsep.join(
+        [str(HERE)] + [p for p in [os.environ.get("PYTHONPATH")] if p])})
+    env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core in the launching process: one spawn fewer
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; vLLM takes most of the RAM otherwise
+    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    result = subprocess.run([sys.executable, __file__, str(model_dir), str(out_dir)], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"vLLM tensor_parallel_size={TP}:\n{result.stderr[-6000:]}"
+    dumps = [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(TP)]
+    assert [(d["rank"], d["world"]) for d in dumps] == [(r, TP) for r in range(TP)]
+    return [d["params"] for d in dumps]
+
+
+def processed(name, array, per_tensor_fp8):
+    """weightd's tensor as vLLM's parameter after process_weights_after_loading."""
+    tensor = as_torch(array)
+    if per_tensor_fp8 and name.endswith(".weight"):
+        return tensor.t()  # the [in, out] view of the [out, in] weight
+    if per_tensor_fp8 and name.endswith(".weight_scale"):
+        return tensor.reshape(())
+    return tensor
+
+
+def raw(values):
+    return values.contiguous().reshape(-1).view(torch.uint8)
+
+
+def test_each_rank_equals_vllms_own_tp_sharding_of_the_fused_checkpoint(daemon, tmp_path):
+    model_dir = str(daemon.model_root / "llama")
+    with weightd.Client(daemon.address, daemon.handle_socket) as client:
+        manifest = client.load_and_wait(model_dir, path=model_dir, tp_size=TP, layout="vllm")
+        reference_dir = tiny_llama.write_fused_fp8(model_dir, tmp_path / "reference", manifest.config_json.decode())
+        (tmp_path / "ranks").mkdir()
+        theirs = vllm_ranks(reference_dir, tmp_path / "ranks")
+
+        # vLLM really sharded: rank r's fused qkv is [in, out] = 256 x (2 q heads + 1 k + 1 v) x 64.
+        for params in theirs:
+            assert params["model.layers.0.self_attn.qkv_proj.weight"]["shape"] == (256, 256)
+            assert params["model.layers.0.self_attn.o_proj.weight"]["shape"] == (128, 256)
+            assert params["model.layers.0.mlp.gate_up_proj.weight"]["shape"] == (256, 512)
+            assert params["model.embed_tokens.weight"]["shape"] == (512, 256)  # 1000 padded to 1024, halved
+            assert params["model.layers.0.self_attn.qkv_proj.weight_scale"]["shape"] == ()
+        assert not torch.equal(raw(theirs[0]["model.embed_tokens.weight"]["values"]),
+                               raw(theirs[1]["model.embed_tokens.weight"]["values"]))
+
+        failures = []
+        for rank in range(TP):
+            with client.attach(model_dir, rank=rank) as ours:
+                missing = sorted(set(theirs[rank]) - set(ours))
+                extra = sorted(set(ours) - set(theirs[rank]))
+                assert not missing and not extra, (f"rank {rank}: names differ: vLLM's not in weightd's {missing}, "
+                                                   f"weightd's not in vLLM's {extra}")
+                assert len(ours) == 23  # 2 layers x 10, embed_tokens, norm, lm_head
+                for name, q in sorted(theirs[rank].items()):
+                    p = processed(name, ours[name], q["per_tensor_fp8"])
+                    got = (tuple(p.shape), tuple(p.stride()), str(p.dtype))
+                    want = (q["shape"], q["stride"], q["dtype"])
+                    if got != want:
+                        failures.append(f"rank {rank} {name}: weightd (shape, stride, dtype) {got}, vLLM's {want}")
+                    elif not torch.equal(raw(p), raw(q["values"])):
+                        differ = int((raw(p) != raw(q["values"])).sum())
+                        failures.append(f"rank {rank} {name}: {differ} of {raw(p).numel()} bytes differ from "
+                                        f"vLLM's own rank {rank} parameter"
+                                        + (f" (weightd {p.item()}, vLLM {q['values'].item()})" if p.ndim == 0 else ""))
+    assert not failures, f"{len(failures)} parameters differ from vLLM's own TP={TP} sharding:\n" + "\n".join(failures)
