@@ -115,6 +115,7 @@ absl::Status Registry::LoadOrAttach(const v1::LoadModelRequest& request,
       Entry& e = models_[id];
       e = Entry{};
       e.spec = spec;
+      e.instance = next_instance_++;
       LogEvent(LogLevel::kInfo, "model_state", {{"model", id}, {"from", "NONE"}, {"to", "MODEL_STATE_LOADING"}});
       e.watchers.push_back(watcher);
       job = std::make_shared<LoadJob>(
@@ -349,7 +350,7 @@ absl::StatusOr<LeaseGrant> Registry::AcquireLease(const std::string& model_id, u
     grant.fds.push_back(std::move(dup));
   }
   ++e.leases;
-  leases_[grant.lease_id] = Lease{model_id, rank, e.resident.arenas[rank]};
+  leases_[grant.lease_id] = Lease{model_id, e.instance, rank, e.resident.arenas[rank]};
   return grant;
 }
 
@@ -359,7 +360,9 @@ void Registry::ReleaseLease(uint64_t lease_id) {
   auto l = leases_.find(lease_id);
   if (l == leases_.end()) return;
   auto it = models_.find(l->second.model_id);
-  if (it != models_.end() && it->second.leases > 0) --it->second.leases;
+  if (it != models_.end() && it->second.instance == l->second.instance && it->second.leases > 0) {
+    --it->second.leases;
+  }
   arena = std::move(l->second.arena);
   leases_.erase(l);
 }

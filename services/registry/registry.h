@@ -103,6 +103,9 @@ class Registry {
     ResidentModel resident;        // while READY
     absl::Status error;            // while FAILED
     uint32_t leases = 0;
+    // Which load of the id this is: a lease counts against the instance it was
+    // granted on, not a later one under the same id (after a forced unload).
+    uint64_t instance = 0;
     std::vector<std::shared_ptr<LoadWatcher>> watchers;
     std::chrono::steady_clock::time_point last_progress;
   };
@@ -125,6 +128,7 @@ class Registry {
   std::map<std::string, Entry> models_;
   struct Lease {
     std::string model_id;
+    uint64_t instance = 0;  // Entry::instance it was granted on
     uint32_t rank;
     // The rank's memory: a forced unload drops the model, but a worker's lease keeps
     // its arena (and the arena's reservation in the accounting) until the lease ends,
@@ -133,6 +137,7 @@ class Registry {
   };
   std::map<uint64_t, Lease> leases_;
   uint64_t next_lease_id_ = 1;
+  uint64_t next_instance_ = 1;
 };
 
 }  // namespace weightd

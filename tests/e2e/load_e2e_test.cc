@@ -142,6 +142,28 @@ TEST_F(LoadE2ETest, ASecondProcessMapsTheMemoryAndItsLeaseBlocksUnload) {
   EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
 }
 
+// Leases count against the load they were granted on: an old lease that ends after a
+// forced unload and a reload of the same id leaves the new model's leases as they are,
+// so a plain unload is still refused while the new lease is held.
+TEST_F(LoadE2ETest, AnOldLeaseEndingAfterAReloadOfTheSameIdLeavesTheNewLeasesCounted) {
+  ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
+  auto old_lease = client::Lease::Attach(daemon_.handle_socket(), "m", 0);
+  ASSERT_TRUE(old_lease.ok()) << old_lease.status();
+  ExpectOk(daemon_.Ctl({"unload", "m", "--force"}));
+  ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
+  auto lease = client::Lease::Attach(daemon_.handle_socket(), "m", 0);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(daemon_.Metric("weightd_active_leases"), 2);
+
+  old_lease->Release();
+  // The daemon sees the closed connection asynchronously.
+  for (int i = 0; i < 100 && daemon_.Metric("weightd_active_leases") != 1; ++i) usleep(20000);
+  ASSERT_EQ(daemon_.Metric("weightd_active_leases"), 1);
+  CommandResult refused = daemon_.Ctl({"unload", "m"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("FAILED_PRECONDITION: model 'm' has 1 active lease(s)"), std::string::npos) << refused.err;
+}
+
 TEST_F(LoadE2ETest, SameSpecAttachesDifferentSpecIsAlreadyExists) {
   ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
   ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
