@@ -6,7 +6,6 @@ in the fused layout, which must equal, byte for byte, the same checkpoint quanti
 with NumPy: tiny_llama.py) and processes it. Every parameter must be weightd's memory
 and equal vLLM's own in bytes, shape, strides and scale; the arena must not change; the
 greedy tokens must match. Each engine runs in its own process (engine_run.py)."""
-import hashlib
 import json
 import pathlib
 import subprocess
@@ -19,7 +18,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "client" / "python" / "tests"))
 import tiny_llama  # noqa: E402
-from daemon import Daemon, binaries_present  # noqa: E402
+from daemon import lease_digest  # noqa: E402
 
 import weightd  # noqa: E402
 
@@ -32,24 +31,13 @@ def run_engine(model, out, *args, check=True):
     return result
 
 
-def arena_digest(lease):
-    """sha256 over every allocation of a host lease (its read-only memfd mappings)."""
-    digest = hashlib.sha256()
-    for allocation in lease._allocations:
-        digest.update(allocation._base_array.tobytes())
-    return digest.hexdigest()
-
-
 def raw(values):
     return values.reshape(-1).view(torch.uint8)
 
 
 @pytest.fixture(scope="module")
 def daemon():
-    assert binaries_present(), "weightd binaries not built (build/bin or WEIGHTD_BIN_DIR)"
-    d = Daemon("host")
-    tiny_llama.write_bf16(d.model_root / "llama")
-    d.start()
+    d = tiny_llama.daemon()
     yield d
     d.stop()
 
@@ -61,10 +49,10 @@ def test_vllm_runs_in_place_on_weightds_memory_and_equals_its_own_pipeline(daemo
         manifest = client.load_and_wait(model_dir, path=model_dir, layout="vllm")
         lease = client.attach(model_dir)
         try:
-            before = arena_digest(lease)
+            before = lease_digest(lease)
             extra = json.dumps({"address": daemon.address, "handle_socket": daemon.handle_socket})
             run_engine(model_dir, tmp_path / "weightd.pt", "--load-format", "weightd", "--extra", extra)
-            after = arena_digest(lease)
+            after = lease_digest(lease)
         finally:
             lease.close()
     assert before == after, "vLLM changed weightd's memory"

@@ -42,7 +42,6 @@ subprocess (vLLM keeps process-wide state): this file run as a script.
     python test_vllm_tp_layout.py MODEL_DIR OUT_DIR [EXTRA_JSON]
         # OUT_DIR/rank{0,1}.pt and OUT_DIR/tokens.pt; EXTRA_JSON: load_format weightd
 """
-import hashlib
 import json
 import os
 import pathlib
@@ -120,18 +119,15 @@ if __name__ == "__main__":
 import pytest  # noqa: E402
 
 import tiny_llama  # noqa: E402
-from daemon import Daemon, binaries_present  # noqa: E402
+from daemon import lease_digest  # noqa: E402
 
 import weightd  # noqa: E402
-from weightd.vllm.tensors import as_torch  # noqa: E402
+from weightd.engine_lease import as_torch  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def daemon():
-    assert binaries_present(), "weightd binaries not built (build/bin or WEIGHTD_BIN_DIR)"
-    d = Daemon("host", flags=[f"--host-devices={TP}"])
-    tiny_llama.write_bf16(d.model_root / "llama")
-    d.start()
+    d = tiny_llama.daemon([f"--host-devices={TP}"])
     yield d
     d.stop()
 
@@ -166,14 +162,6 @@ def processed(name, array, per_tensor_fp8):
 
 def raw(values):
     return values.contiguous().reshape(-1).view(torch.uint8)
-
-
-def arena_digest(lease):
-    """sha256 over every allocation of a host lease (its read-only memfd mappings)."""
-    digest = hashlib.sha256()
-    for allocation in lease._allocations:
-        digest.update(allocation._base_array.tobytes())
-    return digest.hexdigest()
 
 
 def test_each_rank_equals_vllms_own_tp_sharding_of_the_fused_checkpoint(daemon, tmp_path):
@@ -219,11 +207,11 @@ def test_each_rank_equals_vllms_own_tp_sharding_of_the_fused_checkpoint(daemon, 
         # The plugin at TP=2 on the BF16 checkpoint: its workers' LoadModel attaches to the load above.
         leases = [client.attach(model_dir, rank=rank) for rank in range(TP)]
         try:
-            before = [arena_digest(lease) for lease in leases]
+            before = [lease_digest(lease) for lease in leases]
             sizes = [[a.size for a in lease.manifest.allocations] for lease in leases]
             extra = json.dumps({"address": daemon.address, "handle_socket": daemon.handle_socket})
             plugin_dumps, our_tokens = vllm_ranks(model_dir, tmp_path / "weightd", extra)
-            after = [arena_digest(lease) for lease in leases]
+            after = [lease_digest(lease) for lease in leases]
         finally:
             for lease in leases:
                 lease.close()

@@ -23,6 +23,22 @@ TEXT = ["The quick brown fox jumps over the lazy dog.",
         "Once upon a time there was a small model that ran on the CPU."] * 20
 
 
+def daemon(flags=()):
+    """The real weightd (host backend, client/python/tests/daemon.py) with this model
+    under its root as `llama`, started."""
+    import sys
+    import pathlib
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "client" / "python" / "tests"))
+    from daemon import Daemon, binaries_present
+
+    assert binaries_present(), "weightd binaries not built (build/bin or WEIGHTD_BIN_DIR)"
+    d = Daemon("host", flags=list(flags))
+    write_bf16(d.model_root / "llama")
+    d.start()
+    return d
+
+
 def write_bf16(directory, seed=0):
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -1,5 +1,6 @@
 """The real weightd started on temporary Unix sockets for the tests, and a reader
 of safetensors files for reference bytes."""
+import hashlib
 import json
 import os
 import pathlib
@@ -80,3 +81,12 @@ def read_safetensors(directory):
             begin, end = info["data_offsets"]
             tensors[name] = (info["dtype"], list(info["shape"]), data[start + begin:start + end])
     return tensors
+
+
+def lease_digest(lease):
+    """sha256 over every allocation of a host lease (its read-only memfd mappings): what
+    a test compares before and after an engine ran on the memory."""
+    digest = hashlib.sha256()
+    for allocation in lease._allocations:
+        digest.update(allocation._base_array.tobytes())
+    return digest.hexdigest()

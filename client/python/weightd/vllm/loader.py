@@ -2,11 +2,11 @@
 
 Each worker asks the daemon for the model (LoadModel is idempotent, so every worker of
 a node may ask) with its tensor-parallel size and `layout: vllm`, attaches to its rank
-for the worker's life, builds the model without allocating weights, points every
-parameter at the lease's tensor (no copy), then runs vLLM's post-load step inside
-`weights_already_processed()`, where quantization methods only rebuild Python-side
-state: nothing writes into weightd's memory. Same scheme as vLLM's own weight cache
-(`--load-format ipc_cache`), filled by weightd instead of vLLM's disk load.
+read-only for the worker's life, builds the model without allocating weights, points
+every parameter at the lease's tensor (no copy), then runs vLLM's post-load step
+inside `weights_already_processed()`, where quantization methods only rebuild
+Python-side state: nothing writes into weightd's memory. Same scheme as vLLM's own
+weight cache (`--load-format ipc_cache`), filled by weightd instead of vLLM's disk load.
 
 Layout vllm (docs/integrations.md) gives each rank vLLM's runtime parameters: fused
 `qkv_proj` / `gate_up_proj` with one per-tensor scale over the fused tensor (the scale
@@ -26,142 +26,64 @@ The model's config (`--model`) may be the BF16 checkpoint's: its quantization_co
 comes from the daemon's manifest.
 """
 import contextlib
-import json
 import logging
 
 import torch
-from torch import nn
 from vllm.model_executor.model_loader import register_model_loader
 from vllm.model_executor.model_loader.base_loader import BaseModelLoader
 
+from weightd.engine_lease import EngineLease, parameters_on_meta
 from weightd.vllm import cpu, tensors
 
 logger = logging.getLogger("weightd.vllm")
-
-OPTIONS = {"address", "handle_socket", "model_id", "path", "scheme"}
-SCHEMES = ("per-tensor", "block")
-DEFAULT_ADDRESS = "unix:/run/weightd/weightd.sock"
-DEFAULT_HANDLE_SOCKET = "/run/weightd/handles.sock"
-
-
-@contextlib.contextmanager
-def _parameters_on_meta():
-    """Every parameter registered while the model is built is a meta tensor; buffers
-    (RoPE caches, KV-cache scales) stay real, since weightd does not carry them. vLLM's
-    create_weights registers each parameter as soon as it makes it (torch.empty), so no
-    weight memory stays allocated."""
-    original = nn.Module.register_parameter
-
-    def register_parameter(module, name, param):
-        if param is not None and param.device.type != "meta":
-            meta = nn.Parameter(torch.empty_like(param, device="meta"), requires_grad=False)
-            meta.__dict__.update({k: v for k, v in param.__dict__.items() if not k.startswith("_")})
-            param = meta
-        return original(module, name, param)
-
-    nn.Module.register_parameter = register_parameter
-    try:
-        yield
-    finally:
-        nn.Module.register_parameter = original
 
 
 @register_model_loader("weightd")
 class WeightdModelLoader(BaseModelLoader):
     def __init__(self, load_config):
         super().__init__(load_config)
-        self.options = dict(load_config.model_loader_extra_config or {})
-        unknown = sorted(set(self.options) - OPTIONS)
-        if unknown:
-            raise ValueError(f"--load-format weightd: unknown option(s) {unknown} in --model-loader-extra-config; "
-                             f"known: {sorted(OPTIONS)}")
-        if self.options.get("scheme", "per-tensor") not in SCHEMES:
-            raise ValueError(f"--load-format weightd: scheme {self.options['scheme']!r} is not one of {SCHEMES}")
-        self.manifest = None
-        self.lease = None
+        self.weightd = EngineLease(load_config.model_loader_extra_config, "--load-format weightd",
+                                   "drop --load-format weightd to load the checkpoint from disk")
 
-    def model_id(self, model_config):
-        if self.options.get("model_id"):
-            return self.options["model_id"]
+    def _model_id(self, model_config):
         served = model_config.served_model_name
         if isinstance(served, (list, tuple)):
             served = served[0] if served else None
-        return served or model_config.model
+        return self.weightd.options.get("model_id", served or model_config.model)
 
     def download_model(self, model_config):
         pass  # weightd reads the checkpoint
 
-    def _client(self):
-        import weightd
-
-        return weightd.Client(self.options.get("address", DEFAULT_ADDRESS),
-                              self.options.get("handle_socket", DEFAULT_HANDLE_SOCKET))
-
-    def _unreachable(self, what, error):
-        where = self.options.get("address", DEFAULT_ADDRESS) if what == "load" else \
-            self.options.get("handle_socket", DEFAULT_HANDLE_SOCKET)
-        return RuntimeError(
-            f"--load-format weightd: cannot reach weightd at {where} ({error}). Start weightd "
-            f"(docs/running.md), point --model-loader-extra-config's \"address\" / \"handle_socket\" at its "
-            f"sockets, or drop --load-format weightd to load the checkpoint from disk")
-
-    def _ensure_loaded(self, vllm_config):
-        """LoadModel for this worker's tensor-parallel size (idempotent); the manifest."""
-        if self.manifest is not None:
-            return self.manifest
-        import grpc
+    def _load(self, vllm_config):
         from vllm.distributed import get_tensor_model_parallel_world_size
 
-        import weightd
-
         model_config = vllm_config.model_config
-        client = self._client()
-        try:
-            self.manifest = client.load_and_wait(
-                self.model_id(model_config), path=self.options.get("path", model_config.model),
-                scheme=self.options.get("scheme", "per-tensor"), tp_size=get_tensor_model_parallel_world_size(),
-                layout="vllm")
-        except weightd.WeightdError as e:
-            if e.code == grpc.StatusCode.UNAVAILABLE:
-                raise self._unreachable("load", e.message) from None
-            raise
-        finally:
-            client.close()
-        return self.manifest
+        if "model_id" not in self.weightd.options:
+            self.weightd.options["model_id"] = self._model_id(model_config)
+        return self.weightd.load(model_config.model, get_tensor_model_parallel_world_size())
 
     def get_external_weight_memory(self, vllm_config):
         """This rank's bytes held by weightd: vLLM's budget (--gpu-memory-utilization)
         counts them as weights, and the free memory it checks excludes them."""
         from vllm.distributed import get_tensor_model_parallel_rank
 
-        manifest = self._ensure_loaded(vllm_config)
-        rank = get_tensor_model_parallel_rank()
-        return sum(a.size for r in manifest.ranks if r.rank == rank for a in r.allocations)
+        self._load(vllm_config)
+        return self.weightd.rank_bytes(get_tensor_model_parallel_rank())
 
     def _attach(self, vllm_config):
-        import weightd
         from vllm.distributed import get_tensor_model_parallel_rank
 
-        manifest = self._ensure_loaded(vllm_config)
-        client = self._client()
-        try:
-            self.lease = client.attach(manifest.model_id, rank=get_tensor_model_parallel_rank(), read_only=True)
-        except (OSError, weightd.WeightdError) as e:
-            raise self._unreachable("attach", e) from None
-        finally:
-            client.close()
-        return {name: tensors.as_torch(t) for name, t in self.lease.tensors.items()}
+        self._load(vllm_config)
+        return self.weightd.attach(get_tensor_model_parallel_rank())
 
     def _use_manifest_quantization(self, vllm_config):
         """A BF16 checkpoint's config has no quantization_config, so vLLM would build BF16
         parameters: build the FP8 ones weightd holds, as the manifest's config says."""
-        if vllm_config.quant_config is not None:
+        config = self.weightd.quantization_config()
+        if vllm_config.quant_config is not None or config is None:
             return
         from vllm.model_executor.layers.quantization import get_quantization_config
 
-        config = json.loads(self.manifest.config_json or b"{}").get("quantization_config")
-        if config is None:
-            return  # scheme none: the checkpoint's dtype
         vllm_config.quant_config = get_quantization_config(config["quant_method"]).from_config(config)
 
     def load_weights(self, model, model_config):
@@ -170,7 +92,7 @@ class WeightdModelLoader(BaseModelLoader):
         from vllm.config import get_current_vllm_config
 
         tensors.bind(model, self._attach(get_current_vllm_config()), rebind=True)
-        model._weightd_lease = self.lease
+        model._weightd_lease = self.weightd.lease
 
     def load_model(self, vllm_config, model_config, prefix=""):
         from vllm.model_executor.model_loader.utils import initialize_model, process_weights_after_loading
@@ -184,7 +106,7 @@ class WeightdModelLoader(BaseModelLoader):
         lease_tensors = self._attach(vllm_config)
         self._use_manifest_quantization(vllm_config)
         with set_default_torch_dtype(model_config.dtype):
-            with target_device, _parameters_on_meta():
+            with target_device, parameters_on_meta():
                 model = initialize_model(vllm_config=vllm_config, model_config=model_config, prefix=prefix)
             check_ipc_quant_support(model)  # every quantization method accepts processed weights
             if current_platform.is_cpu():
@@ -197,9 +119,10 @@ class WeightdModelLoader(BaseModelLoader):
                 process_weights_after_loading(model, model_config, target_device)
         leftovers = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if p.is_meta]
         if leftovers:
-            raise RuntimeError(f"--load-format weightd: the lease of {self.manifest.model_id} has no tensor for "
-                               f"{leftovers[:8]}{' ...' if len(leftovers) > 8 else ''}")
-        model._weightd_lease = self.lease  # the lease lives as long as the model
+            raise RuntimeError(f"--load-format weightd: the lease of {self.weightd.manifest.model_id} has no "
+                               f"tensor for {leftovers[:8]}{' ...' if len(leftovers) > 8 else ''}")
+        lease = self.weightd.lease
+        model._weightd_lease = lease  # the lease lives as long as the model
         logger.info("weightd: %d parameters of %s are weightd's memory (rank %d)",
-                    len(dict(model.named_parameters())), self.manifest.model_id, self.lease.rank)
+                    len(dict(model.named_parameters())), lease.model_id, lease.rank)
         return model.eval()
