@@ -29,6 +29,7 @@ struct CliOptions {
   std::string scale_scope = "tensor";
   std::string tp_rules;       // load, verify: a JSON file of sharding rules
   std::string layout = "checkpoint";
+  bool writable = false;      // load: placement.writable
   bool progress = true;
 };
 

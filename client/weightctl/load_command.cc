@@ -80,6 +80,7 @@ absl::StatusOr<v1::LoadModelRequest> BuildRequest(const CliOptions& options, con
   auto layout = ParseLayout(options.layout);
   if (!layout.ok()) return layout.status();
   request.mutable_placement()->set_layout(*layout);
+  request.mutable_placement()->set_writable(options.writable);
   if (!options.tp_rules.empty()) {
     auto rules = ReadShardingRules(options.tp_rules);
     if (!rules.ok()) return rules.status();

@@ -48,6 +48,9 @@ ABSL_FLAG(std::string, tp_rules, "",
 ABSL_FLAG(std::string, layout, "checkpoint",
           "load, verify, quantize: how each rank's tensors are laid out: checkpoint (its tensors, as an FP8 checkpoint names "
           "them) or vllm (vLLM's fused parameters, used in place), e.g. --layout=vllm");
+ABSL_FLAG(bool, writable, false,
+          "load: workers may map the memory writable (frameworks that post-process weights in place); "
+          "default read-only, e.g. --writable");
 ABSL_FLAG(bool, progress, true, "load, quantize: show progress on stderr, e.g. --progress=false in scripts");
 
 namespace {
@@ -101,6 +104,7 @@ int main(int argc, char** argv) {
   options.scale_scope = absl::GetFlag(FLAGS_scale_scope);
   options.tp_rules = absl::GetFlag(FLAGS_tp_rules);
   options.layout = absl::GetFlag(FLAGS_layout);
+  options.writable = absl::GetFlag(FLAGS_writable);
   options.progress = absl::GetFlag(FLAGS_progress);
 
   using Command = std::function<int(const weightd::ctl::CliOptions&, const weightd::ctl::Args&)>;

@@ -29,7 +29,10 @@ class DeviceAllocation {
   virtual uint64_t size() const = 0;
   virtual v1::HandleType handle_type() const = 0;
   // The descriptor the handle socket passes to workers (memfd, VMM fd); -1 if none.
-  virtual int export_fd() const = 0;
+  // Not `writable`: one through which the memory can only be mapped read-only, where
+  // the backend can tell (a host memfd opened O_RDONLY); a CUDA VMM fd grants what the
+  // importer asks for (clients map read-only on request).
+  virtual int export_fd(bool writable = false) const = 0;
   // The legacy cudaIpcMemHandle_t (64 bytes) where the allocation has one.
   virtual std::string ipc_handle() const { return {}; }
 };

@@ -1,5 +1,6 @@
 #include "services/device/host_backend.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -18,21 +19,22 @@ namespace {
 
 class HostAllocation : public DeviceAllocation {
  public:
-  HostAllocation(int device, uint64_t size, UniqueFd fd, uint8_t* base)
-      : device_(device), size_(size), fd_(std::move(fd)), base_(base) {}
+  HostAllocation(int device, uint64_t size, UniqueFd fd, UniqueFd read_only_fd, uint8_t* base)
+      : device_(device), size_(size), fd_(std::move(fd)), read_only_fd_(std::move(read_only_fd)), base_(base) {}
   ~HostAllocation() override {
     if (base_ != nullptr) ::munmap(base_, size_);
   }
   int device() const override { return device_; }
   uint64_t size() const override { return size_; }
   v1::HandleType handle_type() const override { return v1::HANDLE_TYPE_MEMFD; }
-  int export_fd() const override { return fd_.get(); }
+  int export_fd(bool writable = false) const override { return writable ? fd_.get() : read_only_fd_.get(); }
   uint8_t* base() const { return base_; }
 
  private:
   int device_;
   uint64_t size_;
   UniqueFd fd_;
+  UniqueFd read_only_fd_;  // the same memfd opened O_RDONLY: mmap(PROT_WRITE, MAP_SHARED) fails
   uint8_t* base_;
 };
 
@@ -58,18 +60,27 @@ absl::StatusOr<std::unique_ptr<DeviceAllocation>> HostBackend::Allocate(int devi
     return absl::InvalidArgumentError(absl::StrCat("no host device ", device));
   }
   uint64_t size = RoundUp(bytes == 0 ? 1 : bytes, granularity(device));
-  UniqueFd fd(::memfd_create(("weightd:" + label).c_str(), MFD_CLOEXEC));
+  UniqueFd fd(::memfd_create(("weightd:" + label).c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd.valid()) {
     return absl::ResourceExhaustedError(absl::StrCat("memfd_create: ", std::strerror(errno)));
   }
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
     return absl::ResourceExhaustedError(absl::StrCat("ftruncate ", size, ": ", std::strerror(errno)));
   }
+  // No holder may change the size (a shrink would SIGBUS every other mapping), nor the seals.
+  if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) {
+    return absl::InternalError(absl::StrCat("sealing the memfd: ", std::strerror(errno)));
+  }
+  UniqueFd read_only(::open(absl::StrCat("/proc/self/fd/", fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!read_only.valid()) {
+    return absl::ResourceExhaustedError(absl::StrCat("a read-only descriptor of the memfd: ", std::strerror(errno)));
+  }
   void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
   if (base == MAP_FAILED) {
     return absl::ResourceExhaustedError(absl::StrCat("mmap ", size, ": ", std::strerror(errno)));
   }
-  return std::make_unique<HostAllocation>(device, size, std::move(fd), static_cast<uint8_t*>(base));
+  return std::make_unique<HostAllocation>(device, size, std::move(fd), std::move(read_only),
+                                          static_cast<uint8_t*>(base));
 }
 
 void HostBackend::Throttle(uint64_t bytes) const {

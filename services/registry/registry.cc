@@ -340,7 +340,7 @@ absl::StatusOr<LeaseGrant> Registry::AcquireLease(const std::string& model_id, u
   grant.lease_id = next_lease_id_++;
   grant.manifest = e.resident.manifest.ranks(static_cast<int>(rank));
   // Only descriptor-backed allocations travel as fds (legacy IPC handles are in the manifest).
-  int fd = e.resident.arenas[rank]->allocation().export_fd();
+  int fd = e.resident.arenas[rank]->allocation().export_fd(e.spec.placement().writable());
   if (fd >= 0) {
     UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
     if (!dup.valid()) {

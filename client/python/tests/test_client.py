@@ -163,3 +163,42 @@ def test_host_attach_works_where_torch_cannot_be_imported(daemon, client):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 0
+
+
+def _first_descriptor(daemon, model_id):
+    from weightd import handoff
+
+    sock, manifest, _, fds = handoff.attach(daemon.handle_socket, model_id, 0, 10)
+    for extra in fds[1:]:
+        os.close(extra)
+    return sock, fds[0], manifest.allocations[0].size
+
+
+def test_a_lease_can_neither_write_nor_resize_the_memory_unless_the_load_allows_writing(client, daemon):
+    import mmap
+
+    from weightd import handoff
+
+    client.load_and_wait("ro", path="tiny")
+    sock, fd, size = _first_descriptor(daemon, "ro")
+    try:
+        with pytest.raises(PermissionError):  # a read-only descriptor: no writable shared mapping
+            mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        with pytest.raises(OSError):
+            os.ftruncate(fd, 0)
+        mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ).close()
+    finally:
+        os.close(fd)
+        handoff.release(sock)
+
+    client.load_and_wait("rw", path="tiny", writable=True)
+    sock, fd, size = _first_descriptor(daemon, "rw")
+    try:
+        mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE).close()
+        for new_size in (0, size // 2, size * 2):  # sealed: shrinking would SIGBUS every other mapping
+            with pytest.raises(PermissionError):
+                os.ftruncate(fd, new_size)
+        assert os.fstat(fd).st_size == size
+    finally:
+        os.close(fd)
+        handoff.release(sock)

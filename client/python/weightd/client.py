@@ -39,13 +39,15 @@ class Client:
         return False
 
     def load(self, model_id, path=None, push=None, scheme="per-tensor", ignore=(), nonfinite="fail", tp_size=1,
-             devices=(), layout="checkpoint"):
+             devices=(), layout="checkpoint", writable=False):
         """Loads a checkpoint, yielding every LoadEvent (phase, bytes_done, bytes_total,
         tensors_done, tensors_total, bytes_per_second); the last one is PHASE_READY and
         carries the manifest. `path`: a directory under the daemon's --model-root;
         `push`: a local directory or .safetensors file, streamed to the daemon.
         `layout`: "checkpoint" (the checkpoint's tensors) or "vllm" (vLLM's fused
-        parameters, for the vLLM loader plugin: weightd.vllm_loader)."""
+        parameters, for the vLLM loader plugin: weightd.vllm). `writable`: workers may
+        map the memory writable (frameworks that post-process weights in place); by
+        default the host backend hands out read-only descriptors."""
         if (path is None) == (push is None):
             raise ValueError("load needs exactly one of path= or push=")
         if scheme not in SCHEMES or nonfinite not in NONFINITE or layout not in LAYOUTS:
@@ -55,7 +57,8 @@ class Client:
             model_id=model_id,
             quantization=loader_pb2.Quantization(scheme=SCHEMES[scheme], ignore=list(ignore),
                                                  nonfinite=NONFINITE[nonfinite]),
-            placement=loader_pb2.Placement(tp_size=tp_size, devices=list(devices), layout=LAYOUTS[layout]))
+            placement=loader_pb2.Placement(tp_size=tp_size, devices=list(devices), layout=LAYOUTS[layout],
+                                           writable=writable))
         files = []
         if push is not None:
             files, config_json = local_shards(push)

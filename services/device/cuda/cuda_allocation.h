@@ -26,7 +26,7 @@ class CudaAllocation : public DeviceAllocation {
   int device() const override { return device_; }
   uint64_t size() const override { return size_; }
   v1::HandleType handle_type() const override;
-  int export_fd() const override { return fd_.get(); }
+  int export_fd(bool /*writable*/ = false) const override { return fd_.get(); }
   std::string ipc_handle() const override { return ipc_handle_; }
   uint8_t* device_pointer() const { return pointer_; }
 
