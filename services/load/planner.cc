@@ -166,6 +166,13 @@ absl::StatusOr<LoadPlan> PlanLoad(const std::vector<ShardInput>& shards, const P
   for (size_t s = 0; s < shards.size(); ++s) {
     const ShardInput& shard = shards[s];
     for (const safetensors::TensorHeader& t : shard.header.tensors) {
+      // Declared sizes are untrusted (a pushed shard need not say its size): bounded
+      // here, so no sum or offset below can wrap.
+      if (t.size() > kMaxPlanBytes || plan.source_bytes + t.size() > kMaxPlanBytes) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' in shard '", shard.file, "' (",
+                                                       t.size(), " bytes) takes the checkpoint past ", kMaxPlanBytes,
+                                                       " bytes, more than any device holds"));
+      }
       plan.source_bytes += t.size();
       ++plan.source_tensors;
       std::string where = absl::StrCat("in shard '", shard.file, "'");

@@ -21,6 +21,9 @@ namespace weightd {
 
 // Every output tensor starts on this boundary (vectorized device access).
 inline constexpr uint64_t kTensorAlignment = 256;
+// The most tensor bytes one plan takes (64 PiB): far beyond any node, and far enough
+// below 2^64 that the plan's sums and offsets cannot wrap.
+inline constexpr uint64_t kMaxPlanBytes = uint64_t{1} << 56;
 
 struct ShardInput {
   std::string file;

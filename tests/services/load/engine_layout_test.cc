@@ -104,6 +104,28 @@ TEST(VllmPlanTest, PartsWriteTheirRowsOfOneFusedOutputWithOneScale) {
   EXPECT_EQ(tasks[3].parts[0].padding_bytes, 0u);
 }
 
+// Declared sizes are untrusted: two shards of 2^55 + 2^55 bytes would wrap nothing yet,
+// but a third passes 2^56 and is refused before any sum can wrap.
+TEST(PlanLimitsTest, DeclaredSizesThatWouldWrapTheSumsAreInvalidArgument) {
+  std::vector<ShardInput> shards;
+  for (int s = 0; s < 3; ++s) {
+    ShardInput shard{"s" + std::to_string(s), {}};
+    safetensors::TensorHeader t{"t" + std::to_string(s), kernels::DType::kBF16, {int64_t{1} << 54}, 0, uint64_t{1} << 55};
+    shard.header.tensors.push_back(t);
+    shards.push_back(shard);
+  }
+  PlanOptions options;
+  options.devices = {0};
+  options.device_granularity = {1};
+  auto plan = PlanLoad(shards, options);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(plan.status().message(), "tensor 't2' in shard 's2' (36028797018963968 bytes) takes the checkpoint past "
+                                     "72057594037927936 bytes, more than any device holds");
+  shards[0].header.tensors[0].end = ~uint64_t{0};  // one tensor alone
+  EXPECT_EQ(PlanLoad(shards, options).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(FusedScaleGateTest, ReleasesThePartsOnceTheLastArrivesWithTheLargestAmax) {
   LoadPlan plan;
   plan.fused_scales.push_back({"x.qkv_proj.weight", 3});
