@@ -68,7 +68,7 @@ def main():
             failed.append(f"names differ: {sorted(set(on_gpu) ^ set(on_host))[:4]}")
         for name, tensor in on_gpu.items():
             assert tensor.is_cuda
-            gpu_bytes = tensor.contiguous().view(torch.uint8).reshape(-1).cpu()
+            gpu_bytes = tensor.contiguous().reshape(-1).view(torch.uint8).cpu()
             if not torch.equal(gpu_bytes, host_bytes(on_host[name])):
                 diff = int((gpu_bytes != host_bytes(on_host[name])).sum())
                 failed.append(f"{name}: {diff} bytes differ between the cuda and host backends")
