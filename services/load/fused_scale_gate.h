@@ -2,9 +2,9 @@
 // vllm's qkv_proj and gate_up_proj, LoadPlan::fused_scales) until every part's
 // amax is known: the scale is that of the largest, so no part can be quantized
 // before the last one arrives. A part's source bytes wait on the host meanwhile
-// (a layer's q/k/v or gate/up at most, per fused output in flight); its
-// `release` runs when they are freed (placed, or the load failed), so a host
-// memory budget can keep them charged. Thread-safe.
+// (a layer's q/k/v or gate/up at most, per fused output in flight), outside
+// --host-memory-limit (ShardWriter::PlaceGathered says why); a part's optional
+// `release` runs when they are freed (placed, or the load failed). Thread-safe.
 #pragma once
 
 #include <functional>

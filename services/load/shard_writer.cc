@@ -133,7 +133,7 @@ absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::o
       }
       if (charge > 0) budget_->ReleaseGather(charge);
     }
-    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::move(source), amax, nullptr));
+    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::move(source), amax));
     progress_.add_tensor();
     return absl::OkStatus();
   }
@@ -260,7 +260,7 @@ absl::Status ShardWriter::OnWholeTensor(size_t index, std::string_view bytes) {
   }
   progress_.add_bytes(bytes.size());
   if (tasks_[index].fused_scale >= 0) {  // held until its fused output's scale is known: a copy
-    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::string(bytes), std::nullopt, nullptr));
+    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::string(bytes), std::nullopt));
   } else {
     WEIGHTD_RETURN_IF_ERROR(Place(index, bytes));
     WEIGHTD_RETURN_IF_ERROR(placer_->Complete(tasks_[index]));
@@ -282,20 +282,14 @@ absl::Status ShardWriter::Quantize(size_t index, std::string_view source, std::o
   return NonFiniteError(index, source);
 }
 
-absl::Status ShardWriter::QuantizeFused(size_t index, std::string source, std::optional<float> amax,
-                                        std::function<void()> release) {
+absl::Status ShardWriter::QuantizeFused(size_t index, std::string source, std::optional<float> amax) {
   const safetensors::TensorHeader& t = header_.tensors[index];
-  if (!amax) {  // non-finite values are named here, while the bytes are at hand
-    absl::StatusOr<float> whole = kernels::AbsMax(t.dtype, source.data(), static_cast<size_t>(t.num_elements()), policy_);
-    if (!whole.ok()) {
-      absl::Status named = whole.status().code() == absl::StatusCode::kInvalidArgument ? NonFiniteError(index, source)
-                                                                                        : whole.status();
-      if (release) release();
-      return named;
-    }
-    amax = *whole;
+  absl::StatusOr<std::vector<float>> per_rank = placer_->FusedAmax(tasks_[index], t, source.data(), policy_, amax);
+  if (!per_rank.ok()) {  // non-finite values are named here, while the bytes are at hand
+    return per_rank.status().code() == absl::StatusCode::kInvalidArgument ? NonFiniteError(index, source)
+                                                                         : per_rank.status();
   }
-  return placer_->QuantizeFused(tasks_[index], t, std::move(source), policy_, amax, std::move(release));
+  return placer_->QuantizeFused(tasks_[index], t, std::move(source), *std::move(per_rank));
 }
 
 absl::Status ShardWriter::NonFiniteError(size_t index, std::string_view source) const {

@@ -86,10 +86,10 @@ class ShardWriter : public safetensors::TensorSink {
   // A gathered (or whole) tensor onto its ranks; `amax`, if known, the whole tensor's.
   absl::Status Place(size_t index, std::string_view source, std::optional<float> amax = std::nullopt);
   absl::Status Quantize(size_t index, std::string_view source, std::optional<float> amax);
-  // A part of a fused output with one per-tensor scale: handed to the placer,
-  // which holds it until the output's other parts arrive; `release` runs then.
-  absl::Status QuantizeFused(size_t index, std::string source, std::optional<float> amax,
-                             std::function<void()> release);
+  // A part of a fused output with one per-tensor scale: its amax taken (a
+  // non-finite value named), then handed to the placer, which holds it until the
+  // output's other parts arrive.
+  absl::Status QuantizeFused(size_t index, std::string source, std::optional<float> amax);
   // INVALID_ARGUMENT naming the first non-finite element of `source` and its file offset.
   absl::Status NonFiniteError(size_t index, std::string_view source) const;
   std::string Where(size_t index) const;

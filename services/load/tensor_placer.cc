@@ -146,30 +146,27 @@ absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetens
   return absl::OkStatus();
 }
 
-absl::Status TensorPlacer::QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, std::string bytes,
-                                         kernels::NonFinitePolicy policy, std::optional<float> amax,
-                                         std::function<void()> release) {
-  FusedScaleGate::Part part{&task, &t, std::move(bytes), {}, std::move(release)};
-  absl::Status measured = absl::OkStatus();
+absl::StatusOr<std::vector<float>> TensorPlacer::FusedAmax(const TensorTask& task, const safetensors::TensorHeader& t,
+                                                           const char* src, kernels::NonFinitePolicy policy,
+                                                           std::optional<float> amax) {
   if (task.reduce_amax) {  // scale scope `tensor`: the whole tensor's amax on every rank
     if (!amax) {
-      absl::StatusOr<float> whole =
-          kernels::AbsMax(t.dtype, part.bytes.data(), static_cast<size_t>(t.num_elements()), policy);
-      if (whole.ok()) amax = *whole;
-      measured = whole.status();
+      WEIGHTD_ASSIGN_OR_RETURN(amax, kernels::AbsMax(t.dtype, src, static_cast<size_t>(t.num_elements()), policy));
     }
-    if (amax) part.amax.assign(task.parts.size(), *amax);
-  } else {
-    for (size_t r = 0; r < task.parts.size() && measured.ok(); ++r) {
-      std::vector<float> slice_amax;
-      measured = SliceAmax(t.dtype, part.bytes.data(), SliceOf(task, r, t), false, policy, slice_amax);
-      part.amax.push_back(slice_amax.empty() ? 0.0f : slice_amax[0]);
-    }
+    return std::vector<float>(task.parts.size(), *amax);
   }
-  if (!measured.ok()) {
-    if (part.release) part.release();
-    return measured;
+  std::vector<float> per_rank;
+  for (size_t r = 0; r < task.parts.size(); ++r) {
+    std::vector<float> slice_amax;
+    WEIGHTD_RETURN_IF_ERROR(SliceAmax(t.dtype, src, SliceOf(task, r, t), false, policy, slice_amax));
+    per_rank.push_back(slice_amax.empty() ? 0.0f : slice_amax[0]);
   }
+  return per_rank;
+}
+
+absl::Status TensorPlacer::QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, std::string bytes,
+                                         std::vector<float> amax) {
+  FusedScaleGate::Part part{&task, &t, std::move(bytes), std::move(amax), nullptr};
   std::optional<FusedScaleGate::Ready> ready = fused_.Add(task.fused_scale, std::move(part));
   if (!ready) return absl::OkStatus();
   absl::Status placed = absl::OkStatus();
@@ -177,7 +174,8 @@ absl::Status TensorPlacer::QuantizeFused(const TensorTask& task, const safetenso
     if (placed.ok()) {
       std::vector<std::vector<float>> scales(p.task->parts.size());
       for (size_t r = 0; r < scales.size(); ++r) scales[r].assign(1, kernels::ScaleFromAmax(ready->amax[r]));
-      placed = PlaceQuantized(*p.task, *p.header, p.bytes.data(), kernels::NonFinitePolicy::kSaturate, scales);
+      // The scales are given, so the policy (for a slice's own scales) is not consulted.
+      placed = PlaceQuantized(*p.task, *p.header, p.bytes.data(), kernels::NonFinitePolicy::kFail, scales);
     }
     p.bytes = std::string();
     if (p.release) p.release();

@@ -11,7 +11,6 @@
 // own tensors.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -48,13 +47,17 @@ class TensorPlacer {
   absl::Status Quantize(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                         kernels::NonFinitePolicy policy, std::optional<float> amax = std::nullopt);
   // A part of a fused output with one per-tensor scale (task.fused_scale >= 0):
-  // takes the whole tensor's bytes, and places them once every part of the
-  // output has arrived, from whichever call brings the last (FusedScaleGate).
-  // `release` runs when the bytes are freed. A NaN or Inf under kFail is
-  // INVALID_ARGUMENT from this call, before the bytes are held.
+  // its amax per rank, the whole tensor's (`amax` if the caller took it) under
+  // scale scope `tensor`, each rank slice's under `shard`. A NaN or Inf under kFail
+  // is INVALID_ARGUMENT (the caller names the element).
+  absl::StatusOr<std::vector<float>> FusedAmax(const TensorTask& task, const safetensors::TensorHeader& t,
+                                               const char* src, kernels::NonFinitePolicy policy,
+                                               std::optional<float> amax);
+  // Takes the part's whole bytes and amax (FusedAmax), and places them once every
+  // part of the output has arrived, from whichever call brings the last
+  // (FusedScaleGate).
   absl::Status QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, std::string bytes,
-                             kernels::NonFinitePolicy policy, std::optional<float> amax,
-                             std::function<void()> release);
+                             std::vector<float> amax);
   // Whether every rank's scale is the whole tensor's amax scaled: per-tensor,
   // and one rank, a replicated tensor, or scale scope `tensor`.
   static bool TakesWholeAmax(const TensorTask& task);

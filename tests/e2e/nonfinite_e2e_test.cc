@@ -32,6 +32,18 @@ class NonFiniteE2ETest : public ::testing::Test {
                                                                                         -INFINITY, 0.5f})}},
                        {"model.layers.0.self_attn.q_proj.weight", {"F32", {1, 2}, F32Bytes({1.0f, -1.0f})}}}));
     WriteFile(dir + "/config.json", "{}");
+    // The same up_proj with every part layout vllm fuses it and q_proj with.
+    const std::string fusable = daemon_.model_root() + "/nan-fusable";
+    std::filesystem::create_directories(fusable);
+    const std::string clean = F32Bytes({1.0f, -1.0f, 0.5f, 2.0f, -0.25f, 3.0f});
+    WriteFile(fusable + "/model.safetensors",
+              ShardOf({{"model.layers.0.mlp.gate_proj.weight", {"F32", {2, 3}, clean}},
+                       {"model.layers.0.mlp.up_proj.weight", {"F32", {2, 3}, F32Bytes({1.0f, NAN, INFINITY, -2.0f,
+                                                                                        -INFINITY, 0.5f})}},
+                       {"model.layers.0.self_attn.q_proj.weight", {"F32", {2, 3}, clean}},
+                       {"model.layers.0.self_attn.k_proj.weight", {"F32", {2, 3}, clean}},
+                       {"model.layers.0.self_attn.v_proj.weight", {"F32", {2, 3}, clean}}}));
+    WriteFile(fusable + "/config.json", "{}");
     daemon_.Start();
   }
 
@@ -58,6 +70,25 @@ TEST_F(NonFiniteE2ETest, DefaultFailsNamingShardAndTensor) {
                                        daemon_.model_root() + "/nan", daemon_.dir() + "/q"});
   EXPECT_EQ(quantize.exit_code, 1);
   EXPECT_NE(quantize.err.find("tensor 'model.layers.0.mlp.up_proj.weight'"), std::string::npos) << quantize.err;
+}
+
+// Layout vllm holds up_proj until gate_proj arrives (one scale over gate_up_proj): the
+// NaN is still named, with its element and shard, under either scale scope, and nothing
+// (neither the held part nor the arena) stays allocated.
+TEST_F(NonFiniteE2ETest, AFusedPartIsNamedAsAnyOtherUnderLayoutVllm) {
+  const std::string pushed = "--push=" + daemon_.model_root() + "/nan-fusable";
+  for (const std::string source : {std::string("--path=nan-fusable"), pushed}) {
+    for (const char* scope : {"--scale-scope=tensor", "--scale-scope=shard"}) {
+      SCOPED_TRACE(source + " " + scope);
+      CommandResult load = daemon_.Ctl({"load", "v", source, scope, "--layout=vllm"});
+      EXPECT_EQ(load.exit_code, 1);
+      EXPECT_NE(load.err.find("INVALID_ARGUMENT"), std::string::npos) << load.err;
+      EXPECT_NE(load.err.find("tensor 'model.layers.0.mlp.up_proj.weight'"), std::string::npos) << load.err;
+      EXPECT_NE(load.err.find("model.safetensors"), std::string::npos) << load.err;
+      EXPECT_NE(load.err.find("element 1"), std::string::npos) << load.err;
+      EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
+    }
+  }
 }
 
 TEST_F(NonFiniteE2ETest, SaturateMapsNaNAndInfTo448UnderEveryScheme) {
