@@ -67,6 +67,24 @@ ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TCP listeners, e
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for TCP listeners, e.g. --tls-key=/etc/weightd/tls.key");
 ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle: TCP clients must present a certificate it signed (mTLS), e.g. --tls-client-ca=/etc/weightd/ca.crt");
 ABSL_FLAG(bool, insecure_tcp, false, "Allow TCP listeners without TLS (anyone who reaches the port can load and read models), e.g. --insecure-tcp");
+ABSL_FLAG(std::string, peers, "",
+          "Other weightd daemons this one may ask for models (path loads with prefer_peers): comma-separated "
+          "host:port (mutual TLS) or unix:/path, or one DNS target whose every address is a peer, e.g. "
+          "--peers=dns:///weightd-peers.default.svc.cluster.local:7070");
+ABSL_FLAG(std::string, peer_tls_ca, "", "PEM CA that signed the peers' certificates, e.g. --peer-tls-ca=/etc/weightd/ca.crt");
+ABSL_FLAG(std::string, peer_tls_cert, "",
+          "PEM certificate this daemon shows its peers (mutual TLS), e.g. --peer-tls-cert=/etc/weightd/tls.crt");
+ABSL_FLAG(std::string, peer_tls_key, "", "PEM private key of --peer-tls-cert, e.g. --peer-tls-key=/etc/weightd/tls.key");
+ABSL_FLAG(std::string, peer_tls_server_name, "",
+          "Name the peers' certificates carry, where it is not the address dialled (a DNS target's addresses), "
+          "e.g. --peer-tls-server-name=weightd-peers.default.svc");
+ABSL_FLAG(std::string, peer_serve_bandwidth, "0",
+          "Most bytes per second this daemon serves to all its peers together; 0: no cap, e.g. "
+          "--peer-serve-bandwidth=1GiB");
+ABSL_FLAG(int, peer_serve_streams, 64, "Most peer streams served at once, e.g. --peer-serve-streams=16");
+ABSL_FLAG(std::string, test_corrupt_served_tensor, "",
+          "Testing only: flips one byte of this tensor in what is served to peers (a bad link), e.g. "
+          "--test-corrupt-served-tensor=model.layers.0.mlp.down_proj.weight");
 ABSL_FLAG(int, push_idle_timeout_seconds, 300,
           "A push load that receives nothing (no stream opens, no byte arrives) this long fails with DEADLINE_EXCEEDED, "
           "e.g. --push-idle-timeout-seconds=60");
@@ -153,6 +171,17 @@ Flags take --dashed-names or --underscored_names.)");
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
   options.insecure_tcp = absl::GetFlag(FLAGS_insecure_tcp);
+  options.peers = absl::GetFlag(FLAGS_peers);
+  options.peer_tls.ca_file = absl::GetFlag(FLAGS_peer_tls_ca);
+  options.peer_tls.cert_file = absl::GetFlag(FLAGS_peer_tls_cert);
+  options.peer_tls.key_file = absl::GetFlag(FLAGS_peer_tls_key);
+  options.peer_tls.server_name = absl::GetFlag(FLAGS_peer_tls_server_name);
+  auto serve_bandwidth = weightd::ParseByteSize(absl::GetFlag(FLAGS_peer_serve_bandwidth));
+  if (!serve_bandwidth.ok()) return Fail("--peer-serve-bandwidth: " + std::string(serve_bandwidth.status().message()));
+  options.peer_serve_bandwidth = *serve_bandwidth;
+  if (absl::GetFlag(FLAGS_peer_serve_streams) < 1) return Fail("--peer-serve-streams must be at least 1");
+  options.peer_serve_streams = static_cast<uint32_t>(absl::GetFlag(FLAGS_peer_serve_streams));
+  options.test_corrupt_served_tensor = absl::GetFlag(FLAGS_test_corrupt_served_tensor);
   if (absl::GetFlag(FLAGS_push_idle_timeout_seconds) <= 0) return Fail("--push-idle-timeout-seconds must be positive");
   options.push_idle_timeout = std::chrono::seconds(absl::GetFlag(FLAGS_push_idle_timeout_seconds));
   auto header_bytes = weightd::ParseByteSize(absl::GetFlag(FLAGS_max_header_bytes));

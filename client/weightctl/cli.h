@@ -22,6 +22,10 @@ struct CliOptions {
   bool force = false;
   std::string path;           // load: path source, as the daemon resolves it
   std::string push;           // load: a local .safetensors file or directory to push
+  std::vector<std::string> peer;  // load: peer daemons, the first asked first (the rest: fallbacks)
+  std::string peer_model;     // load: the model's id on the peer; empty: the same
+  uint32_t peer_streams = 0;  // load: parallel streams from the peer; 0: the daemon's default
+  bool prefer_peers = false;  // load --path: ask the daemon's --peers first
   std::string scheme = "per-tensor";
   std::vector<std::string> ignore;
   std::string nonfinite = "fail";

@@ -62,8 +62,15 @@ absl::StatusOr<v1::LoadModelRequest> BuildRequest(const CliOptions& options, con
     v1::PushSource* source = request.mutable_source()->mutable_push();
     for (const fs::path& file : push->files) source->add_shard_files(file.filename().string());
     source->set_config_json(push->config_json);
+  } else if (!options.peer.empty()) {
+    v1::PeerSource* source = request.mutable_source()->mutable_peer();
+    source->set_address(options.peer[0]);
+    for (size_t i = 1; i < options.peer.size(); ++i) source->add_fallback_addresses(options.peer[i]);
+    source->set_model_id(options.peer_model);
+    source->set_streams(options.peer_streams);
   } else {
     request.mutable_source()->mutable_path()->set_path(options.path);
+    request.set_prefer_peers(options.prefer_peers);
   }
   auto scheme = ParseScheme(options.scheme);
   if (!scheme.ok()) return scheme.status();
@@ -114,9 +121,11 @@ void PrintLoaded(const v1::Manifest& manifest, double seconds) {
 }  // namespace
 
 int RunLoad(const CliOptions& options, const Args& args) {
-  if (args.size() != 1 || options.path.empty() == options.push.empty()) {
+  const int sources = !options.path.empty() + !options.push.empty() + !options.peer.empty();
+  if (args.size() != 1 || sources != 1) {
     return Usage(
-        "weightctl load MODEL --path DIR | --push DIR_OR_FILE [--scheme S] [--ignore ...] [--tp N] "
+        "weightctl load MODEL --path DIR [--prefer-peers] | --push DIR_OR_FILE | --peer ADDR[,FALLBACK...] "
+        "[--peer-model ID] [--peer-streams N] [--scheme S] [--ignore ...] [--tp N] "
         "[--scale-scope tensor|shard] [--tp-rules FILE] [--layout checkpoint|vllm]");
   }
   const std::string& model = args[0];

@@ -30,6 +30,14 @@ ABSL_FLAG(std::string, path, "",
           "load: checkpoint directory under the daemon's --model-root, e.g. --path=llama-8b");
 ABSL_FLAG(std::string, push, "",
           "load: local .safetensors file or checkpoint directory to stream to the daemon, e.g. --push=./llama-8b");
+ABSL_FLAG(std::vector<std::string>, peer, {},
+          "load: another weightd that holds the model, host:port or unix:/path; more, comma-separated, are "
+          "fallbacks, e.g. --peer=node-a:7070,node-b:7070");
+ABSL_FLAG(std::string, peer_model, "", "load --peer: the model's id on the peer (default: the same), e.g. --peer-model=llama");
+ABSL_FLAG(uint32_t, peer_streams, 0, "load --peer: parallel streams (default 4), e.g. --peer-streams=8");
+ABSL_FLAG(bool, prefer_peers, false,
+          "load --path: take the bytes from one of the daemon's --peers that holds the same checkpoint, reading "
+          "the files only when none does, e.g. --prefer-peers");
 ABSL_FLAG(std::string, scheme, "per-tensor",
           "load, quantize, verify: per-tensor, per-channel, block (128x128) or none, e.g. --scheme=block");
 ABSL_FLAG(std::vector<std::string>, ignore, {},
@@ -58,7 +66,8 @@ namespace {
 constexpr char kUsage[] = R"(weightctl COMMAND [ARGS] [FLAGS]
 
 Commands:
-  load MODEL --path DIR | --push DIR  load a checkpoint (progress on stderr), e.g.
+  load MODEL --path DIR | --push DIR | --peer ADDR
+                                      load a checkpoint (progress on stderr), e.g.
                                       weightctl load llama --push ./llama-8b
                                       tensor parallel: --tp 8 [--scale-scope shard] [--tp-rules FILE]
                                       for vLLM to use in place: --layout vllm
@@ -97,6 +106,10 @@ int main(int argc, char** argv) {
   options.force = absl::GetFlag(FLAGS_force);
   options.path = absl::GetFlag(FLAGS_path);
   options.push = absl::GetFlag(FLAGS_push);
+  options.peer = absl::GetFlag(FLAGS_peer);
+  options.peer_model = absl::GetFlag(FLAGS_peer_model);
+  options.peer_streams = absl::GetFlag(FLAGS_peer_streams);
+  options.prefer_peers = absl::GetFlag(FLAGS_prefer_peers);
   options.scheme = absl::GetFlag(FLAGS_scheme);
   options.ignore = absl::GetFlag(FLAGS_ignore);
   options.nonfinite = absl::GetFlag(FLAGS_nonfinite);

@@ -132,25 +132,28 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   if (options.devices.size() > 1) {
     WEIGHTD_ASSIGN_OR_RETURN(options.heads, AttentionHeadsFromConfig(config_json_));
   }
-  WEIGHTD_ASSIGN_OR_RETURN(plan_, PlanLoad(inputs, options));
-  if (max_source_bytes_ > 0 && plan_.source_bytes > max_source_bytes_) {
-    return absl::ResourceExhaustedError(absl::StrCat("model '", model_id_, "': its shards hold ", plan_.source_bytes,
+  layout_ = std::make_shared<LoadLayout>();
+  WEIGHTD_ASSIGN_OR_RETURN(layout_->plan, PlanLoad(inputs, options));
+  layout_->shards = std::move(inputs);
+  layout_->config_json = config_json_;
+  if (max_source_bytes_ > 0 && layout_->plan.source_bytes > max_source_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat("model '", model_id_, "': its shards hold ", layout_->plan.source_bytes,
                                                      " bytes, the limit (--max-model-bytes) is ", max_source_bytes_));
   }
-  WEIGHTD_ASSIGN_OR_RETURN(config_json_, ConfigWithQuantization(config_json_, spec_.quantization().scheme(), plan_.ignored_modules));
-  progress_.set_totals(plan_.source_bytes, plan_.source_tensors);
+  WEIGHTD_ASSIGN_OR_RETURN(config_json_, ConfigWithQuantization(config_json_, spec_.quantization().scheme(), layout_->plan.ignored_modules));
+  progress_.set_totals(layout_->plan.source_bytes, layout_->plan.source_tensors);
   uint64_t quantized_bytes = 0;
   for (size_t s = 0; s < shards_.size(); ++s) {
-    for (size_t t = 0; t < plan_.tasks[s].size(); ++t) {
-      if (plan_.tasks[s][t].kind != TaskKind::kStore) quantized_bytes += shards_[s].header->tensors[t].size();
+    for (size_t t = 0; t < layout_->plan.tasks[s].size(); ++t) {
+      if (layout_->plan.tasks[s][t].kind != TaskKind::kStore) quantized_bytes += shards_[s].header->tensors[t].size();
     }
   }
   progress_.set_quantized_bytes(quantized_bytes);
   progress_.set_phase(v1::PHASE_PLANNED);
 
-  WEIGHTD_RETURN_IF_ERROR(accounting_.Reserve(plan_.DeviceBytes(), absl::StrCat("model '", model_id_, "'")));
-  for (size_t r = 0; r < plan_.ranks.size(); ++r) {
-    const RankPlan& rank = plan_.ranks[r];
+  WEIGHTD_RETURN_IF_ERROR(accounting_.Reserve(layout_->plan.DeviceBytes(), absl::StrCat("model '", model_id_, "'")));
+  for (size_t r = 0; r < layout_->plan.ranks.size(); ++r) {
+    const RankPlan& rank = layout_->plan.ranks[r];
     absl::StatusOr<std::shared_ptr<Arena>> arena =
         Arena::Create(backend_, accounting_, rank.device, rank.arena_bytes,
                       absl::StrCat(model_id_, ":rank", rank.rank));
@@ -158,8 +161,8 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
       // Create released this rank's bytes and the arenas made so far release theirs when
       // dropped; the ranks after it never got an arena, so their reservation goes here.
       std::vector<uint64_t> unused(static_cast<size_t>(accounting_.device_count()), 0);
-      for (size_t later = r + 1; later < plan_.ranks.size(); ++later) {
-        unused[static_cast<size_t>(plan_.ranks[later].device)] += plan_.ranks[later].arena_bytes;
+      for (size_t later = r + 1; later < layout_->plan.ranks.size(); ++later) {
+        unused[static_cast<size_t>(layout_->plan.ranks[later].device)] += layout_->plan.ranks[later].arena_bytes;
       }
       accounting_.Release(unused);
       return arena.status();
@@ -169,15 +172,15 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   LogEvent(LogLevel::kInfo, "load_planned",
            {{"model", model_id_}, {"source", SourceLabel(spec_.source())},
             {"scheme", SchemeLabel(spec_.quantization().scheme())}, {"result", "ok"},
-            {"seconds", progress_.seconds()}, {"bytes", plan_.source_bytes}, {"tensors", plan_.source_tensors},
-            {"quantized", plan_.quantized_tensors}, {"quantized_bytes", quantized_bytes},
-            {"arena_bytes", plan_.ranks[0].arena_bytes}, {"ranks", plan_.ranks.size()}});
+            {"seconds", progress_.seconds()}, {"bytes", layout_->plan.source_bytes}, {"tensors", layout_->plan.source_tensors},
+            {"quantized", layout_->plan.quantized_tensors}, {"quantized_bytes", quantized_bytes},
+            {"arena_bytes", layout_->plan.ranks[0].arena_bytes}, {"ranks", layout_->plan.ranks.size()}});
 
   WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<Collective> collective, backend_.GroupCollective(options.devices));
-  placer_ = std::make_shared<TensorPlacer>(plan_, arenas_, backend_, std::move(collective));
+  placer_ = std::make_shared<TensorPlacer>(layout_->plan, arenas_, backend_, std::move(collective));
   kernels::NonFinitePolicy policy = PolicyOf(spec_.quantization());
   for (size_t s = 0; s < shards_.size(); ++s) {
-    shards_[s].writer = std::make_unique<ShardWriter>(shards_[s].file, *shards_[s].header, plan_.tasks[s], placer_,
+    shards_[s].writer = std::make_unique<ShardWriter>(shards_[s].file, *shards_[s].header, layout_->plan.tasks[s], placer_,
                                                       policy, progress_, aborted_);
   }
   return absl::OkStatus();
@@ -186,11 +189,26 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
 bool LoadJob::StreamsTensor(const std::string& file, size_t index) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = shard_index_.find(file);
-  if (it == shard_index_.end() || !planned_ || it->second >= plan_.tasks.size()) return false;
-  const auto& tasks = plan_.tasks[it->second];
+  if (it == shard_index_.end() || !planned_ || it->second >= layout_->plan.tasks.size()) return false;
+  const auto& tasks = layout_->plan.tasks[it->second];
   const Shard& shard = shards_[it->second];
   return index < tasks.size() && shard.header.has_value() && index < shard.header->tensors.size() &&
          TensorPlacer::Streams(tasks[index], shard.header->tensors[index]);
+}
+
+std::shared_ptr<const LoadLayout> LoadJob::layout() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return planned_ ? layout_ : nullptr;
+}
+
+std::shared_ptr<TensorPlacer> LoadJob::placer() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return planned_ && status_.ok() ? placer_ : nullptr;
+}
+
+std::vector<std::shared_ptr<Arena>> LoadJob::arenas() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return planned_ && status_.ok() ? arenas_ : std::vector<std::shared_ptr<Arena>>{};
 }
 
 ShardWriter* LoadJob::Writer(const std::string& file) {
@@ -221,7 +239,7 @@ void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
       if (!s.done) return;
     }
     absl::Status landed;
-    for (const RankPlan& rank : plan_.ranks) {
+    for (const RankPlan& rank : layout_->plan.ranks) {
       if (landed.ok()) landed = backend_.Synchronize(rank.device);
     }
     // Replicated tensors are on rank 0 only until now.
@@ -231,7 +249,7 @@ void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
       status_ = manifest.status();
       result = manifest.status();
     } else {
-      result = ResidentModel{std::move(*manifest), arenas_};
+      result = ResidentModel{std::move(*manifest), arenas_, layout_};
     }
     finished_ = true;
     // The writers hold the arenas too; drop them now that every byte is in.
@@ -249,10 +267,10 @@ absl::StatusOr<v1::Manifest> LoadJob::BuildManifestLocked() {
   m.set_state(v1::MODEL_STATE_READY);
   *m.mutable_spec() = spec_;
   m.set_config_json(config_json_);
-  m.set_source_bytes(plan_.source_bytes);
+  m.set_source_bytes(layout_->plan.source_bytes);
   uint64_t resident = 0;
-  for (size_t r = 0; r < plan_.ranks.size(); ++r) {
-    const RankPlan& plan = plan_.ranks[r];
+  for (size_t r = 0; r < layout_->plan.ranks.size(); ++r) {
+    const RankPlan& plan = layout_->plan.ranks[r];
     v1::RankManifest* rank = m.add_ranks();
     rank->set_rank(plan.rank);
     rank->set_device(static_cast<uint32_t>(plan.device));

@@ -29,10 +29,18 @@
 
 namespace weightd {
 
+// The checkpoint a load planned from, and its plan: what a peer is served from.
+struct LoadLayout {
+  std::vector<ShardInput> shards;  // headers, as the source had them
+  LoadPlan plan;
+  std::string config_json;         // config.json as it came (without quantization_config)
+};
+
 // What a finished load leaves behind: the memory and its description.
 struct ResidentModel {
   v1::Manifest manifest;
   std::vector<std::shared_ptr<Arena>> arenas;  // by rank
+  std::shared_ptr<const LoadLayout> layout;
 };
 
 class LoadJob {
@@ -63,6 +71,13 @@ class LoadJob {
   // to Writer(file)), or with the load's error.
   void OnShardHeader(const std::string& file, safetensors::ShardHeader header,
                      std::function<void(absl::Status)> resume);
+  // Once planned (null before, or after a failure where noted): the plan and
+  // headers; the placer and arenas (null / empty once failed or finished). A
+  // source that places bytes itself (a peer) uses them, then reports each shard done.
+  std::shared_ptr<const LoadLayout> layout() const;
+  std::shared_ptr<TensorPlacer> placer() const;
+  std::vector<std::shared_ptr<Arena>> arenas() const;
+  DeviceBackend& backend() { return backend_; }
   // Only after resume(OK). The caller must call OnShardDone(file, ...) when its stream ends.
   ShardWriter* Writer(const std::string& file);
   // Whether tensor `index` of shard `file` is written as its bytes arrive, in
@@ -120,7 +135,7 @@ class LoadJob {
   std::map<std::string, size_t> shard_index_;
   std::vector<std::function<void(absl::Status)>> waiting_;
   bool planned_ = false;
-  LoadPlan plan_;
+  std::shared_ptr<LoadLayout> layout_;  // set when planned; the placer and writers use its plan
   std::vector<std::shared_ptr<Arena>> arenas_;
   std::shared_ptr<TensorPlacer> placer_;  // shared with the writers
 };

@@ -12,6 +12,8 @@ namespace {
 
 constexpr size_t kMaxModelIdBytes = 256;
 constexpr uint32_t kMaxTpSize = 64;
+constexpr int kMaxPeerAddresses = 16;
+constexpr uint32_t kMaxPeerStreams = 64;
 
 bool ValidModelIdChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
@@ -88,10 +90,30 @@ absl::Status ValidateLoadSpec(const v1::LoadModelRequest& spec) {
       }
       break;
     }
-    case v1::ModelSource::kPeer:
-      return absl::UnimplementedError("peer sources are not available in this build");
+    case v1::ModelSource::kPeer: {
+      const v1::PeerSource& peer = source.peer();
+      if (peer.address().empty()) return absl::InvalidArgumentError("source.peer.address is empty");
+      if (peer.fallback_addresses_size() > kMaxPeerAddresses) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("source.peer names ", peer.fallback_addresses_size(), " fallbacks; at most ", kMaxPeerAddresses));
+      }
+      for (const std::string& a : peer.fallback_addresses()) {
+        if (a.empty()) return absl::InvalidArgumentError("source.peer.fallback_addresses holds an empty address");
+      }
+      if (peer.streams() > kMaxPeerStreams) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("source.peer.streams ", peer.streams(), " is more than ", kMaxPeerStreams));
+      }
+      if (peer.model_id().size() > kMaxModelIdBytes) {
+        return absl::InvalidArgumentError(absl::StrCat("source.peer.model_id is longer than ", kMaxModelIdBytes, " bytes"));
+      }
+      break;
+    }
     case v1::ModelSource::KIND_NOT_SET:
-      return absl::InvalidArgumentError("source is not set (path or push)");
+      return absl::InvalidArgumentError("source is not set (path, push or peer)");
+  }
+  if (spec.prefer_peers() && !source.has_path()) {
+    return absl::InvalidArgumentError("prefer_peers applies to path loads (a peer source names its peer)");
   }
   WEIGHTD_RETURN_IF_ERROR(ValidateQuantization(spec.quantization()));
   return ValidatePlacement(spec.placement());

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/quantize_fast.h"
+#include "services/load/scale_tiles.h"
 #include "services/load/slice_amax.h"
 
 namespace weightd {
@@ -72,6 +73,42 @@ absl::Status TensorPlacer::WriteWhole(const TensorTask& task, const safetensors:
     buffer.resize(slice.size());
     GatherSlice(slice, src, buffer.data());
     WEIGHTD_RETURN_IF_ERROR(Write(r, task.parts[r].output, task.parts[r].output_offset, buffer));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TensorPlacer::WriteRange(const TensorTask& task, const safetensors::TensorHeader& t, uint64_t offset,
+                                      std::string_view bytes) {
+  const size_t element = task.kind == TaskKind::kQuantize ? 1 : kernels::DTypeSize(t.dtype);
+  std::string buffer;
+  for (size_t r : WritingRanks(task)) {
+    const SliceBytes slice = SliceBytesOf(task.split, r, t.shape, element);
+    buffer.clear();
+    const SliceWindow window = ForEachPieceIn(slice, offset, offset + bytes.size(),
+                                              [&](uint64_t whole, uint64_t, uint64_t n) {
+                                                buffer.append(bytes.substr(whole - offset, n));
+                                              });
+    if (window.empty()) continue;
+    const RankPart& part = task.parts[r];
+    WEIGHTD_RETURN_IF_ERROR(Write(r, part.output, part.output_offset + window.local_begin, buffer));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TensorPlacer::WriteScales(const TensorTask& task, const kernels::Tiling& whole,
+                                       const std::vector<float>& scales) {
+  if (scales.size() < whole.num_tiles()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(scales.size(), " scales for a tile grid of ", whole.num_tiles()));
+  }
+  std::vector<float> own;
+  for (size_t r : WritingRanks(task)) {
+    own.clear();
+    for (size_t tile : WholeTilesOfRank(task, r, whole)) {
+      if (tile >= scales.size()) return absl::InternalError("a rank's tile lies outside the whole tensor's grid");
+      own.push_back(scales[tile]);
+    }
+    WEIGHTD_RETURN_IF_ERROR(Write(r, task.parts[r].scale, task.parts[r].scale_offset, AsBytes(own)));
   }
   return absl::OkStatus();
 }

@@ -58,6 +58,15 @@ class TensorPlacer {
   // (FusedScaleGate).
   absl::Status QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, std::string bytes,
                              std::vector<float> amax);
+  // A peer's bytes, already quantized (services/peer): bytes [offset, +size) of
+  // the whole tensor as an FP8 checkpoint holds it (a quantized tensor's E4M3
+  // codes; a stored tensor as it came), onto the slice of every writing rank.
+  absl::Status WriteRange(const TensorTask& task, const safetensors::TensorHeader& t, uint64_t offset,
+                          std::string_view bytes);
+  // A quantized tensor's scales over the whole tensor's tile grid (`whole`):
+  // each writing rank gets its tiles (services/load/scale_tiles.h). Fewer scales
+  // than the grid has is INVALID_ARGUMENT.
+  absl::Status WriteScales(const TensorTask& task, const kernels::Tiling& whole, const std::vector<float>& scales);
   // Whether every rank's scale is the whole tensor's amax scaled: per-tensor,
   // and one rank, a replicated tensor, or scale scope `tensor`.
   static bool TakesWholeAmax(const TensorTask& task);

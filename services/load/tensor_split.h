@@ -5,6 +5,7 @@
 // thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -48,6 +49,37 @@ struct SliceBytes {
 
 SliceBytes SliceBytesOf(const TensorSplit& split, size_t rank, const std::vector<int64_t>& shape,
                         size_t element_size);
+
+// The bytes of a slice that lie in bytes [lo, hi) of the whole tensor: bytes
+// [local_begin, local_end) of the slice (one run, since the slice's segments
+// are consecutive in it), made of one piece per segment met.
+struct SliceWindow {
+  uint64_t local_begin = 0, local_end = 0;
+  bool empty() const { return local_end <= local_begin; }
+};
+
+// Calls piece(whole_offset, local_offset, n) for each piece, in order, and
+// returns the window (empty when the slice has no byte in [lo, hi)).
+template <typename Piece>
+SliceWindow ForEachPieceIn(const SliceBytes& slice, uint64_t lo, uint64_t hi, Piece&& piece) {
+  SliceWindow window;
+  if (lo >= hi || slice.segment_bytes == 0) return window;
+  uint64_t k = 0;
+  if (lo > slice.first && slice.stride > 0) k = (lo - slice.first) / slice.stride;
+  bool first = true;
+  for (; k < slice.segments; ++k) {
+    const uint64_t start = slice.first + k * slice.stride;
+    if (start >= hi) break;
+    const uint64_t a = std::max(lo, start), b = std::min(hi, start + slice.segment_bytes);
+    if (a >= b) continue;
+    const uint64_t local = k * slice.segment_bytes + (a - start);
+    if (first) window.local_begin = local;
+    first = false;
+    window.local_end = local + (b - a);
+    piece(a, local, b - a);
+  }
+  return window;
+}
 
 // Copies the slice's bytes out of the whole tensor at `src` into `dst`
 // (slice.size() bytes, row-major in the slice's shape).

@@ -77,6 +77,10 @@ Metrics::Metrics(const std::vector<uint64_t>& capacities, const std::string& ver
                     .Name("weightd_received_bytes_total")
                     .Help("Shard file bytes taken from each kind of source, headers included")
                     .Register(*registry_)),
+      peer_bytes_(prometheus::BuildCounter()
+                      .Name("weightd_peer_bytes_total")
+                      .Help("Model bytes moved between this daemon and each peer (direction: served, received)")
+                      .Register(*registry_)),
       quantized_(prometheus::BuildCounter()
                      .Name("weightd_quantized_bytes_total")
                      .Help("Source bytes of the tensors quantized by successful loads, by scheme")
@@ -136,6 +140,11 @@ Metrics::Metrics(const std::vector<uint64_t>& capacities, const std::string& ver
       .Set(1);
   // Every series that rate() and alerts use exists from the start, at 0.
   for (const char* source : kSources) received_.Add({{"source", source}});
+  peer_streams_ = &prometheus::BuildGauge()
+                       .Name("weightd_peer_serving_streams")
+                       .Help("ServePeer streams this daemon serves now")
+                       .Register(*registry_)
+                       .Add({});
   for (const char* result : kResults) loads_.Add({{"result", result}});
   duration_ = &prometheus::BuildHistogram()
                    .Name("weightd_load_duration_seconds")
@@ -197,6 +206,17 @@ void Metrics::OnPushBuffers(uint64_t used, uint64_t peak) {
 void Metrics::AddReceived(const std::string& source, uint64_t bytes) {
   received_.Add({{"source", source}}).Increment(static_cast<double>(bytes));
 }
+
+void Metrics::AddPeerServed(const std::string& peer, uint64_t bytes) {
+  peer_bytes_.Add({{"direction", "served"}, {"peer", peer}}).Increment(static_cast<double>(bytes));
+}
+
+void Metrics::AddPeerReceived(const std::string& peer, uint64_t bytes) {
+  peer_bytes_.Add({{"direction", "received"}, {"peer", peer}}).Increment(static_cast<double>(bytes));
+  AddReceived("peer", bytes);
+}
+
+void Metrics::AddPeerServingStreams(int delta) { peer_streams_->Increment(delta); }
 
 void Metrics::OnLoadOutcome(const LoadOutcome& outcome) {
   loads_.Add({{"result", outcome.result}}).Increment();

@@ -44,6 +44,11 @@ class Metrics {
   // Pushed bytes held on the host (services/load/host_budget.h).
   void OnPushBuffers(uint64_t used, uint64_t peak);
   void AddReceived(const std::string& source, uint64_t bytes);
+  // Peers (docs/cluster.md): item bytes served to and received from each peer,
+  // and the serving streams open now.
+  void AddPeerServed(const std::string& peer, uint64_t bytes);
+  void AddPeerReceived(const std::string& peer, uint64_t bytes);
+  void AddPeerServingStreams(int delta);
   void OnLoadOutcome(const LoadOutcome& outcome);
   void OnModelUnloaded(const std::string& model_id);
 
@@ -62,6 +67,8 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>& load_peak_;
   prometheus::Family<prometheus::Gauge>& resident_;
   prometheus::Family<prometheus::Counter>& received_;
+  prometheus::Family<prometheus::Counter>& peer_bytes_;
+  prometheus::Gauge* peer_streams_;
   prometheus::Family<prometheus::Counter>& quantized_;
   prometheus::Family<prometheus::Counter>& loads_;
   prometheus::Family<prometheus::Counter>& errors_;

@@ -153,6 +153,12 @@ void Registry::OnLoadFinished(const std::string& model_id, const LoadJob* job,
   absl::StatusOr<v1::Manifest> manifest = absl::UnknownError("load ended without a result");
   LoadOutcome outcome;
   std::shared_ptr<LoadJob> finished_job;
+  // Built outside the lock (the description holds every shard's header).
+  std::shared_ptr<ServableModel> servable;
+  if (result.ok() && result->layout) {
+    servable = ServableModel::Create(model_id, job->spec(), result->layout, result->arenas, backend_, true);
+  }
+  std::shared_ptr<ServableModel> ended;  // a relay of a failed load, cancelled outside the lock
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = models_.find(model_id);
@@ -177,8 +183,10 @@ void Registry::OnLoadFinished(const std::string& model_id, const LoadJob* job,
         outcome.device_peak_bytes[device] = bytes + backend_.reserved_bytes(device);
       }
       TransitionLocked(model_id, e, v1::MODEL_STATE_READY);
+      if (!e.servable) e.servable = std::move(servable);
     } else {
       e.error = result.status();
+      ended = std::move(e.servable);
       manifest = result.status();
       outcome.result = "error";
       outcome.status = result.status();
@@ -186,8 +194,57 @@ void Registry::OnLoadFinished(const std::string& model_id, const LoadJob* job,
     }
     watchers.swap(e.watchers);
   }
+  if (ended) ended->Cancel(result.status());
   Report(outcome);
   for (auto& w : watchers) w->OnFinished(manifest);
+}
+
+absl::StatusOr<std::shared_ptr<ServableModel>> Registry::Servable(const std::string& model_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(model_id);
+  if (it == models_.end()) return absl::NotFoundError(absl::StrCat("no model '", model_id, "' here"));
+  const Entry& e = it->second;
+  if (e.servable) return e.servable;
+  if (e.state == v1::MODEL_STATE_LOADING && (e.spec.source().has_peer() || e.spec.prefer_peers())) {
+    return absl::UnavailableError(absl::StrCat("model '", model_id, "' is being planned from a peer here"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "model '", model_id, "' is ", v1::ModelState_Name(e.state),
+      e.state == v1::MODEL_STATE_LOADING ? " from its files or a push; it serves peers once READY" : ""));
+}
+
+void Registry::SetRelay(const std::string& model_id, const LoadJob* job, std::shared_ptr<ServableModel> servable) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = models_.find(model_id);
+  if (it == models_.end() || it->second.job.get() != job) return;
+  it->second.servable = std::move(servable);
+}
+
+v1::FindPeerModelResponse Registry::FindForPeer(const v1::FindPeerModelRequest& request) {
+  v1::FindPeerModelResponse response;
+  std::shared_ptr<ServableModel> servable;
+  v1::ModelState state;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = models_.find(request.model_id());
+    if (it == models_.end() || !it->second.servable) return response;
+    servable = it->second.servable;
+    state = it->second.state;
+  }
+  const v1::LoadModelRequest asked = NormalizeSpec([&] {
+    v1::LoadModelRequest r;
+    *r.mutable_quantization() = request.quantization();
+    return r;
+  }());
+  const v1::Quantization& q = servable->quantization();
+  if (servable->source_digest() != request.source_digest() || !servable->Describe().ok() ||
+      !google::protobuf::util::MessageDifferencer::Equals(q, asked.quantization())) {
+    return response;
+  }
+  response.set_found(true);
+  response.set_state(state);
+  response.set_serving_streams(servable->streams());
+  return response;
 }
 
 void Registry::Unwatch(const std::string& model_id, const LoadWatcher* watcher) {
@@ -275,6 +332,7 @@ absl::StatusOr<uint64_t> Registry::Unload(const std::string& model_id, bool forc
   ResidentModel resident;
   std::vector<std::shared_ptr<LoadWatcher>> watchers;
   uint64_t freed = 0;
+  std::shared_ptr<ServableModel> servable;
   LoadOutcome aborted_load;
   bool was_ready = false;
   std::function<void(const std::string&)> unloaded;
@@ -304,6 +362,7 @@ absl::StatusOr<uint64_t> Registry::Unload(const std::string& model_id, bool forc
     freed = ResidentBytes(e.resident);
     job = std::move(e.job);
     resident = std::move(e.resident);
+    servable = std::move(e.servable);
     watchers.swap(e.watchers);
     // Leases stay (forced unload): each keeps its rank's arena until the worker lets go.
     models_.erase(it);
@@ -311,6 +370,10 @@ absl::StatusOr<uint64_t> Registry::Unload(const std::string& model_id, bool forc
   }
   // Memory goes here, outside the lock, when the last holder drops it.
   absl::Status aborted = absl::AbortedError(absl::StrCat("model '", model_id, "' was unloaded during its load"));
+  // Serving streams end with a clear status; reads in flight finish first.
+  if (servable) {
+    servable->Cancel(absl::AbortedError(absl::StrCat("model '", model_id, "' was unloaded on the serving peer")));
+  }
   if (job) job->Fail(aborted);
   for (auto& w : watchers) w->OnFinished(aborted);
   resident = ResidentModel{};  // released before observers hear of it
@@ -387,6 +450,9 @@ void Registry::Shutdown() {
     std::lock_guard<std::mutex> lock(mu_);
     models.swap(models_);
     leases_.clear();
+  }
+  for (auto& [id, e] : models) {
+    if (e.servable) e.servable->Cancel(absl::UnavailableError("the serving weightd is shutting down"));
   }
 }
 

@@ -22,6 +22,7 @@
 #include "services/device/accounting.h"
 #include "services/device/device_backend.h"
 #include "services/load/load_job.h"
+#include "services/peer/servable_model.h"
 #include "services/registry/load_watcher.h"
 #include "weightd/v1/loader.pb.h"
 
@@ -92,6 +93,17 @@ class Registry {
   void ReleaseLease(uint64_t lease_id);
   size_t active_leases() const;
 
+  // The model as peers are served it: a READY model, or one still arriving from
+  // a peer (relay). NOT_FOUND, or FAILED_PRECONDITION for a model loading from
+  // its files or a push (served once READY) or FAILED; UNAVAILABLE for a model
+  // whose peer load has not planned yet (it relays once it has).
+  absl::StatusOr<std::shared_ptr<ServableModel>> Servable(const std::string& model_id);
+  // A peer load of `job` has planned: it serves what has landed from now on.
+  void SetRelay(const std::string& model_id, const LoadJob* job, std::shared_ptr<ServableModel> servable);
+  // Whether this daemon holds (or is receiving) `model_id` from the same
+  // checkpoint (source digest) under the same quantization.
+  v1::FindPeerModelResponse FindForPeer(const v1::FindPeerModelRequest& request);
+
   // Fails every load in progress with UNAVAILABLE and frees every model.
   void Shutdown();
 
@@ -101,6 +113,7 @@ class Registry {
     v1::ModelState state = v1::MODEL_STATE_LOADING;
     std::shared_ptr<LoadJob> job;  // while LOADING
     ResidentModel resident;        // while READY
+    std::shared_ptr<ServableModel> servable;  // READY, or LOADING from a peer once planned
     absl::Status error;            // while FAILED
     uint32_t leases = 0;
     // Which load of the id this is: a lease counts against the instance it was

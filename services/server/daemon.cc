@@ -6,11 +6,13 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <random>
 #include <fstream>
 #include <iterator>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/log.h"
 #include "services/device/accounting.h"
@@ -104,6 +106,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const Da
   return grpc::SslServerCredentials(ssl);
 }
 
+// 16 random hex digits: how a daemon tells its own answer among its peers'.
+std::string RandomInstanceId() {
+  std::random_device random;
+  return absl::StrFormat("%08x%08x", random(), random());
+}
+
 void EnsureParentDir(const std::string& path) {
   size_t slash = path.rfind('/');
   if (slash == std::string::npos || slash == 0) return;
@@ -124,6 +132,8 @@ struct Daemon::State {
   std::unique_ptr<Executor> placement;  // outlives `work`, whose drain tasks wait on it
   std::unique_ptr<Executor> work;
   std::unique_ptr<Executor> loaders;
+  std::unique_ptr<ServeLimiter> peer_limiter;
+  std::unique_ptr<PeerDirectory> peer_directory;
   std::unique_ptr<LoaderService> service;
   std::unique_ptr<StallWatchdog> push_watchdog;
   std::unique_ptr<grpc::Server> server;
@@ -203,6 +213,22 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   deps.parse_limits = options.parse_limits;
   state->push_watchdog = std::make_unique<StallWatchdog>(options.push_idle_timeout);
   deps.push_watchdog = state->push_watchdog.get();
+  auto peer_channels = PeerChannels::Create(options.peer_tls);
+  if (!peer_channels.ok()) return peer_channels.status();
+  deps.peer_channels = *peer_channels;
+  deps.instance = RandomInstanceId();
+  if (!options.peers.empty()) {
+    auto directory = PeerDirectory::Create(options.peers, deps.peer_channels, deps.instance);
+    if (!directory.ok()) return directory.status();
+    state->peer_directory = std::move(*directory);
+  }
+  deps.peers = state->peer_directory.get();
+  state->peer_limiter = std::make_unique<ServeLimiter>(options.peer_serve_bandwidth, options.peer_serve_streams);
+  deps.peer_serving.limiter = state->peer_limiter.get();
+  deps.peer_serving.corrupt_tensor = options.test_corrupt_served_tensor;
+  deps.peer_serving.on_served = [metrics](const std::string& peer, uint64_t n) { metrics->AddPeerServed(peer, n); };
+  deps.peer_serving.on_stream = [metrics](int delta) { metrics->AddPeerServingStreams(delta); };
+  deps.peer_received = [metrics](const std::string& peer, uint64_t n) { metrics->AddPeerReceived(peer, n); };
   state->service = std::make_unique<LoaderService>(std::move(deps));
 
   absl::Status metrics_ok = state->metrics->Serve(options.metrics_address);
@@ -278,7 +304,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
            {{"listen", absl::StrJoin(options.listen, ",")}, {"handle_socket", options.handle_socket},
             {"metrics_port", state->metrics->port()}, {"health_port", health_port},
             {"backend", state->backend->kind() == v1::DEVICE_KIND_CUDA ? "cuda" : "host"},
-            {"devices", state->backend->device_count()}, {"version", kVersion}});
+            {"devices", state->backend->device_count()}, {"version", kVersion},
+            {"peers", options.peers}, {"peer_serve_bandwidth", options.peer_serve_bandwidth}});
   return std::unique_ptr<Daemon>(new Daemon(std::move(state)));
 }
 

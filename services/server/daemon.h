@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "services/peer/peer_channels.h"
 #include "services/sources/path_source.h"
 #include "services/safetensors/header.h"
 
@@ -52,6 +53,13 @@ struct DaemonOptions {
   safetensors::ParseLimits parse_limits;
   uint64_t max_model_bytes = 0;      // source bytes of one load; 0: no limit
   size_t max_concurrent_loads = 0;   // models LOADING at once; 0: no limit
+
+  // Peers (docs/cluster.md).
+  std::string peers;                   // --peers: "host:port,..." or "dns:///host:port"; empty: none
+  PeerTlsOptions peer_tls;             // how this daemon connects to peers over TCP
+  uint64_t peer_serve_bandwidth = 0;   // bytes per second served to all peers; 0: no cap
+  uint32_t peer_serve_streams = 64;    // serving streams at once
+  std::string test_corrupt_served_tensor;  // test hook: flips a byte of this tensor on the wire
 };
 
 class Daemon {

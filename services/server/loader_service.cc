@@ -1,6 +1,11 @@
 #include "services/server/loader_service.h"
 
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "base/log.h"
 #include "services/load/spec_validation.h"
+#include "services/peer/peer_description.h"
+#include "services/peer/peer_load.h"
 #include "services/server/grpc_status.h"
 #include "services/server/load_model_reactor.h"
 #include "services/server/push_framing.h"
@@ -10,6 +15,16 @@
 
 namespace weightd {
 namespace {
+
+// "ipv4:10.0.0.7:51234" -> "10.0.0.7": a peer's host, without its ephemeral port (metrics labels).
+std::string PeerHost(const std::string& peer) {
+  absl::string_view p = peer;
+  absl::ConsumePrefix(&p, "ipv4:");
+  absl::ConsumePrefix(&p, "ipv6:");
+  if (absl::StartsWith(p, "unix:")) return "unix";
+  const size_t colon = p.rfind(':');
+  return std::string(colon == absl::string_view::npos ? p : p.substr(0, colon));
+}
 
 grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* context, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
@@ -31,6 +46,18 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
   std::function<void(std::shared_ptr<LoadJob>)> start = [this](std::shared_ptr<LoadJob> job) {
     if (deps_.push_watchdog != nullptr) deps_.push_watchdog->Watch(job);
   };
+  if (request->source().has_peer()) {
+    const v1::PeerSource& peer = request->source().peer();
+    std::vector<std::string> addresses = {peer.address()};
+    addresses.insert(addresses.end(), peer.fallback_addresses().begin(), peer.fallback_addresses().end());
+    std::string peer_model = peer.model_id().empty() ? request->model_id() : peer.model_id();
+    start = [this, addresses, peer_model, streams = peer.streams()](std::shared_ptr<LoadJob> job) {
+      if (deps_.push_watchdog != nullptr) deps_.push_watchdog->Watch(job);
+      deps_.loaders->Post([this, job, addresses, peer_model, streams] {
+        PullFromPeers(job, addresses, peer_model, streams, nullptr, "");
+      });
+    };
+  }
   if (request->source().has_path()) {
     auto files = FindCheckpoint(deps_.model_root, request->source().path().path());
     if (!files.ok()) {
@@ -40,6 +67,24 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
     }
     start = [this, files = *files](std::shared_ptr<LoadJob> job) {
       deps_.loaders->Post([this, job, files] {
+        if (job->spec().prefer_peers() && deps_.peers != nullptr) {
+          // Headers only from the files; the data from a peer that holds the same checkpoint.
+          auto headers = ReadCheckpointHeaders(files, deps_.parse_limits);
+          if (headers.ok()) {
+            v1::FindPeerModelRequest find;
+            find.set_model_id(job->model_id());
+            find.set_source_digest(SourceDigest(*headers, files.config_json));
+            *find.mutable_quantization() = job->spec().quantization();
+            std::vector<std::string> holders = deps_.peers->Holders(find);
+            LogEvent(LogLevel::kInfo, "peers_asked",
+                     {{"model", job->model_id()}, {"holders", holders.size()},
+                      {"from", holders.empty() ? std::string("files") : holders[0]}});
+            if (!holders.empty()) {
+              PullFromPeers(job, holders, job->model_id(), 0, &*headers, files.config_json);
+              return;
+            }
+          }
+        }
         SourceHooks hooks = deps_.path_hooks;
         std::string id = job->model_id();
         Registry* registry = deps_.registry;
@@ -60,6 +105,28 @@ grpc::ServerWriteReactor<v1::LoadEvent>* LoaderService::LoadModel(grpc::Callback
     reactor->Reject(started);
   }
   return reactor;
+}
+
+void LoaderService::PullFromPeers(std::shared_ptr<LoadJob> job, std::vector<std::string> addresses,
+                                  std::string peer_model_id, uint32_t streams,
+                                  const std::vector<ShardInput>* expected, std::string expected_config) {
+  PeerLoadOptions options;
+  options.addresses = std::move(addresses);
+  options.peer_model_id = std::move(peer_model_id);
+  options.streams = streams == 0 ? 4 : streams;
+  options.channels = deps_.peer_channels;
+  options.limits = deps_.parse_limits;
+  options.expected_shards = expected;
+  options.expected_config_json = std::move(expected_config);
+  Registry* registry = deps_.registry;
+  const std::string id = job->model_id();
+  const LoadJob* key = job.get();
+  options.relay = [registry, id, key](std::shared_ptr<ServableModel> servable) {
+    registry->SetRelay(id, key, std::move(servable));
+  };
+  options.progress = [registry, id] { registry->MaybeReportProgress(id); };
+  options.received = deps_.peer_received;
+  RunPeerLoad(std::move(job), options);
 }
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* LoaderService::PushShards(grpc::CallbackServerContext* context,
@@ -109,6 +176,21 @@ grpc::ServerUnaryReactor* LoaderService::GetStatus(grpc::CallbackServerContext* 
     s->set_peak_bytes(usage.peak);
   }
   for (v1::ModelInfo& info : deps_.registry->List()) *response->add_models() = std::move(info);
+  return Answer(context, absl::OkStatus());
+}
+
+grpc::ServerWriteReactor<v1::PeerMessage>* LoaderService::ServePeer(grpc::CallbackServerContext* context,
+                                                                    const v1::PeerServeRequest* request) {
+  Registry* registry = deps_.registry;
+  return new PeerServeReactor([registry, id = request->model_id()] { return registry->Servable(id); }, *request,
+                              PeerHost(context->peer()), deps_.peer_serving);
+}
+
+grpc::ServerUnaryReactor* LoaderService::FindPeerModel(grpc::CallbackServerContext* context,
+                                                       const v1::FindPeerModelRequest* request,
+                                                       v1::FindPeerModelResponse* response) {
+  *response = deps_.registry->FindForPeer(*request);
+  response->set_instance(deps_.instance);
   return Answer(context, absl::OkStatus());
 }
 

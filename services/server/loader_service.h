@@ -9,6 +9,9 @@
 #include "services/device/device_backend.h"
 #include "services/executor.h"
 #include "services/load/stall_watchdog.h"
+#include "services/peer/peer_channels.h"
+#include "services/peer/peer_directory.h"
+#include "services/peer/peer_serve_reactor.h"
 #include "services/safetensors/header.h"
 #include "services/registry/registry.h"
 #include "services/sources/path_source.h"
@@ -31,7 +34,13 @@ struct LoaderServiceDeps {
   PathSourceOptions path_read;
   std::string version;
   safetensors::ParseLimits parse_limits;
-  StallWatchdog* push_watchdog = nullptr;  // watches every push load; may be null
+  StallWatchdog* push_watchdog = nullptr;  // watches every push and peer load; may be null
+  // Peers (docs/cluster.md).
+  std::shared_ptr<const PeerChannels> peer_channels;
+  const PeerDirectory* peers = nullptr;  // --peers; null: none
+  PeerServing peer_serving;
+  std::string instance;  // this daemon's random id
+  std::function<void(const std::string& peer, uint64_t bytes)> peer_received;  // may be empty
 };
 
 // PushShards is registered raw (ByteBuffer in, ByteBuffer out) so that pushed
@@ -58,8 +67,17 @@ class LoaderService final : public v1::Loader::WithRawCallbackMethod_PushShards<
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* context,
                                       const v1::GetStatusRequest* request,
                                       v1::StatusResponse* response) override;
+  grpc::ServerWriteReactor<v1::PeerMessage>* ServePeer(grpc::CallbackServerContext* context,
+                                                       const v1::PeerServeRequest* request) override;
+  grpc::ServerUnaryReactor* FindPeerModel(grpc::CallbackServerContext* context,
+                                          const v1::FindPeerModelRequest* request,
+                                          v1::FindPeerModelResponse* response) override;
 
  private:
+  // A load's bytes from `addresses` (a peer source, or a path load's holders).
+  void PullFromPeers(std::shared_ptr<LoadJob> job, std::vector<std::string> addresses, std::string peer_model_id,
+                     uint32_t streams, const std::vector<ShardInput>* expected, std::string expected_config);
+
   LoaderServiceDeps deps_;
 };
 

@@ -207,6 +207,18 @@ absl::Status CheckWeightMap(const CheckpointFiles& files, const std::vector<Shar
 
 }  // namespace
 
+absl::StatusOr<std::vector<ShardInput>> ReadCheckpointHeaders(const CheckpointFiles& files,
+                                                              const safetensors::ParseLimits& limits) {
+  std::vector<ShardInput> out;
+  for (const std::string& file : files.shards) {
+    ShardFile shard;
+    shard.file = file;
+    WEIGHTD_RETURN_IF_ERROR(ReadHeader(files, limits, shard));
+    out.push_back(ShardInput{file, shard.parser->header()});
+  }
+  return out;
+}
+
 void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, const SourceHooks& hooks,
                  const PathSourceOptions& options) {
   job->ExpectShards(files.shards, files.config_json);

@@ -26,6 +26,10 @@ struct PathSourceOptions {
   safetensors::ParseLimits limits;
 };
 
+// Every shard's header alone (a path load that asks its peers first).
+absl::StatusOr<std::vector<ShardInput>> ReadCheckpointHeaders(const CheckpointFiles& files,
+                                                              const safetensors::ParseLimits& limits);
+
 void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files,
                  const SourceHooks& hooks, const PathSourceOptions& options = {});
 

@@ -1,0 +1,75 @@
+#include "services/peer/peer_channels.h"
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace weightd {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in.good() && !in.eof()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read '", path, "'"));
+  }
+  if (text.str().empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": '", path, "' is empty or missing"));
+  return text.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<PeerChannels>> PeerChannels::Create(const PeerTlsOptions& tls) {
+  std::shared_ptr<PeerChannels> channels(new PeerChannels());
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError("--peer-tls-cert and --peer-tls-key go together");
+  }
+  if (!tls.ca_file.empty()) {
+    auto ca = ReadPem(tls.ca_file, "--peer-tls-ca");
+    if (!ca.ok()) return ca.status();
+    channels->ca_ = std::move(*ca);
+  }
+  if (!tls.cert_file.empty()) {
+    auto cert = ReadPem(tls.cert_file, "--peer-tls-cert");
+    if (!cert.ok()) return cert.status();
+    auto key = ReadPem(tls.key_file, "--peer-tls-key");
+    if (!key.ok()) return key.status();
+    channels->cert_ = std::move(*cert);
+    channels->key_ = std::move(*key);
+  }
+  channels->server_name_ = tls.server_name;
+  return channels;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannels::Open(const std::string& address) const {
+  static std::atomic<int> next_channel{0};
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  args.SetInt("weightd.peer_channel", next_channel.fetch_add(1));
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // A peer that vanishes without closing the connection is noticed within seconds.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  if (absl::StartsWith(address, "unix:")) {
+    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  }
+  if (ca_.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "peer ", address, " is reached over TCP, which weightd uses only with mutual TLS: start the daemon with "
+        "--peer-tls-ca, --peer-tls-cert and --peer-tls-key (or name a unix: socket on this node)"));
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_;
+  ssl.pem_cert_chain = cert_;
+  ssl.pem_private_key = key_;
+  if (!server_name_.empty()) args.SetSslTargetNameOverride(server_name_);
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
+}
+
+}  // namespace weightd
