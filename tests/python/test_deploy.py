@@ -310,3 +310,108 @@ def test_image_user_matches_the_pod_security_context(documents):
     stages, _ = dockerfile_stages()
     user = [rest for word, rest in stages[-1][2] if word == "USER"][-1].split(":")[0]
     assert int(user) == pod_spec(documents)["securityContext"]["runAsUser"]
+
+
+# ---------------------------------------------------------------- peers (chart option)
+
+PEERS_SECRET = "weightd-peer-tls"
+
+
+def peers_values(**peers):
+    return {"peers": {"enabled": True, "tls": {"secretName": PEERS_SECRET}, **peers}}
+
+
+def services(docs):
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+
+
+def test_peers_are_off_by_default():
+    docs = chart_documents()
+    assert "weightd-peers" not in services(docs)
+    weightd = sidecar(pod_spec(docs))
+    assert not any(a.startswith(("--peer", "--tls-")) for a in weightd["args"]), weightd["args"]
+    assert "peers" not in [p["name"] for p in weightd["ports"]]
+    assert "peer-tls" not in [v["name"] for v in pod_spec(docs)["volumes"]]
+
+
+def test_peers_headless_service_lists_every_daemon_pod():
+    docs = chart_documents(peers_values())
+    service = services(docs)["weightd-peers"]
+    assert service["spec"]["clusterIP"] == "None"
+    # A node still loading (not ready) can already relay what it holds.
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"] and service["spec"]["selector"].items() <= pod_labels.items()
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [("peers", 7070, "peers")]
+    # Not scraped: the ServiceMonitor selects the metrics Service only.
+    monitor = one(docs, "ServiceMonitor")
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+
+
+def test_peers_flags_name_the_headless_service_over_mutual_tls():
+    docs = chart_documents(peers_values(port=7171, serveBandwidth="1GiB", serveStreams=32))
+    weightd = sidecar(pod_spec(docs))
+    listen = flag(weightd, "listen").split(",")
+    assert listen == ["unix:/run/weightd/weightd.sock", "0.0.0.0:7171"]
+    assert flag(weightd, "peers") == "dns:///weightd-peers.inference.svc.cluster.local:7171"
+    assert flag(weightd, "peer-tls-server-name") == "weightd-peers.inference.svc"
+    assert flag(weightd, "peer-serve-bandwidth") == "1GiB"
+    assert flag(weightd, "peer-serve-streams") == "32"
+    assert {"name": "peers", "containerPort": 7171, "protocol": "TCP"} in weightd["ports"]
+    assert services(docs)["weightd-peers"]["spec"]["ports"][0]["port"] == 7171
+    # Server and client sides use the mounted secret's files.
+    mount = [m for m in weightd["volumeMounts"] if m["name"] == "peer-tls"]
+    assert len(mount) == 1
+    tls = mount[0]["mountPath"]
+    for server, client, key in [("tls-cert", "peer-tls-cert", "tls.crt"), ("tls-key", "peer-tls-key", "tls.key"),
+                                ("tls-client-ca", "peer-tls-ca", "ca.crt")]:
+        assert flag(weightd, server) == flag(weightd, client) == f"{tls}/{key}", key
+
+
+def test_peers_defaults_and_overrides():
+    weightd = sidecar(pod_spec(chart_documents(peers_values())))
+    assert flag(weightd, "peer-serve-bandwidth") == "0"
+    assert flag(weightd, "peer-serve-streams") == "64"
+    # A bandwidth given as a number is printed whole, not as a float.
+    weightd = sidecar(pod_spec(chart_documents(peers_values(serveBandwidth=1073741824))))
+    assert flag(weightd, "peer-serve-bandwidth") == "1073741824"
+    weightd = sidecar(pod_spec(chart_documents(peers_values(tls={"secretName": PEERS_SECRET, "serverName": "peers.example"}))))
+    assert flag(weightd, "peer-tls-server-name") == "peers.example"
+
+
+def test_peers_tls_secret_is_mounted_read_only_in_weightd_only():
+    spec = pod_spec(chart_documents(peers_values()))
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["peer-tls"]["secret"]["secretName"] == PEERS_SECRET
+    mount = [m for m in sidecar(spec)["volumeMounts"] if m["name"] == "peer-tls"]
+    assert len(mount) == 1 and mount[0]["readOnly"] is True
+    for worker in spec["containers"]:
+        assert "peer-tls" not in [m["name"] for m in worker["volumeMounts"]]
+
+
+def test_peers_without_a_tls_secret_fail_to_render():
+    with pytest.raises(helm_python.HelmRenderError, match=r"peers\.enabled requires peers\.tls\.secretName.*mutual TLS"):
+        chart_documents({"peers": {"enabled": True}})
+
+
+def test_peers_port_must_not_collide():
+    with pytest.raises(helm_python.HelmRenderError, match=r"peers\.port must differ"):
+        chart_documents(peers_values(port=METRICS_PORT))
+
+
+@pytest.mark.parametrize("peers", [False, True])
+@pytest.mark.parametrize("options", [
+    {}, {"gpu": {"mode": "wholeNode"}}, {"gpu": {"mode": "none"}}, {"probes": {"mode": "exec"}},
+    {"modelRoot": ""}, {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}},
+    {"extraArgs": ["--log-level=debug"]},
+], ids=["default", "wholeNode", "no-gpu", "exec-probes", "no-model-root", "no-monitoring", "extra-args"])
+def test_chart_renders_with_every_option(options, peers):
+    values = {**options, **(peers_values() if peers else {})}
+    docs = chart_documents(values or None)
+    weightd = sidecar(pod_spec(docs))
+    assert ("weightd-peers" in services(docs)) == peers
+    assert (flag(weightd, "peers") is not None) == peers
+    if options.get("probes", {}).get("mode") == "exec":
+        assert "exec" in weightd["readinessProbe"]
+        # exec probes open no health port.
+        assert "grpc-health" not in [p["name"] for p in weightd["ports"]]
