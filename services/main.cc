@@ -65,8 +65,15 @@ ABSL_FLAG(std::string, allowed_uids, "",
           "daemon's own uid and root, e.g. --allowed-uids=1000,1001");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain for TCP listeners, e.g. --tls-cert=/etc/weightd/tls.crt");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for TCP listeners, e.g. --tls-key=/etc/weightd/tls.key");
-ABSL_FLAG(std::string, tls_client_ca, "", "PEM CA bundle: TCP clients must present a certificate it signed (mTLS), e.g. --tls-client-ca=/etc/weightd/ca.crt");
-ABSL_FLAG(bool, insecure_tcp, false, "Allow TCP listeners without TLS (anyone who reaches the port can load and read models), e.g. --insecure-tcp");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle: TCP clients must present a certificate it signed (mutual TLS); a TLS listener needs it "
+          "unless --tls-allow-unauthenticated-clients, e.g. --tls-client-ca=/etc/weightd/ca.crt");
+ABSL_FLAG(bool, tls_allow_unauthenticated_clients, false,
+          "Allow TLS listeners without --tls-client-ca (anyone who reaches the port can load and unload models; "
+          "logged as a warning at start), e.g. --tls-allow-unauthenticated-clients");
+ABSL_FLAG(bool, insecure_tcp, false,
+          "Allow TCP listeners without TLS (anyone who reaches the port can load and unload models; logged as a "
+          "warning at start), e.g. --insecure-tcp");
 ABSL_FLAG(std::string, peers, "",
           "Other weightd daemons this one may ask for models (path loads with prefer_peers): comma-separated "
           "host:port (mutual TLS) or unix:/path, or one DNS target whose every address is a peer, e.g. "
@@ -170,6 +177,7 @@ Flags take --dashed-names or --underscored_names.)");
   options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
   options.tls_key_file = absl::GetFlag(FLAGS_tls_key);
   options.tls_client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tls_allow_unauthenticated_clients = absl::GetFlag(FLAGS_tls_allow_unauthenticated_clients);
   options.insecure_tcp = absl::GetFlag(FLAGS_insecure_tcp);
   options.peers = absl::GetFlag(FLAGS_peers);
   options.peer_tls.ca_file = absl::GetFlag(FLAGS_peer_tls_ca);

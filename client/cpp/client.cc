@@ -19,10 +19,14 @@ v1::LoadModelRequest PathSpec(const std::string& model_id, const std::string& pa
   return spec;
 }
 
-Client::Client(ClientOptions options)
-    : options_(std::move(options)), stub_(v1::Loader::NewStub(MakeChannel(options_.address))) {}
+Client::Client(ClientOptions options) : options_(std::move(options)) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = MakeChannel(options_.address, options_.tls);
+  channel_status_ = channel.status();
+  if (channel.ok()) stub_ = v1::Loader::NewStub(*channel);
+}
 
 absl::StatusOr<v1::Manifest> Client::Load(const v1::LoadModelRequest& spec, const ProgressCallback& progress) {
+  WEIGHTD_RETURN_IF_ERROR(channel_status_);
   grpc::ClientContext context;
   std::unique_ptr<grpc::ClientReader<v1::LoadEvent>> reader = stub_->LoadModel(&context, spec);
   v1::LoadEvent event;
@@ -43,6 +47,7 @@ absl::StatusOr<v1::Manifest> Client::Load(const v1::LoadModelRequest& spec, cons
 }
 
 absl::StatusOr<v1::Manifest> Client::Manifest(const std::string& model_id) {
+  WEIGHTD_RETURN_IF_ERROR(channel_status_);
   v1::GetManifestRequest request;
   request.set_model_id(model_id);
   v1::Manifest manifest;
@@ -57,6 +62,7 @@ absl::StatusOr<Mapping> Client::Attach(const std::string& model_id, uint32_t ran
 }
 
 absl::StatusOr<uint64_t> Client::Unload(const std::string& model_id, bool force) {
+  WEIGHTD_RETURN_IF_ERROR(channel_status_);
   v1::UnloadModelRequest request;
   request.set_model_id(model_id);
   request.set_force(force);
@@ -67,6 +73,7 @@ absl::StatusOr<uint64_t> Client::Unload(const std::string& model_id, bool force)
 }
 
 absl::StatusOr<std::vector<v1::ModelInfo>> Client::List() {
+  WEIGHTD_RETURN_IF_ERROR(channel_status_);
   v1::ListModelsResponse response;
   grpc::ClientContext context;
   WEIGHTD_RETURN_IF_ERROR(FromGrpc(stub_->ListModels(&context, {}, &response)));
@@ -74,6 +81,7 @@ absl::StatusOr<std::vector<v1::ModelInfo>> Client::List() {
 }
 
 absl::StatusOr<v1::StatusResponse> Client::Status() {
+  WEIGHTD_RETURN_IF_ERROR(channel_status_);
   v1::StatusResponse response;
   grpc::ClientContext context;
   WEIGHTD_RETURN_IF_ERROR(FromGrpc(stub_->GetStatus(&context, {}, &response)));

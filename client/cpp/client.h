@@ -21,6 +21,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "client/cpp/channel.h"
 #include "client/cpp/mapping.h"
 #include "weightd/v1/loader.grpc.pb.h"
 
@@ -29,6 +30,8 @@ namespace weightd::client {
 struct ClientOptions {
   // gRPC address: "unix:/path", a bare "/path" (a Unix socket) or "host:port".
   std::string address = "unix:/run/weightd/weightd.sock";
+  // TCP only: TLS towards the daemon, mutual with a client certificate (channel.h).
+  TlsOptions tls;
   // The daemon's handle socket (Attach only).
   std::string handle_socket = "/run/weightd/handles.sock";
   // Bounds the daemon's answer to an attach.
@@ -43,6 +46,8 @@ class Client {
  public:
   using ProgressCallback = std::function<void(const v1::LoadEvent&)>;
 
+  // A TLS file that cannot be read fails every call but Attach with
+  // INVALID_ARGUMENT naming it (ChannelCredentialsFor).
   explicit Client(ClientOptions options);
 
   // Loads `spec` (or joins the load in progress, or finds the model resident) and
@@ -62,7 +67,8 @@ class Client {
 
  private:
   ClientOptions options_;
-  std::unique_ptr<v1::Loader::Stub> stub_;
+  absl::Status channel_status_;             // why there is no stub
+  std::unique_ptr<v1::Loader::Stub> stub_;  // null unless channel_status_ is OK
 };
 
 }  // namespace weightd::client

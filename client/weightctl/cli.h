@@ -10,12 +10,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "client/cpp/channel.h"
 #include "weightd/v1/loader.pb.h"
 
 namespace weightd::ctl {
 
 struct CliOptions {
   std::string address;        // gRPC address of the daemon
+  client::TlsOptions tls;     // TCP addresses: TLS towards the daemon (--tls-ca, --tls-cert, ...)
   std::string handle_socket;  // the daemon's handle socket
   bool json = false;
   int rank = -1;              // -1: every rank (manifest) or rank 0 (export)

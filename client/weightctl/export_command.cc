@@ -37,7 +37,7 @@ absl::StatusOr<std::string_view> HostBytes(const client::TensorView& tensor, std
 
 absl::Status Export(const CliOptions& options, const std::string& model, const std::string& out_dir) {
   uint32_t rank = options.rank < 0 ? 0 : static_cast<uint32_t>(options.rank);
-  client::Client daemon({.address = options.address, .handle_socket = options.handle_socket});
+  client::Client daemon({.address = options.address, .tls = options.tls, .handle_socket = options.handle_socket});
   WEIGHTD_ASSIGN_OR_RETURN(v1::Manifest manifest, daemon.Manifest(model));
   // Maps the rank's memory as a worker does (GPU allocations are imported).
   WEIGHTD_ASSIGN_OR_RETURN(client::Mapping mapping, daemon.Attach(model, rank));

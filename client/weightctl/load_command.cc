@@ -97,13 +97,13 @@ absl::StatusOr<v1::LoadModelRequest> BuildRequest(const CliOptions& options, con
 }
 
 // Pushes every shard in its own thread; the first failure wins.
-absl::Status PushAll(const std::string& address, const std::string& model, const LocalShards& shards) {
+absl::Status PushAll(const CliOptions& options, const std::string& model, const LocalShards& shards) {
   std::mutex mu;
   absl::Status first_error;
   std::vector<std::thread> threads;
   for (const fs::path& file : shards.files) {
     threads.emplace_back([&, file] {
-      auto summary = PushShardFile(address, model, file.string(), file.filename().string());
+      auto summary = PushShardFile(options.address, options.tls, model, file.string(), file.filename().string());
       std::lock_guard<std::mutex> lock(mu);
       if (!summary.ok() && first_error.ok()) first_error = summary.status();
     });
@@ -138,7 +138,9 @@ int RunLoad(const CliOptions& options, const Args& args) {
   auto request = BuildRequest(options, model, shards ? &*shards : nullptr);
   if (!request.ok()) return ReportError(request.status());
 
-  auto stub = v1::Loader::NewStub(client::MakeChannel(options.address));
+  auto channel = client::MakeChannel(options.address, options.tls);
+  if (!channel.ok()) return ReportError(channel.status());
+  auto stub = v1::Loader::NewStub(*channel);
   grpc::ClientContext context;
   auto started = std::chrono::steady_clock::now();
   std::unique_ptr<grpc::ClientReader<v1::LoadEvent>> reader = stub->LoadModel(&context, *request);
@@ -152,7 +154,7 @@ int RunLoad(const CliOptions& options, const Args& args) {
     if (shards && !pusher.joinable()) {
       // A failed push fails the load on the daemon's side, which ends this stream
       // with the cause; the stream's status is the one to report.
-      pusher = std::thread([&] { push_status = PushAll(options.address, model, *shards); });
+      pusher = std::thread([&] { push_status = PushAll(options, model, *shards); });
     }
     progress.Update(event);
     if (event.has_manifest()) manifest = event.manifest();
@@ -171,7 +173,7 @@ int RunPush(const CliOptions& options, const Args& args) {
   if (args.size() < 2) return Usage("weightctl push MODEL FILE.safetensors...");
   LocalShards shards;
   for (size_t i = 1; i < args.size(); ++i) shards.files.emplace_back(args[i]);
-  absl::Status status = PushAll(options.address, args[0], shards);
+  absl::Status status = PushAll(options, args[0], shards);
   if (!status.ok()) return ReportError(status);
   std::printf("pushed %zu shard(s) into %s\n", shards.files.size(), args[0].c_str());
   return 0;

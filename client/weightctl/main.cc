@@ -18,6 +18,16 @@
 
 ABSL_FLAG(std::string, address, "unix:/run/weightd/weightd.sock",
           "gRPC address of the daemon, e.g. --address=unix:/run/weightd/weightd.sock or --address=127.0.0.1:9500");
+ABSL_FLAG(std::string, tls_ca, "",
+          "TCP addresses: PEM CA bundle that signed the daemon's certificate (TLS); without it, with --tls-cert "
+          "or --tls-server-name, the system's roots, e.g. --tls-ca=/etc/weightd/ca.crt");
+ABSL_FLAG(std::string, tls_cert, "",
+          "TCP addresses: PEM certificate chain of this client, for a daemon with --tls-client-ca (mutual TLS), "
+          "e.g. --tls-cert=/etc/weightd/client.crt");
+ABSL_FLAG(std::string, tls_key, "", "TCP addresses: PEM private key of --tls-cert, e.g. --tls-key=/etc/weightd/client.key");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "TCP addresses: the name the daemon's certificate carries when it is not the host in --address (TLS), "
+          "e.g. --tls-server-name=weightd.example");
 ABSL_FLAG(std::string, handle_socket, "/run/weightd/handles.sock",
           "export: the daemon's handle socket, e.g. --handle-socket=/run/weightd/handles.sock");
 ABSL_FLAG(bool, json, false,
@@ -84,6 +94,9 @@ Commands:
   quantize IN OUT                     write an FP8 copy of a checkpoint (dir or .safetensors), e.g.
                                       weightctl quantize ./llama-8b ./llama-8b-fp8 --scheme per-channel
 
+A daemon on TCP with TLS: --address HOST:PORT --tls-ca CA.pem, and for mutual TLS
+--tls-cert CERT.pem --tls-key KEY.pem.
+
 Flags take --dashed-names or --underscored_names; weightctl --help lists them all.)";
 
 }  // namespace
@@ -100,6 +113,10 @@ int main(int argc, char** argv) {
   }
   weightd::ctl::CliOptions options;
   options.address = absl::GetFlag(FLAGS_address);
+  options.tls.ca_file = absl::GetFlag(FLAGS_tls_ca);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.server_name = absl::GetFlag(FLAGS_tls_server_name);
   options.handle_socket = absl::GetFlag(FLAGS_handle_socket);
   options.json = absl::GetFlag(FLAGS_json);
   options.rank = absl::GetFlag(FLAGS_rank);

@@ -12,7 +12,7 @@ namespace weightd::ctl {
 namespace {
 
 client::Client Daemon(const CliOptions& options) {
-  return client::Client({.address = options.address, .handle_socket = options.handle_socket});
+  return client::Client({.address = options.address, .tls = options.tls, .handle_socket = options.handle_socket});
 }
 
 void PrintJson(const google::protobuf::Message& message) {

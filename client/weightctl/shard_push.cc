@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "client/cpp/channel.h"
 #include "client/cpp/shard_stream.h"
@@ -16,15 +17,17 @@ namespace weightd::ctl {
 
 constexpr size_t kChunkBytes = 4 << 20;
 
-absl::StatusOr<v1::PushSummary> PushShardFile(const std::string& address, const std::string& model_id,
-                                              const std::string& file_path, const std::string& shard_name) {
+absl::StatusOr<v1::PushSummary> PushShardFile(const std::string& address, const client::TlsOptions& tls,
+                                              const std::string& model_id, const std::string& file_path,
+                                              const std::string& shard_name) {
   UniqueFd fd(::open(file_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return absl::NotFoundError(absl::StrCat("cannot open ", file_path, ": ", std::strerror(errno)));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return absl::InternalError(absl::StrCat("fstat ", file_path));
 
-  client::ShardStream stream(client::MakeChannel(address, /*own_connection=*/true), model_id, shard_name,
-                             static_cast<uint64_t>(st.st_size));
+  WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                           client::MakeChannel(address, tls, /*own_connection=*/true));
+  client::ShardStream stream(std::move(channel), model_id, shard_name, static_cast<uint64_t>(st.st_size));
   absl::Status read_error;
   // Each message's bytes are read straight into the buffer gRPC sends.
   auto read = [&](uint8_t* buffer, size_t capacity) -> size_t {

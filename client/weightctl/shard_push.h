@@ -6,12 +6,14 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "client/cpp/channel.h"
 #include "weightd/v1/loader.pb.h"
 
 namespace weightd::ctl {
 
 // `shard_name`: the file name the load expects (as in PushSource.shard_files).
-absl::StatusOr<v1::PushSummary> PushShardFile(const std::string& address, const std::string& model_id,
-                                              const std::string& file_path, const std::string& shard_name);
+absl::StatusOr<v1::PushSummary> PushShardFile(const std::string& address, const client::TlsOptions& tls,
+                                              const std::string& model_id, const std::string& file_path,
+                                              const std::string& shard_name);
 
 }  // namespace weightd::ctl

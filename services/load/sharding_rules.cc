@@ -62,19 +62,16 @@ absl::StatusOr<ShardingRules> ShardingRules::Create(
     if (rule.pattern().empty()) return absl::InvalidArgumentError(absl::StrCat(where, ": pattern is empty"));
     auto kind = KindOf(rule.split());
     if (!kind.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", kind.status().message()));
-    try {
-      out.rules_.push_back({std::regex(rule.pattern(), std::regex::ECMAScript), {*kind, rule.allow_uneven()}});
-    } catch (const std::regex_error& e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": pattern '", rule.pattern(), "' is not a regular expression: ", e.what()));
-    }
+    auto pattern = NamePattern::Compile(rule.pattern(), rule.pattern());
+    if (!pattern.ok()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", pattern.status().message()));
+    out.rules_.push_back({*std::move(pattern), {*kind, rule.allow_uneven()}});
   }
   return out;
 }
 
 SplitRule ShardingRules::For(const std::string& name) const {
   for (const Compiled& c : rules_) {
-    if (std::regex_match(name, c.pattern)) return c.rule;
+    if (c.pattern.FullMatch(name)) return c.rule;
   }
   return BuiltInSplit(name);
 }

@@ -4,12 +4,12 @@
 // tensor no rule matches is replicated. Immutable after Create, so thread-safe.
 #pragma once
 
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "google/protobuf/repeated_field.h"
+#include "services/load/name_pattern.h"
 #include "weightd/v1/loader.pb.h"
 
 namespace weightd {
@@ -34,15 +34,15 @@ SplitRule BuiltInSplit(const std::string& name);
 
 class ShardingRules {
  public:
-  // INVALID_ARGUMENT naming the rule for an empty or malformed pattern or a
-  // split outside the enum (or SPLIT_UNSPECIFIED).
+  // INVALID_ARGUMENT naming the rule for an empty, malformed or too long pattern
+  // (NamePattern: RE2 syntax) or a split outside the enum (or SPLIT_UNSPECIFIED).
   static absl::StatusOr<ShardingRules> Create(const google::protobuf::RepeatedPtrField<v1::ShardingRule>& rules);
 
   SplitRule For(const std::string& name) const;
 
  private:
   struct Compiled {
-    std::regex pattern;
+    NamePattern pattern;
     SplitRule rule;
   };
   std::vector<Compiled> rules_;

@@ -29,12 +29,9 @@ absl::StatusOr<TensorSelection> TensorSelection::Create(bool quantize,
   selection.quantize_ = quantize;
   for (const std::string& entry : ignore) {
     if (absl::StartsWith(entry, "re:")) {
-      try {
-        selection.patterns_.emplace_back(entry.substr(3), std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("ignore pattern '", entry, "' is not a valid regular expression: ", e.what()));
-      }
+      auto pattern = NamePattern::Compile(absl::string_view(entry).substr(3), entry);
+      if (!pattern.ok()) return absl::InvalidArgumentError(absl::StrCat("ignore ", pattern.status().message()));
+      selection.patterns_.push_back(*std::move(pattern));
     } else {
       selection.exact_.push_back(entry);
     }
@@ -47,9 +44,8 @@ bool TensorSelection::Ignored(absl::string_view name) const {
   for (const std::string& exact : exact_) {
     if (exact == name || exact == module) return true;
   }
-  for (const std::regex& pattern : patterns_) {
-    std::string full(name), mod(module);
-    if (std::regex_match(full, pattern) || std::regex_match(mod, pattern)) return true;
+  for (const NamePattern& pattern : patterns_) {
+    if (pattern.FullMatch(name) || pattern.FullMatch(module)) return true;
   }
   return false;
 }

@@ -1,42 +1,26 @@
 #include "services/peer/peer_channels.h"
 
 #include <atomic>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "base/pem_file.h"
 
 namespace weightd {
-namespace {
-
-absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in.good() && !in.eof()) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read '", path, "'"));
-  }
-  if (text.str().empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": '", path, "' is empty or missing"));
-  return text.str();
-}
-
-}  // namespace
-
 absl::StatusOr<std::shared_ptr<PeerChannels>> PeerChannels::Create(const PeerTlsOptions& tls) {
   std::shared_ptr<PeerChannels> channels(new PeerChannels());
   if (tls.cert_file.empty() != tls.key_file.empty()) {
     return absl::InvalidArgumentError("--peer-tls-cert and --peer-tls-key go together");
   }
   if (!tls.ca_file.empty()) {
-    auto ca = ReadPem(tls.ca_file, "--peer-tls-ca");
+    auto ca = ReadPemFile(tls.ca_file, "--peer-tls-ca");
     if (!ca.ok()) return ca.status();
     channels->ca_ = std::move(*ca);
   }
   if (!tls.cert_file.empty()) {
-    auto cert = ReadPem(tls.cert_file, "--peer-tls-cert");
+    auto cert = ReadPemFile(tls.cert_file, "--peer-tls-cert");
     if (!cert.ok()) return cert.status();
-    auto key = ReadPem(tls.key_file, "--peer-tls-key");
+    auto key = ReadPemFile(tls.key_file, "--peer-tls-key");
     if (!key.ok()) return key.status();
     channels->cert_ = std::move(*cert);
     channels->key_ = std::move(*key);

@@ -7,14 +7,14 @@
 
 #include <chrono>
 #include <random>
-#include <fstream>
-#include <iterator>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "base/log.h"
+#include "base/pem_file.h"
+#include "base/status_macros.h"
 #include "services/device/accounting.h"
 #include "services/device/pinned_accounting.h"
 #include "services/server/backend_factory.h"
@@ -69,18 +69,17 @@ std::string SocketPath(const std::string& address) {
   return "";
 }
 
-absl::StatusOr<std::string> ReadPem(const std::string& path, const char* flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat(flag, ": cannot read '", path, "'"));
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // TLS for TCP listeners: a certificate and key, and with a client CA, mutual TLS
-// (clients must present a certificate it signed). Plain TCP only when asked for.
+// (clients must present a certificate it signed). TLS without client certificates,
+// and plain TCP, only when asked for: anyone who reaches such a port may load and
+// unload models.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const DaemonOptions& o,
                                                                          const std::string& address) {
   if (o.tls_cert_file.empty() != o.tls_key_file.empty()) {
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (o.tls_allow_unauthenticated_clients && !o.tls_client_ca_file.empty()) {
+    return absl::InvalidArgumentError("--tls-allow-unauthenticated-clients contradicts --tls-client-ca");
   }
   if (o.tls_cert_file.empty()) {
     if (!o.tls_client_ca_file.empty()) return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
@@ -88,19 +87,18 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const Da
     return absl::InvalidArgumentError(absl::StrCat("TCP listener ", address,
                                                    " needs --tls-cert and --tls-key (or --insecure-tcp)"));
   }
+  if (o.tls_client_ca_file.empty() && !o.tls_allow_unauthenticated_clients) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TCP listener ", address, " needs --tls-client-ca: without client certificates anyone who reaches the "
+        "port may load and unload models (--tls-allow-unauthenticated-clients accepts that)"));
+  }
   grpc::SslServerCredentialsOptions ssl;
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  auto cert = ReadPem(o.tls_cert_file, "--tls-cert");
-  if (!cert.ok()) return cert.status();
-  auto key = ReadPem(o.tls_key_file, "--tls-key");
-  if (!key.ok()) return key.status();
-  pair.cert_chain = *cert;
-  pair.private_key = *key;
+  WEIGHTD_ASSIGN_OR_RETURN(pair.cert_chain, ReadPemFile(o.tls_cert_file, "--tls-cert"));
+  WEIGHTD_ASSIGN_OR_RETURN(pair.private_key, ReadPemFile(o.tls_key_file, "--tls-key"));
   ssl.pem_key_cert_pairs.push_back(pair);
   if (!o.tls_client_ca_file.empty()) {
-    auto ca = ReadPem(o.tls_client_ca_file, "--tls-client-ca");
-    if (!ca.ok()) return ca.status();
-    ssl.pem_root_certs = *ca;
+    WEIGHTD_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFile(o.tls_client_ca_file, "--tls-client-ca"));
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(ssl);
@@ -110,6 +108,17 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TcpCredentials(const Da
 std::string RandomInstanceId() {
   std::random_device random;
   return absl::StrFormat("%08x%08x", random(), random());
+}
+
+// A TCP listener that any client reaching the port may use, said at every start.
+void WarnUnauthenticatedTcp(const DaemonOptions& o, const std::string& address) {
+  if (!o.tls_cert_file.empty() && !o.tls_client_ca_file.empty()) return;
+  LogEvent(LogLevel::kWarning, "tcp_unauthenticated",
+           {{"address", address},
+            {"transport", o.tls_cert_file.empty() ? "plain (--insecure-tcp)"
+                                                  : "TLS without client certificates "
+                                                    "(--tls-allow-unauthenticated-clients)"},
+            {"risk", "anyone who reaches the port may load and unload models"}});
 }
 
 void EnsureParentDir(const std::string& path) {
@@ -241,21 +250,26 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   builder.SetMaxSendMessageSize(64 << 20);
   if (options.listen.empty()) return absl::InvalidArgumentError("--listen names no address");
   std::vector<std::string> unix_paths;
+  std::vector<std::string> tcp_addresses;
+  std::vector<int> tcp_ports;  // filled in by BuildAndStart; reserved, so no pointer moves
+  tcp_ports.reserve(options.listen.size());
   for (const std::string& address : options.listen) {
     std::string path = SocketPath(address);
     if (!path.empty()) {
       unix_paths.push_back(path);
       continue;
     }
-    auto credentials = TcpCredentials(options, address);
-    if (!credentials.ok()) return credentials.status();
-    builder.AddListeningPort(address, *credentials);
+    WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, TcpCredentials(options, address));
+    tcp_addresses.push_back(address);
+    tcp_ports.push_back(0);
+    builder.AddListeningPort(address, credentials, &tcp_ports.back());
   }
   builder.RegisterService(state->service.get());
   state->server = builder.BuildAndStart();
   if (!state->server) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", absl::StrJoin(options.listen, ", ")));
   }
+  for (const std::string& address : tcp_addresses) WarnUnauthenticatedTcp(options, address);
   std::vector<uid_t> allowed = options.allowed_uids;
   if (allowed.empty()) allowed = {::geteuid(), 0};
   for (const std::string& path : unix_paths) {
@@ -303,6 +317,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   LogLifecycle("ready",
            {{"listen", absl::StrJoin(options.listen, ",")}, {"handle_socket", options.handle_socket},
             {"metrics_port", state->metrics->port()}, {"health_port", health_port},
+            {"tcp_port", tcp_ports.empty() ? 0 : tcp_ports.front()},
             {"backend", state->backend->kind() == v1::DEVICE_KIND_CUDA ? "cuda" : "host"},
             {"devices", state->backend->device_count()}, {"version", kVersion},
             {"peers", options.peers}, {"peer_serve_bandwidth", options.peer_serve_bandwidth}});

@@ -41,10 +41,14 @@ struct DaemonOptions {
   // Who may connect to the Unix sockets (SO_PEERCRED); empty: the daemon's euid and root.
   std::vector<uid_t> allowed_uids;
   mode_t socket_mode = 0660;
-  // TCP listeners need TLS (cert and key; a client CA makes it mutual) or insecure_tcp.
+  // TCP listeners need TLS (cert and key) with a client CA (mutual TLS: only clients
+  // with a certificate it signed may load or unload), or one of the two explicit
+  // opt-outs, which the daemon warns about at start: TLS without client
+  // authentication, or no TLS at all.
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
+  bool tls_allow_unauthenticated_clients = false;
   bool insecure_tcp = false;
 
   // A push load with no progress this long fails with DEADLINE_EXCEEDED.

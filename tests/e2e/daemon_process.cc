@@ -60,12 +60,13 @@ int WaitStatus(pid_t pid, long* peak_rss_bytes = nullptr) {
 }
 
 // The ports of the "ready" record, in either log format; leaves them alone on any other line.
-void ReadyPorts(const std::string& line, int* metrics_port, int* health_port) {
+void ReadyPorts(const std::string& line, int* metrics_port, int* health_port, int* tcp_port) {
   auto json = nlohmann::json::parse(line, nullptr, false);
   if (!json.is_discarded()) {
     if (json.value("event", "") != "ready") return;
     *metrics_port = json.value("metrics_port", 0);
     *health_port = json.value("health_port", 0);
+    *tcp_port = json.value("tcp_port", 0);
     return;
   }
   if (line.find(" info ready ") == std::string::npos) return;
@@ -75,6 +76,7 @@ void ReadyPorts(const std::string& line, int* metrics_port, int* health_port) {
   };
   *metrics_port = field("metrics_port");
   *health_port = field("health_port");
+  *tcp_port = field("tcp_port");
 }
 
 }  // namespace
@@ -145,6 +147,7 @@ void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   metrics_port_ = 0;
   health_port_ = 0;
+  tcp_port_ = 0;
   {
     std::lock_guard<std::mutex> lock(log_mu_);
     log_.clear();
@@ -169,7 +172,7 @@ void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
     const std::string text = log();
     size_t line_end;
     while ((line_end = text.find('\n', scanned)) != std::string::npos && metrics_port_ == 0) {
-      ReadyPorts(text.substr(scanned, line_end - scanned), &metrics_port_, &health_port_);
+      ReadyPorts(text.substr(scanned, line_end - scanned), &metrics_port_, &health_port_, &tcp_port_);
       scanned = line_end + 1;
     }
     if (metrics_port_ == 0) {

@@ -55,6 +55,9 @@ class DaemonProcess {
   std::string log() const;
   // The --health-address port from the "ready" line; 0 without that flag.
   int health_port() const { return health_port_; }
+  // The first TCP listener's port from the "ready" line (a --listen of host:0
+  // gets a free one); 0 without one.
+  int tcp_port() const { return tcp_port_; }
   pid_t pid() const { return pid_; }
   // Open descriptors of the daemon process (/proc/<pid>/fd).
   int OpenFds() const;
@@ -72,6 +75,7 @@ class DaemonProcess {
   std::string log_;
   int metrics_port_ = 0;
   int health_port_ = 0;
+  int tcp_port_ = 0;
 };
 
 std::string BinPath(const std::string& name);

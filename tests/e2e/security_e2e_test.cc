@@ -1,14 +1,13 @@
 // Who may talk to the daemon and what it reads: socket modes, the allowed-uid
-// list on both Unix sockets, TCP only with TLS (mutual when asked), path sources
-// confined to the model root, and the limits on untrusted input.
+// list on both Unix sockets, TCP only with TLS (tls_e2e_test.cc: mutual TLS with
+// every client), path sources confined to the model root, and the limits on
+// untrusted input.
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 
-#include "client/cpp/channel.h"
 #include "client/cpp/lease.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/daemon_process.h"
@@ -22,11 +21,6 @@ namespace fs = std::filesystem;
 void WriteModel(const std::string& dir, const std::string& shard) {
   fs::create_directories(dir);
   std::ofstream(dir + "/model.safetensors", std::ios::binary) << shard;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 CommandResult ExpectRefused(const DaemonProcess& daemon, std::vector<std::string> args, const std::string& code,
@@ -81,37 +75,6 @@ TEST(SecurityE2ETest, PlainTcpIsRefusedAtStartUnlessAskedFor) {
                                    "--backend=host"});
   EXPECT_EQ(half.exit_code, 2);
   EXPECT_NE(half.err.find("--tls-cert and --tls-key go together"), std::string::npos) << half.err;
-}
-
-TEST(SecurityE2ETest, MutualTlsServesOnlyClientsWithACertificateItTrusts) {
-  DaemonProcess daemon;
-  const std::string d = daemon.dir();
-  CommandResult gen = RunCommand({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                                  "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
-                                  "-keyout", d + "/key.pem", "-out", d + "/cert.pem"});
-  ASSERT_EQ(gen.exit_code, 0) << gen.err;
-  const int port = 20000 + ::getpid() % 20000;
-  const std::string tcp = "127.0.0.1:" + std::to_string(port);
-  daemon.Start({"--listen=" + daemon.grpc_address() + "," + tcp, "--tls-cert=" + d + "/cert.pem",
-                "--tls-key=" + d + "/key.pem", "--tls-client-ca=" + d + "/cert.pem"});
-  auto call = [&](bool with_client_cert) {
-    grpc::SslCredentialsOptions ssl;
-    ssl.pem_root_certs = ReadFile(d + "/cert.pem");
-    if (with_client_cert) {
-      ssl.pem_private_key = ReadFile(d + "/key.pem");
-      ssl.pem_cert_chain = ReadFile(d + "/cert.pem");
-    }
-    grpc::ChannelArguments args;
-    args.SetSslTargetNameOverride("localhost");
-    auto stub = v1::Loader::NewStub(grpc::CreateCustomChannel(tcp, grpc::SslCredentials(ssl), args));
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    v1::ListModelsResponse response;
-    return stub->ListModels(&context, v1::ListModelsRequest(), &response);
-  };
-  grpc::Status with_cert = call(true);
-  EXPECT_TRUE(with_cert.ok()) << with_cert.error_message();
-  EXPECT_EQ(call(false).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 class PathConfinementE2ETest : public ::testing::Test {

@@ -51,6 +51,18 @@ class Daemon:
                 raise RuntimeError(f"weightd did not start: {self.log.read_text()}")
             time.sleep(0.05)
 
+    def ready_event(self, seconds=30):
+        """The daemon's "ready" log record (JSON), once it has written it."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            for line in self.log.read_text().splitlines():
+                if line.startswith("{") and json.loads(line).get("event") == "ready":
+                    return json.loads(line)
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"weightd wrote no ready event: {self.log.read_text()}")
+
     def ctl(self, *args):
         return subprocess.run([str(bin_dir() / "weightctl"), f"--address={self.address}",
                                f"--handle-socket={self.handle_socket}", "--progress=false", *args],

@@ -3,9 +3,10 @@ tensors), unload, list, status. Every failure raises WeightdError carrying the
 daemon's status code. Thread-safe: a Client may be shared by threads."""
 import grpc
 
+from weightd.channel import Tls, grpc_target, is_unix, open_channel
 from weightd.errors import WeightdError
 from weightd.lease import Lease
-from weightd.push import CHANNEL_OPTIONS, Pusher, local_shards
+from weightd.push import Pusher, local_shards
 from weightd.v1 import loader_pb2, loader_pb2_grpc
 
 SCHEMES = {"per-tensor": loader_pb2.SCHEME_PER_TENSOR, "per-channel": loader_pb2.SCHEME_PER_CHANNEL,
@@ -14,16 +15,20 @@ NONFINITE = {"fail": loader_pb2.NONFINITE_FAIL, "saturate": loader_pb2.NONFINITE
 LAYOUTS = {"checkpoint": loader_pb2.LAYOUT_CHECKPOINT, "vllm": loader_pb2.LAYOUT_VLLM}
 
 
-def grpc_target(address):
-    """"unix:/p", "unix:///p" and "host:port" as given; a bare path is a Unix socket."""
-    return "unix:" + address if address.startswith("/") else address
-
-
 class Client:
+    """`address`: "unix:/path", a bare "/path" or "host:port". On TCP, TLS when any
+    tls_* option is given: `tls_ca` (PEM roots that signed the daemon's certificate;
+    None: the system's), `tls_cert` and `tls_key` (this client's certificate, for a
+    daemon with --tls-client-ca), `tls_server_name` (the name in the daemon's
+    certificate when it is not the host in `address`). On TCP, a TLS file that
+    cannot be read raises WeightdError INVALID_ARGUMENT naming it."""
+
     def __init__(self, address="unix:/run/weightd/weightd.sock", handle_socket="/run/weightd/handles.sock",
-                 attach_timeout=30.0):
+                 attach_timeout=30.0, tls_ca=None, tls_cert=None, tls_key=None, tls_server_name=None):
         self._target = grpc_target(address)
-        self._channel = grpc.insecure_channel(self._target, options=CHANNEL_OPTIONS)
+        # A Unix socket never uses TLS (the daemon checks the peer's uid): nothing to read.
+        self._tls = None if is_unix(self._target) else Tls.of(tls_ca, tls_cert, tls_key, tls_server_name)
+        self._channel = open_channel(self._target, self._tls)
         self._stub = loader_pb2_grpc.LoaderStub(self._channel)
         self.handle_socket = handle_socket
         self.attach_timeout = attach_timeout
@@ -71,7 +76,7 @@ class Client:
             for event in self._stub.LoadModel(request):
                 # The first event means the daemon waits for the shards.
                 if files and pusher is None:
-                    pusher = Pusher(self._target, model_id, files)
+                    pusher = Pusher(self._target, model_id, files, self._tls)
                 yield event
         except grpc.RpcError as e:
             raise WeightdError.from_rpc(e) from None

@@ -7,7 +7,9 @@ import contextlib
 import json
 import warnings
 
-OPTIONS = {"address", "handle_socket", "model_id", "path", "scheme"}
+# tls_*: a daemon on TCP with TLS, as weightd.Client's arguments of those names.
+TLS_OPTIONS = ("tls_ca", "tls_cert", "tls_key", "tls_server_name")
+OPTIONS = {"address", "handle_socket", "model_id", "path", "scheme", *TLS_OPTIONS}
 SCHEMES = ("per-tensor", "block")
 DEFAULT_ADDRESS = "unix:/run/weightd/weightd.sock"
 DEFAULT_HANDLE_SOCKET = "/run/weightd/handles.sock"
@@ -124,7 +126,8 @@ class EngineLease:
         import weightd
 
         return weightd.Client(self.options.get("address", DEFAULT_ADDRESS),
-                              self.options.get("handle_socket", DEFAULT_HANDLE_SOCKET))
+                              self.options.get("handle_socket", DEFAULT_HANDLE_SOCKET),
+                              **{key: self.options[key] for key in TLS_OPTIONS if key in self.options})
 
     def _unreachable(self, where, error):
         return RuntimeError(f"{self.who}: cannot reach weightd at {where} ({error}). Start weightd "

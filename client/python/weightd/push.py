@@ -5,13 +5,11 @@ import threading
 
 import grpc
 
+from weightd.channel import open_channel
 from weightd.errors import WeightdError
 from weightd.v1 import loader_pb2, loader_pb2_grpc
 
 CHUNK_BYTES = 4 << 20
-MAX_MESSAGE_BYTES = 64 << 20
-CHANNEL_OPTIONS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                   ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
 
 
 def local_shards(path):
@@ -42,18 +40,20 @@ def _chunks(model_id, path):
 
 
 class Pusher:
-    """Pushes every file on its own thread; error() is the first failure, if any."""
+    """Pushes every file on its own thread (and channel: `tls` as in
+    weightd.channel.open_channel); join() returns the first failure, if any."""
 
-    def __init__(self, target, model_id, files):
+    def __init__(self, target, model_id, files, tls=None):
         self._errors = []
+        self._tls = tls
         self._threads = [threading.Thread(target=self._push, args=(target, model_id, f), daemon=True) for f in files]
         for t in self._threads:
             t.start()
 
     def _push(self, target, model_id, path):
-        options = CHANNEL_OPTIONS + [("weightd.push_file", path), ("grpc.use_local_subchannel_pool", 1)]
+        options = [("weightd.push_file", path), ("grpc.use_local_subchannel_pool", 1)]
         try:
-            with grpc.insecure_channel(target, options=options) as channel:
+            with open_channel(target, self._tls, options) as channel:
                 # The metadata names the shard even if the stream ends before its first message.
                 metadata = (("weightd-model-id", model_id), ("weightd-shard-file", os.path.basename(path)))
                 loader_pb2_grpc.LoaderStub(channel).PushShards(_chunks(model_id, path), metadata=metadata)
