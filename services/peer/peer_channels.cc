@@ -7,6 +7,7 @@
 #include "base/pem_file.h"
 
 namespace weightd {
+
 absl::StatusOr<std::shared_ptr<PeerChannels>> PeerChannels::Create(const PeerTlsOptions& tls) {
   std::shared_ptr<PeerChannels> channels(new PeerChannels());
   if (tls.cert_file.empty() != tls.key_file.empty()) {

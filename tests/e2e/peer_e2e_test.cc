@@ -70,21 +70,21 @@ class PeerE2ETest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_TRUE(certs_.ok()) << certs_.error(); }
 
-  // Daemon `i`, listening on its Unix socket and on 127.0.0.1:Port(i) with mutual TLS.
+  // Daemon `i`, listening on its Unix socket and on a free TCP port of 127.0.0.1 with mutual TLS.
   DaemonProcess& Start(size_t i, std::vector<std::string> flags = {}) {
     while (daemons_.size() <= i) daemons_.push_back(std::make_unique<DaemonProcess>());
     DaemonProcess& d = *daemons_[i];
     std::vector<std::string> all = {
-        "--listen=" + d.grpc_address() + "," + Address(i), "--tls-cert=" + certs_.cert(),
+        "--listen=" + d.grpc_address() + ",127.0.0.1:0", "--tls-cert=" + certs_.cert(),
         "--tls-key=" + certs_.key(), "--tls-client-ca=" + certs_.cert(), "--peer-tls-ca=" + certs_.cert(),
         "--peer-tls-cert=" + certs_.cert(), "--peer-tls-key=" + certs_.key(), "--peer-tls-server-name=localhost",
         "--host-devices=4"};
     all.insert(all.end(), flags.begin(), flags.end());
     d.Start(all);
+    EXPECT_NE(d.tcp_port(), 0) << d.log();
     return d;
   }
-  static int Port(size_t i) { return 21000 + static_cast<int>(::getpid() % 9000) * 4 % 36000 + static_cast<int>(i); }
-  static std::string Address(size_t i) { return absl::StrCat("127.0.0.1:", Port(i)); }
+  std::string Address(size_t i) { return absl::StrCat("127.0.0.1:", D(i).tcp_port()); }
   DaemonProcess& D(size_t i) { return *daemons_[i]; }
 
   static void ExpectOk(const CommandResult& r) { EXPECT_EQ(r.exit_code, 0) << r.out << r.err; }
