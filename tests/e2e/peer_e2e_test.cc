@@ -170,9 +170,15 @@ TEST_F(PeerE2ETest, AChainOfFourRelaysWhatHasLanded) {
   Start(3);
   ExpectOk(D(0).Ctl({"load", "m", "--path=tiny"}));
   // All three pulls at once: 2 and 3 ask peers that are themselves still receiving.
+  // Each starts once its peer has taken its own load (a peer that has not heard
+  // of the model yet answers NOT_FOUND).
   std::vector<std::thread> pulls;
   std::vector<CommandResult> results(4);
   for (size_t i = 1; i <= 3; ++i) {
+    auto knows = [&](size_t d) { return D(d).Ctl({"list", "--json"}).out.find("\"model_id\": \"m\"") != std::string::npos; };
+    for (int wait = 0; wait < 2000 && !knows(i - 1); ++wait) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
     pulls.emplace_back([&, i] { results[i] = D(i).Ctl({"load", "m", "--peer=" + Address(i - 1)}); });
   }
   for (auto& t : pulls) t.join();
