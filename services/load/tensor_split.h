@@ -64,8 +64,10 @@ template <typename Piece>
 SliceWindow ForEachPieceIn(const SliceBytes& slice, uint64_t lo, uint64_t hi, Piece&& piece) {
   SliceWindow window;
   if (lo >= hi || slice.segment_bytes == 0) return window;
-  uint64_t k = 0;
-  if (lo > slice.first && slice.stride > 0) k = (lo - slice.first) / slice.stride;
+  uint64_t k = 0;  // the first segment that can reach lo (one segment: the whole slice)
+  if (slice.segments > 1 && lo > slice.first && slice.stride > 0) {
+    k = std::min<uint64_t>((lo - slice.first) / slice.stride, slice.segments - 1);
+  }
   bool first = true;
   for (; k < slice.segments; ++k) {
     const uint64_t start = slice.first + k * slice.stride;

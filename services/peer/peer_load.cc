@@ -162,6 +162,7 @@ absl::Status Stream(Pull& pull, const std::string& address, bool verify, uint32_
       scales.append(event->data);
     } else {
       status = pull.placer->WriteRange(task, header, event->offset, event->data);
+      if (status.ok()) pull.relay->MarkPlaced(event->item, event->offset + event->data.size());
     }
     if (options.received) options.received(address, event->data.size());
     if (!status.ok() || !event->complete) continue;

@@ -110,12 +110,13 @@ absl::Status PeerServeReactor::Serve() {
 }
 
 absl::Status PeerServeReactor::ServeItem(ServableModel& model, uint32_t item) {
-  WEIGHTD_RETURN_IF_ERROR(model.AwaitLanded(item, stop_));
   const PeerItemRef& ref = model.items()[item];
   uint32_t crc = 0;
   uint64_t offset = 0;
   do {
     const uint64_t n = std::min<uint64_t>(serving_.message_bytes, ref.size - offset);
+    // A relay sends bytes as they are placed here; the last message waits for the item to land whole.
+    WEIGHTD_RETURN_IF_ERROR(model.AwaitPlaced(item, offset + n, stop_));
     if (!serving_.limiter->Acquire(n, stop_)) return absl::CancelledError("the peer ended the stream");
     std::string& bytes = *message_.mutable_data()->mutable_data();
     bytes.resize(n);

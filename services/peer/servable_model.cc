@@ -36,6 +36,7 @@ std::shared_ptr<ServableModel> ServableModel::Create(std::string model_id, const
   m->description_ = DescribeModel(m->model_id_, spec, m->layout_->shards, m->layout_->config_json, m->items_);
   m->digest_ = m->description_.source_digest();
   m->landed_.assign(m->items_.size(), landed);
+  m->placed_.assign(m->items_.size(), 0);
   m->crcs_.assign(m->items_.size(), std::nullopt);
   m->landed_count_ = landed ? m->items_.size() : 0;
   return m;
@@ -61,9 +62,20 @@ void ServableModel::MarkLanded(const std::vector<uint32_t>& items, const std::ve
   landed_cv_.notify_all();
 }
 
-absl::Status ServableModel::AwaitLanded(uint32_t item, const std::atomic<bool>& stop) const {
+void ServableModel::MarkPlaced(uint32_t item, uint64_t end) {
+  {
+    std::lock_guard<std::mutex> lock(landed_mu_);
+    if (item >= placed_.size() || placed_[item] >= end) return;
+    placed_[item] = end;
+  }
+  landed_cv_.notify_all();
+}
+
+absl::Status ServableModel::AwaitPlaced(uint32_t item, uint64_t end, const std::atomic<bool>& stop) const {
   std::unique_lock<std::mutex> lock(landed_mu_);
-  while (item < landed_.size() && !landed_[item]) {
+  if (item >= landed_.size()) return absl::OkStatus();
+  const bool whole = end >= items_[item].size;
+  while (!landed_[item] && (whole || placed_[item] < end)) {
     if (stop.load()) return absl::AbortedError("the serving stream ended");
     {
       std::shared_lock<std::shared_mutex> memory(memory_mu_);
@@ -111,6 +123,7 @@ absl::Status ServableModel::ReadBytes(const PeerItemRef& item, uint64_t offset, 
   const size_t element = item.kind == PeerItemKind::kCodes ? 1 : kernels::DTypeSize(t.dtype);
   const size_t ranks = task.split.replicated() ? 1 : task.parts.size();
   std::string buffer;
+  uint64_t covered = 0;
   for (size_t r = 0; r < ranks; ++r) {
     bool repeat = false;  // key/value heads shared by ranks: one read does
     for (size_t earlier = 0; earlier < r && !repeat; ++earlier) {
@@ -128,7 +141,14 @@ absl::Status ServableModel::ReadBytes(const PeerItemRef& item, uint64_t offset, 
     buffer.resize(window.local_end - window.local_begin);
     WEIGHTD_RETURN_IF_ERROR(
         backend_->Read(arenas_[r]->allocation(), base + window.local_begin, buffer.size(), buffer.data()));
-    for (const auto& [w, l, n] : pieces) std::memcpy(out + (w - offset), buffer.data() + (l - window.local_begin), n);
+    for (const auto& [w, l, n] : pieces) {
+      std::memcpy(out + (w - offset), buffer.data() + (l - window.local_begin), n);
+      covered += n;
+    }
+  }
+  if (covered != size) {  // the ranks' slices must tile the tensor
+    return absl::InternalError(absl::StrCat("tensor '", item.name, "': the ranks hold ", covered, " of bytes [", offset,
+                                            ", ", offset + size, ")"));
   }
   return absl::OkStatus();
 }

@@ -46,9 +46,13 @@ class ServableModel {
   // Relay: the items of one source tensor have landed here, each with the CRC-32C
   // it arrived with.
   void MarkLanded(const std::vector<uint32_t>& items, const std::vector<uint32_t>& crcs);
-  // Waits (in steps, checking `stop`) until `item` has landed. ABORTED when
-  // stopped; the Cancel status once cancelled.
-  absl::Status AwaitLanded(uint32_t item, const std::atomic<bool>& stop) const;
+  // Relay: bytes [0, end) of an item still arriving have been placed here (they
+  // arrive in order), so they may be served on before the item is whole.
+  void MarkPlaced(uint32_t item, uint64_t end);
+  // Waits (in steps, checking `stop`) until bytes [0, end) of `item` are placed,
+  // or, with end == the item's size, until it has landed whole (its CRC-32C
+  // checked). ABORTED when stopped; the Cancel status once cancelled.
+  absl::Status AwaitPlaced(uint32_t item, uint64_t end, const std::atomic<bool>& stop) const;
   // The CRC-32C the item arrived with (relay), to check what is read back here.
   std::optional<uint32_t> ArrivedCrc(uint32_t item) const;
   // Bytes [offset, offset + size) of a landed item into `out`.
@@ -85,6 +89,7 @@ class ServableModel {
   mutable std::mutex landed_mu_;
   mutable std::condition_variable landed_cv_;
   std::vector<bool> landed_;
+  std::vector<uint64_t> placed_;  // relay: bytes placed so far of each item not yet landed
   std::vector<std::optional<uint32_t>> crcs_;
   std::atomic<size_t> landed_count_{0};
   std::atomic<uint32_t> streams_{0};

@@ -163,6 +163,18 @@ TEST_F(PeerE2ETest, ASplitIsRecutForTheReceiversTpSize) {
   ExpectSameRanks(0, "pc", 1, "pc", 1);
 }
 
+TEST_F(PeerE2ETest, TensorsLargerThanAMessageArriveWholeUnderEverySplit) {
+  // The small preset's MLP weights are megabytes: many messages each, cut by rows.
+  ASSERT_EQ(Start(0).GenerateTiny("small", {"--preset=small"}).exit_code, 0);
+  Start(1);
+  ExpectOk(D(0).Ctl({"load", "m", "--path=small"}));
+  ExpectOk(D(0).Ctl({"load", "m2", "--path=small", "--tp=2"}));
+  ExpectOk(D(1).Ctl({"load", "m", "--peer=" + Address(0)}));
+  ExpectOk(D(1).Ctl({"load", "m2", "--peer=" + Address(0), "--peer-model=m", "--tp=2"}));
+  ExpectSameRanks(0, "m", 1, "m", 1);
+  ExpectSameRanks(0, "m2", 1, "m2", 2);
+}
+
 TEST_F(PeerE2ETest, AChainOfFourRelaysWhatHasLanded) {
   ASSERT_EQ(Start(0, {"--peer-serve-bandwidth=8MiB"}).GenerateTiny("tiny", {}).exit_code, 0);
   Start(1, {"--peer-serve-bandwidth=8MiB"});

@@ -48,6 +48,25 @@ TEST(ForEachPieceInTest, EveryWindowOfTheWholeTensorGivesTheSliceBytesItHolds) {
   }
 }
 
+TEST(ForEachPieceInTest, AOneSegmentSliceIsFoundFromAnyOffset) {
+  // One rank of a row split: its slice is the whole tensor, one segment, though
+  // the split's stride is a row.
+  SliceBytes slice;
+  slice.first = 0;
+  slice.segments = 1;
+  slice.segment_bytes = 24;
+  slice.stride = 6;
+  uint64_t got = 0;
+  const SliceWindow w = ForEachPieceIn(slice, 13, 20, [&](uint64_t at, uint64_t local, uint64_t n) {
+    EXPECT_EQ(at, 13u);
+    EXPECT_EQ(local, 13u);
+    got += n;
+  });
+  EXPECT_EQ(got, 7u);
+  EXPECT_EQ(w.local_begin, 13u);
+  EXPECT_EQ(w.local_end, 20u);
+}
+
 TEST(WholeTilesOfRankTest, BlockTilesOfAColumnSliceAreTheWholeGridsColumns) {
   TensorTask task;
   task.kind = TaskKind::kQuantize;
