@@ -51,14 +51,17 @@ import json, sys; r = json.load(sys.stdin); r["case"] = "raw TCP loopback, %s st
     "$streams" | tee -a "$out/peer_bench.jsonl"
 done
 
+start_daemon receiver
+# Device memory growth of the first pull (the receiver's context and staging ring
+# were made when it started): the driver's free memory, sampled through the pull.
 python3 "$here/../gpu/devmem.py" "$out/devmem-receiver.json" > "$work/devmem.out" &
 sampler=$!
 for _ in $(seq 200); do grep -q ready "$work/devmem.out" 2>/dev/null && break; sleep 0.05; done
-start_daemon receiver
 for transport in unix tcp; do
   for streams in 4 8; do
     if [ "$transport" = unix ]; then peer="unix:$work/seed/w.sock"; else peer="127.0.0.1:$port_seed"; fi
     t0=$(now); ctl receiver load m --peer="$peer" --peer-streams=$streams >/dev/null || exit 1; t1=$(now)
+    if [ -n "$sampler" ]; then kill -TERM "$sampler"; wait "$sampler"; sampler=""; fi
     python3 - "$fp8" "$t0" "$t1" "$transport" "$streams" <<'PY' | tee -a "$out/peer_bench.jsonl"
 import json, sys
 f, t0, t1 = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
@@ -75,12 +78,11 @@ PY
     ctl receiver unload m >/dev/null
   done
 done
-kill -TERM "$sampler"; wait "$sampler"
 python3 - "$out/devmem-receiver.json" "$fp8" <<'PY' | tee -a "$out/peer_bench.jsonl"
 import json, sys
 d = json.load(open(sys.argv[1])); f = int(sys.argv[2])
 g = d.get("peak_growth_bytes")
-print(json.dumps({"case": "receiver peak device memory growth", "growth_bytes": g, "fp8_bytes": f,
+print(json.dumps({"case": "receiver peak device memory growth, first pull", "growth_bytes": g, "fp8_bytes": f,
                   "over_fp8_mib": None if g is None else round((g - f) / 2**20, 1), "sampler": d}))
 PY
 kill -TERM "$pid_receiver" "$pid_seed"; wait

@@ -83,14 +83,20 @@ absl::Status TensorPlacer::WriteRange(const TensorTask& task, const safetensors:
   std::string buffer;
   for (size_t r : WritingRanks(task)) {
     const SliceBytes slice = SliceBytesOf(task.split, r, t.shape, element);
-    buffer.clear();
+    std::vector<std::string_view> pieces;
     const SliceWindow window = ForEachPieceIn(slice, offset, offset + bytes.size(),
                                               [&](uint64_t whole, uint64_t, uint64_t n) {
-                                                buffer.append(bytes.substr(whole - offset, n));
+                                                pieces.push_back(bytes.substr(whole - offset, n));
                                               });
     if (window.empty()) continue;
+    std::string_view run = pieces[0];  // one piece goes as it is; several are joined
+    if (pieces.size() > 1) {
+      buffer.clear();
+      for (std::string_view p : pieces) buffer.append(p);
+      run = buffer;
+    }
     const RankPart& part = task.parts[r];
-    WEIGHTD_RETURN_IF_ERROR(Write(r, part.output, part.output_offset + window.local_begin, buffer));
+    WEIGHTD_RETURN_IF_ERROR(Write(r, part.output, part.output_offset + window.local_begin, run));
   }
   return absl::OkStatus();
 }

@@ -26,7 +26,7 @@ namespace weightd {
 // What every serving stream of a daemon shares.
 struct PeerServing {
   ServeLimiter* limiter = nullptr;
-  uint64_t message_bytes = 1 << 20;  // item bytes per message
+  uint64_t message_bytes = 4 << 20;  // item bytes per message
   // Test hook (--test-corrupt-served-tensor): one byte of this tensor's first
   // message is flipped after its CRC-32C is taken, as a bad link would.
   std::string corrupt_tensor;

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
@@ -234,6 +235,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   deps.peers = state->peer_directory.get();
   state->peer_limiter = std::make_unique<ServeLimiter>(options.peer_serve_bandwidth, options.peer_serve_streams);
   deps.peer_serving.limiter = state->peer_limiter.get();
+  if (options.peer_serve_bandwidth > 0) {
+    // Under a cap, messages of about 1/16 s of it, so streams take turns finely.
+    deps.peer_serving.message_bytes =
+        std::clamp<uint64_t>(options.peer_serve_bandwidth / 16, 64 << 10, deps.peer_serving.message_bytes);
+  }
   deps.peer_serving.corrupt_tensor = options.test_corrupt_served_tensor;
   deps.peer_serving.on_served = [metrics](const std::string& peer, uint64_t n) { metrics->AddPeerServed(peer, n); };
   deps.peer_serving.on_stream = [metrics](int delta) { metrics->AddPeerServingStreams(delta); };

@@ -231,6 +231,26 @@ TEST_F(PeerE2ETest, APeerKilledMidStreamFailsTheLoadCleanlyOrHandsOverToTheNextP
   EXPECT_NE(D(3).log().find("\"event\":\"peer_stream_failed\""), std::string::npos);
 }
 
+TEST_F(PeerE2ETest, AnUnloadOnTheServingPeerEndsItsStreamsWithAClearStatusAndFreesTheMemory) {
+  ASSERT_EQ(Start(0, {"--peer-serve-bandwidth=1MiB"}).GenerateTiny("tiny", {}).exit_code, 0);
+  Start(1);
+  ExpectOk(D(0).Ctl({"load", "m", "--path=tiny"}));
+  std::thread unloader([&] {
+    for (int i = 0; i < 3000 && ReceivedFrom(1, 0) <= 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ExpectOk(D(0).Ctl({"unload", "m"}));  // a serving stream is no lease: no --force needed
+  });
+  CommandResult pulled = D(1).Ctl({"load", "m", "--peer=" + Address(0)});
+  unloader.join();
+  ExpectRefused(pulled, "ABORTED", "model 'm' was unloaded on the serving peer");
+  EXPECT_EQ(D(0).UsedBytes(), 0);
+  EXPECT_EQ(D(1).UsedBytes(), 0);
+  // The streams end once the receiver has cut its calls.
+  for (int i = 0; i < 1000 && D(0).Metric("weightd_peer_serving_streams") != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(D(0).Metric("weightd_peer_serving_streams"), 0);
+}
+
 TEST_F(PeerE2ETest, AnotherSchemeOrAShardScopedSplitIsRefusedNamingBothSides) {
   ASSERT_EQ(Start(0).GenerateTiny("tiny", {}).exit_code, 0);
   Start(1);
