@@ -14,7 +14,7 @@ import pytest
 
 import weightd
 from weightd.v1 import loader_pb2
-from daemon import read_safetensors
+from daemon import Daemon, read_safetensors
 
 
 def leases(client, model):
@@ -86,6 +86,29 @@ def test_push_load_gives_the_same_bytes_as_a_path_load(daemon, client):
         assert sorted(a) == sorted(b)
         for name in a:
             assert a[name].tobytes() == b[name].tobytes(), name
+
+
+def test_a_peer_load_gives_the_same_bytes_as_a_path_load(daemon, client):
+    """A second daemon on the node pulls the model from the first over its Unix socket."""
+    client.load_and_wait("seed", path="tiny")
+    other = Daemon("host")
+    other.start()
+    try:
+        with weightd.Client(other.address, other.handle_socket) as receiver:
+            events = list(receiver.load("copy", peer=[daemon.address], peer_model="seed"))
+            assert events[-1].phase == loader_pb2.PHASE_READY
+            assert events[-1].manifest.spec.source.peer.address == daemon.address
+            with client.attach("seed") as a, receiver.attach("copy") as b:
+                assert sorted(a) == sorted(b)
+                for name in a:
+                    assert a[name].tobytes() == b[name].tobytes(), name
+            with pytest.raises(weightd.WeightdError) as refused:
+                receiver.load_and_wait("other", peer=daemon.address, peer_model="seed", scheme="block")
+            assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        other.stop()
+    with pytest.raises(ValueError):
+        list(client.load("x", path="tiny", peer=daemon.address))
 
 
 def test_lease_lasts_until_close(client):

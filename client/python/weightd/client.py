@@ -44,7 +44,8 @@ class Client:
         return False
 
     def load(self, model_id, path=None, push=None, scheme="per-tensor", ignore=(), nonfinite="fail", tp_size=1,
-             devices=(), layout="checkpoint", writable=False):
+             devices=(), layout="checkpoint", writable=False, peer=None, peer_model=None, peer_streams=0,
+             prefer_peers=False):
         """Loads a checkpoint, yielding every LoadEvent (phase, bytes_done, bytes_total,
         tensors_done, tensors_total, bytes_per_second); the last one is PHASE_READY and
         carries the manifest. `path`: a directory under the daemon's --model-root;
@@ -52,9 +53,14 @@ class Client:
         `layout`: "checkpoint" (the checkpoint's tensors) or "vllm" (vLLM's fused
         parameters, for the vLLM loader plugin: weightd.vllm). `writable`: workers may
         map the memory writable (frameworks that post-process weights in place); by
-        default the host backend hands out read-only descriptors."""
-        if (path is None) == (push is None):
-            raise ValueError("load needs exactly one of path= or push=")
+        default the host backend hands out read-only descriptors. `peer`: another
+        weightd that holds the model ("host:port" or "unix:/path"; a list: the first,
+        then fallbacks), whose FP8 bytes are placed without quantizing again
+        (docs/cluster.md); `peer_model` its id there (default: model_id).
+        `prefer_peers`: a path load takes the bytes from one of the daemon's --peers
+        that holds the same checkpoint, reading the files only when none does."""
+        if sum(x is not None for x in (path, push, peer)) != 1:
+            raise ValueError("load needs exactly one of path=, push= or peer=")
         if scheme not in SCHEMES or nonfinite not in NONFINITE or layout not in LAYOUTS:
             raise ValueError(f"scheme must be one of {sorted(SCHEMES)}, nonfinite one of {sorted(NONFINITE)}, "
                              f"layout one of {sorted(LAYOUTS)}")
@@ -69,8 +75,15 @@ class Client:
             files, config_json = local_shards(push)
             request.source.push.shard_files.extend(f.rsplit("/", 1)[-1] for f in files)
             request.source.push.config_json = config_json
+        elif peer is not None:
+            addresses = [peer] if isinstance(peer, str) else list(peer)
+            request.source.peer.address = addresses[0]
+            request.source.peer.fallback_addresses.extend(addresses[1:])
+            request.source.peer.model_id = peer_model or ""
+            request.source.peer.streams = peer_streams
         else:
             request.source.path.path = path
+            request.prefer_peers = prefer_peers
         pusher = None
         try:
             for event in self._stub.LoadModel(request):
