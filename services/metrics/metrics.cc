@@ -151,6 +151,11 @@ Metrics::Metrics(const std::vector<uint64_t>& capacities, const std::string& ver
                    .Help("Wall time of successful loads, from LoadModel to READY")
                    .Register(*registry_)
                    .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.5, 1, 5, 15, 60, 180, 600, 1800});
+  peer_duration_ = &prometheus::BuildHistogram()
+                        .Name("weightd_peer_load_duration_seconds")
+                        .Help("Wall time of successful loads whose bytes came from a peer, from LoadModel to READY")
+                        .Register(*registry_)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{0.1, 0.5, 1, 5, 15, 60, 180, 600, 1800});
   throughput_ = &prometheus::BuildHistogram()
                      .Name("weightd_load_throughput_bytes_per_second")
                      .Help("Source bytes per second of successful loads")
@@ -226,6 +231,7 @@ void Metrics::OnLoadOutcome(const LoadOutcome& outcome) {
   }
   quantized_.Add({{"scheme", outcome.scheme}}).Increment(static_cast<double>(outcome.quantized_bytes));
   duration_->Observe(outcome.seconds);
+  if (outcome.source == "peer") peer_duration_->Observe(outcome.seconds);
   if (outcome.seconds > 0) throughput_->Observe(static_cast<double>(outcome.source_bytes) / outcome.seconds);
 
   std::vector<ModelSeries> series;

@@ -73,6 +73,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& loads_;
   prometheus::Family<prometheus::Counter>& errors_;
   prometheus::Histogram* duration_;
+  prometheus::Histogram* peer_duration_;
   prometheus::Histogram* throughput_;
 
   struct ModelSeries {

@@ -134,6 +134,7 @@ TEST_F(PeerE2ETest, APeerLoadEqualsTheLocalLoadByteForByteUnderEveryScheme) {
   EXPECT_GT(ReceivedFrom(1, 0), 0);
   EXPECT_GT(D(0).Metric("weightd_peer_bytes_total{direction=\"served\",peer=\"127.0.0.1\"}"), 0);
   EXPECT_EQ(D(0).Metric("weightd_peer_serving_streams"), 0);
+  EXPECT_EQ(D(1).Metric("weightd_peer_load_duration_seconds_count"), 3);
   // The check can fail: two schemes differ.
   ExpectOk(D(1).Ctl({"load", "other", "--peer=" + Address(0), "--peer-model=per-channel", "--scheme=per-channel"}));
   const std::string x = D(1).dir() + "/pt", y = D(1).dir() + "/pc";
