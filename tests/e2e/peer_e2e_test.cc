@@ -280,6 +280,20 @@ TEST_F(PeerE2ETest, APathLoadThatPrefersPeersTakesTheBytesFromOneThatHoldsTheMod
   EXPECT_GT(D(1).Metric("weightd_received_bytes_total{source=\"path\"}"), 0);
 }
 
+TEST_F(PeerE2ETest, ADnsTargetMakesEveryAddressTheNameResolvesToAPeer) {
+  ASSERT_EQ(Start(0).GenerateTiny("tiny", {}).exit_code, 0);
+  ExpectOk(D(0).Ctl({"load", "m", "--path=tiny"}));
+  // localhost resolves to 127.0.0.1 (daemon 0) and, where the host has it, ::1 (nobody).
+  Start(1, {absl::StrCat("--peers=dns:///localhost:", D(0).tcp_port())});
+  ASSERT_EQ(D(1).GenerateTiny("tiny", {}).exit_code, 0);
+  ExpectOk(D(1).Ctl({"load", "m", "--path=tiny", "--prefer-peers"}));
+  EXPECT_GT(D(1).Metric(absl::StrCat("weightd_peer_bytes_total{direction=\"received\",peer=\"ipv4:127.0.0.1:",
+                                     D(0).tcp_port(), "\"}")),
+            0);
+  EXPECT_EQ(D(1).Metric("weightd_received_bytes_total{source=\"path\"}"), 0);
+  ExpectSameRanks(0, "m", 1, "m", 1);
+}
+
 TEST_F(PeerE2ETest, ACorruptedByteOnTheWireIsDataLossNamingTheTensor) {
   const std::string tensor = "model.layers.0.mlp.down_proj.weight";
   ASSERT_EQ(Start(0, {"--test-corrupt-served-tensor=" + tensor}).GenerateTiny("tiny", {}).exit_code, 0);
