@@ -56,6 +56,9 @@ struct Pull {
   std::vector<PeerItemRef> items;
   std::shared_ptr<ServableModel> relay;
   Calls calls;
+  // Bytes of each item already counted in the load's progress (a stream that
+  // resumes on another peer sends a tensor again; it is counted once).
+  std::vector<uint64_t> counted;
 };
 
 // The description from `address`: read, validated, and compatible with this load.
@@ -162,7 +165,16 @@ absl::Status Stream(Pull& pull, const std::string& address, bool verify, uint32_
       scales.append(event->data);
     } else {
       status = pull.placer->WriteRange(task, header, event->offset, event->data);
-      if (status.ok()) pull.relay->MarkPlaced(event->item, event->offset + event->data.size());
+      const uint64_t end = event->offset + event->data.size();
+      if (status.ok()) pull.relay->MarkPlaced(event->item, end);
+      // Progress in source bytes as they arrive (a large tensor at a capped rate
+      // must not look stalled): a code stands for one source element.
+      if (status.ok() && end > pull.counted[event->item]) {
+        const uint64_t factor = item.kind == PeerItemKind::kCodes ? kernels::DTypeSize(header.dtype) : 1;
+        pull.job->progress().add_bytes((end - pull.counted[event->item]) * factor);
+        pull.counted[event->item] = end;
+        if (options.progress) options.progress();
+      }
     }
     if (options.received) options.received(address, event->data.size());
     if (!status.ok() || !event->complete) continue;
@@ -181,7 +193,6 @@ absl::Status Stream(Pull& pull, const std::string& address, bool verify, uint32_
     pull.relay->MarkLanded(landed_items, landed_crcs);
     landed_items.clear();
     landed_crcs.clear();
-    pull.job->progress().add_bytes(header.size());
     pull.job->progress().add_tensor();
     if (options.progress) options.progress();
     *next = event->item + 1;
@@ -272,6 +283,7 @@ std::string RunPeerLoad(std::shared_ptr<LoadJob> job, const PeerLoadOptions& opt
     status = items.status();
     if (items.ok()) pull.items = std::move(*items);
   }
+  pull.counted.assign(pull.items.size(), 0);
   if (status.ok()) status = CheckSameItems(pull.description, pull.items, from);
   if (status.ok()) status = CheckItemsMatchPlan(pull.items, pull.layout->plan);
   if (status.ok() && !pull.layout->plan.fused_scales.empty()) {

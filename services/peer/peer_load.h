@@ -35,7 +35,7 @@ struct PeerLoadOptions {
   std::string expected_config_json;
   // Called once planned, with the model as this daemon serves it while it arrives.
   std::function<void(std::shared_ptr<ServableModel>)> relay;
-  std::function<void()> progress;                                          // after each landed tensor
+  std::function<void()> progress;                                          // as bytes and tensors land
   std::function<void(const std::string& address, uint64_t bytes)> received;  // item bytes from a peer
 };
 
