@@ -23,6 +23,12 @@ ShardWriter::ShardWriter(std::string file, const safetensors::ShardHeader& heade
   }
 }
 
+absl::Status ShardWriter::NoHostMemory(size_t index) const {
+  return absl::ResourceExhaustedError(absl::StrCat(Where(index), ": gathering its ", header_.tensors[index].size(),
+                                                   " bytes on the host failed: no host memory for them (set "
+                                                   "--host-memory-limit to bound what loads gather)"));
+}
+
 std::string ShardWriter::Where(size_t index) const {
   return absl::StrCat("shard '", file_, "': tensor '", header_.tensors[index].name, "'");
 }
@@ -66,12 +72,20 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
       gathering = &it->second;  // only this tensor's thread touches it until it completes
     }
     std::string& buffer = gathering->bytes;
-    if (offset == 0) {
-      buffer.clear();
-      buffer.reserve(header_.tensors[index].size());
-      if (whole_amax_[index]) gathering->amax.emplace(header_.tensors[index].dtype);
+    // Without --host-memory-limit nothing admits the tensor first: memory that
+    // cannot be had fails its load here, never as an exception on this thread.
+    try {
+      if (offset == 0) {
+        buffer.clear();
+        buffer.reserve(header_.tensors[index].size());
+        if (whole_amax_[index]) gathering->amax.emplace(header_.tensors[index].dtype);
+      }
+      buffer.append(bytes);
+    } catch (const std::bad_alloc&) {
+      return NoHostMemory(index);
+    } catch (const std::length_error&) {
+      return NoHostMemory(index);
     }
-    buffer.append(bytes);
     // While the bytes just written are still in cache.
     if (gathering->amax) gathering->amax->Scan(buffer.data(), buffer.size());
   }

@@ -93,6 +93,8 @@ class ShardWriter : public safetensors::TensorSink {
   // INVALID_ARGUMENT naming the first non-finite element of `source` and its file offset.
   absl::Status NonFiniteError(size_t index, std::string_view source) const;
   std::string Where(size_t index) const;
+  // RESOURCE_EXHAUSTED naming the tensor whose gathering buffer could not be allocated.
+  absl::Status NoHostMemory(size_t index) const;
   // The placement of a gathered tensor, and its bookkeeping; takes `source`'s buffer back.
   absl::Status PlaceGathered(size_t index, std::string source, std::optional<float> amax);
   // The bytes admitted for tensor `index`, no longer recorded (0 if none). Needs mu_.

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "base/status_macros.h"
 #include "services/server/grpc_status.h"
+#include "services/server/reactor_order.h"
 
 namespace weightd {
 
@@ -17,6 +18,7 @@ PeerServeReactor::PeerServeReactor(Find find, const v1::PeerServeRequest& reques
 }
 
 void PeerServeReactor::OnWriteDone(bool ok) {
+  reactor_order::Reaction reaction(this);
   {
     std::lock_guard<std::mutex> lock(mu_);
     writing_ = false;
@@ -26,11 +28,15 @@ void PeerServeReactor::OnWriteDone(bool ok) {
 }
 
 void PeerServeReactor::OnCancel() {
+  reactor_order::Reaction reaction(this);
   stop_ = true;
   cv_.notify_all();
 }
 
-void PeerServeReactor::OnDone() { Unref(); }
+void PeerServeReactor::OnDone() {
+  reactor_order::Acquire(this);
+  Unref();
+}
 
 void PeerServeReactor::Unref() {
   bool last;
@@ -46,6 +52,7 @@ absl::Status PeerServeReactor::Send() {
   if (write_failed_ || stop_.load()) return absl::CancelledError("the peer ended the stream");
   writing_ = true;
   lock.unlock();
+  reactor_order::Release(this);
   StartWrite(&message_);
   // gRPC calls OnWriteDone for every write, with false once the call has ended.
   lock.lock();
@@ -62,6 +69,7 @@ void PeerServeReactor::Run() {
             {"end_item", request_.end_item()}, {"result", status.ok() ? "ok" : std::string(absl::StatusCodeToString(status.code()))},
             {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
             {"error", std::string(status.message())}});
+  reactor_order::Release(this);
   Finish(ToGrpcStatus(status));
   Unref();
 }

@@ -67,7 +67,7 @@ void LoadModelReactor::Reject(const absl::Status& status) {
 void LoadModelReactor::Progress(const v1::LoadEvent& event) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (final_.has_value() || finish_called_) return;
+    if (final_.has_value() || finish_called_ || cancelled_) return;
     if (writing_) {
       pending_ = event;
       return;
@@ -85,7 +85,11 @@ void LoadModelReactor::Finished(const absl::StatusOr<v1::Manifest>& manifest) {
     if (final_.has_value()) return;
     final_ = manifest;
     pending_.reset();
-    if (!writing_) action = FinalLocked();
+    if (cancelled_) {
+      if (!writing_) action = FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "LoadModel cancelled"));
+    } else if (!writing_) {
+      action = FinalLocked();
+    }
   }
   Act(action);
 }
@@ -120,7 +124,7 @@ void LoadModelReactor::OnWriteDone(bool ok) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     writing_ = false;
-    if (!ok) {
+    if (!ok || cancelled_) {
       action = FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
     } else if (final_.has_value()) {
       action = FinalLocked();
@@ -136,10 +140,16 @@ void LoadModelReactor::OnWriteDone(bool ok) {
 
 void LoadModelReactor::OnCancel() {
   reactor_order::Reaction reaction(this);
-  Action action;
+  Action action = Action::kNone;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    action = FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "LoadModel cancelled; the load goes on"));
+    cancelled_ = true;
+    // A write decided under the lock may not have been started yet: Finish now
+    // could come before that StartWrite. Its OnWriteDone (false, the call being
+    // cancelled) finishes instead.
+    if (!writing_) {
+      action = FinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "LoadModel cancelled; the load goes on"));
+    }
   }
   Act(action);
 }

@@ -46,6 +46,7 @@ class LoadModelReactor : public grpc::ServerWriteReactor<v1::LoadEvent> {
   std::mutex mu_;
   bool writing_ = false;
   bool finish_called_ = false;
+  bool cancelled_ = false;  // OnCancel ran: no new write starts; the one in flight finishes the call
   v1::LoadEvent in_flight_;
   std::optional<v1::LoadEvent> pending_;
   std::optional<absl::StatusOr<v1::Manifest>> final_;
