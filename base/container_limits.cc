@@ -127,22 +127,21 @@ absl::StatusOr<uint64_t> PositiveNumber(absl::string_view text, absl::string_vie
 
 uint64_t CeilDiv(uint64_t a, uint64_t b) { return a / b + (a % b != 0); }
 
-Limit V2Memory(const std::string& dir) {
-  absl::StatusOr<std::string> text = ReadLimitFile(dir + "/memory.max");
+// A memory limit file: a byte count, or `none` for no limit.
+Limit MemoryLimit(const std::string& path, absl::string_view file, absl::string_view none) {
+  absl::StatusOr<std::string> text = ReadLimitFile(path);
   if (!text.ok()) return text.status();
-  if (*text == "max") return std::nullopt;
-  absl::StatusOr<uint64_t> bytes = PositiveNumber(*text, "memory.max");
+  if (*text == none) return std::nullopt;
+  absl::StatusOr<uint64_t> bytes = PositiveNumber(*text, file);
   if (!bytes.ok()) return bytes.status();
   return *bytes;
 }
 
+Limit V2Memory(const std::string& dir) { return MemoryLimit(dir + "/memory.max", "memory.max", "max"); }
+
+// "-1" is no limit; most kernels write a huge number instead, which the node's figure undercuts.
 Limit V1Memory(const std::string& dir) {
-  absl::StatusOr<std::string> text = ReadLimitFile(dir + "/memory.limit_in_bytes");
-  if (!text.ok()) return text.status();
-  if (*text == "-1") return std::nullopt;  // no limit; most kernels write a huge number instead
-  absl::StatusOr<uint64_t> bytes = PositiveNumber(*text, "memory.limit_in_bytes");
-  if (!bytes.ok()) return bytes.status();
-  return *bytes;
+  return MemoryLimit(dir + "/memory.limit_in_bytes", "memory.limit_in_bytes", "-1");
 }
 
 // cpu.max: "QUOTA PERIOD" in microseconds, or "max PERIOD".

@@ -40,16 +40,36 @@ class ContainerLimitsTest : public ::testing::Test {
     std::filesystem::create_directories(full.parent_path());
     std::ofstream(full) << text;
   }
+  // A v2 hierarchy mounted at /sys/fs/cgroup with the process in `cgroup` (e.g.
+  // "/ctr"), whose directory holds these memory.max and cpu.max (empty: no file).
+  void WriteV2(const std::string& cgroup, const std::string& memory_max, const std::string& cpu_max) {
+    Write("proc/self/mountinfo", kV2Mount);
+    Write("proc/self/cgroup", "0::" + cgroup + "\n");
+    if (!memory_max.empty()) Write("sys/fs/cgroup" + cgroup + "/memory.max", memory_max + "\n");
+    if (!cpu_max.empty()) Write("sys/fs/cgroup" + cgroup + "/cpu.max", cpu_max + "\n");
+  }
+  // v1 memory and cpu hierarchies with the process in /docker/abc, whose directories
+  // hold these memory.limit_in_bytes and cpu.cfs_quota_us (period 100000).
+  void WriteV1(const std::string& memory_limit, const std::string& cpu_quota) {
+    Write("proc/self/mountinfo", kV1Mounts);
+    Write("proc/self/cgroup", kV1Cgroup);
+    Write("sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes", memory_limit + "\n");
+    Write("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", cpu_quota + "\n");
+    Write("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
+  }
   ContainerLimits Read(const NodeResources& node = kNode) { return ReadContainerLimits(root_, node); }
+  void ExpectTheNodesFigures(const ContainerLimits& limits) {
+    EXPECT_EQ(limits.memory_bytes, kNode.memory_bytes);
+    EXPECT_EQ(limits.memory_source, "node");
+    EXPECT_EQ(limits.cpus, kNode.cpus);
+    EXPECT_EQ(limits.cpus_source, "node");
+  }
 
   std::string root_;
 };
 
 TEST_F(ContainerLimitsTest, V2LimitsBindMemoryAndCpus) {
-  Write("proc/self/mountinfo", kV2Mount);
-  Write("proc/self/cgroup", "0::/kubepods/pod1/ctr\n");
-  Write("sys/fs/cgroup/kubepods/pod1/ctr/memory.max", "17179869184\n");
-  Write("sys/fs/cgroup/kubepods/pod1/ctr/cpu.max", "250000 100000\n");
+  WriteV2("/kubepods/pod1/ctr", "17179869184", "250000 100000");
   ContainerLimits limits = Read();
   EXPECT_EQ(limits.memory_bytes, 16 * kGiB);
   EXPECT_EQ(limits.memory_source, "cgroup v2");
@@ -59,33 +79,23 @@ TEST_F(ContainerLimitsTest, V2LimitsBindMemoryAndCpus) {
 }
 
 TEST_F(ContainerLimitsTest, V2MaxMeansTheNodesFigures) {
-  Write("proc/self/mountinfo", kV2Mount);
-  Write("proc/self/cgroup", "0::/ctr\n");
-  Write("sys/fs/cgroup/ctr/memory.max", "max\n");
-  Write("sys/fs/cgroup/ctr/cpu.max", "max 100000\n");
+  WriteV2("/ctr", "max", "max 100000");
   ContainerLimits limits = Read();
-  EXPECT_EQ(limits.memory_bytes, 64 * kGiB);
-  EXPECT_EQ(limits.memory_source, "node");
-  EXPECT_EQ(limits.cpus, 16);
-  EXPECT_EQ(limits.cpus_source, "node");
+  ExpectTheNodesFigures(limits);
   EXPECT_EQ(limits.problem, "");
 }
 
 TEST_F(ContainerLimitsTest, V2ParentLimitBindsTheChild) {
-  Write("proc/self/mountinfo", kV2Mount);
-  Write("proc/self/cgroup", "0::/pod/ctr\n");
+  WriteV2("/pod/ctr", "max", "400000 100000");
   Write("sys/fs/cgroup/pod/memory.max", "8589934592\n");
   Write("sys/fs/cgroup/pod/cpu.max", "100000 100000\n");
-  Write("sys/fs/cgroup/pod/ctr/memory.max", "max\n");
-  Write("sys/fs/cgroup/pod/ctr/cpu.max", "400000 100000\n");
   ContainerLimits limits = Read();
   EXPECT_EQ(limits.memory_bytes, 8 * kGiB);
   EXPECT_EQ(limits.cpus, 1);
 }
 
 TEST_F(ContainerLimitsTest, V2InACgroupNamespaceReadsTheMountPoint) {
-  Write("proc/self/mountinfo", kV2Mount);
-  Write("proc/self/cgroup", "0::/\n");
+  WriteV2("/", "", "");
   Write("sys/fs/cgroup/memory.max", "1073741824\n");
   EXPECT_EQ(Read().memory_bytes, 1 * kGiB);
 }
@@ -102,11 +112,7 @@ TEST_F(ContainerLimitsTest, V2WithoutANamespaceStripsTheMountsRoot) {
 }
 
 TEST_F(ContainerLimitsTest, V1LimitsBindMemoryAndCpus) {
-  Write("proc/self/mountinfo", kV1Mounts);
-  Write("proc/self/cgroup", kV1Cgroup);
-  Write("sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes", "4294967296\n");
-  Write("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "150000\n");
-  Write("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
+  WriteV1("4294967296", "150000");
   ContainerLimits limits = Read();
   EXPECT_EQ(limits.memory_bytes, 4 * kGiB);
   EXPECT_EQ(limits.memory_source, "cgroup v1");
@@ -116,17 +122,10 @@ TEST_F(ContainerLimitsTest, V1LimitsBindMemoryAndCpus) {
 }
 
 TEST_F(ContainerLimitsTest, V1WithoutLimitsMeansTheNodesFigures) {
-  Write("proc/self/mountinfo", kV1Mounts);
-  Write("proc/self/cgroup", kV1Cgroup);
   // What the kernel writes for "no limit": the largest page-aligned signed 64-bit value.
-  Write("sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes", "9223372036854771712\n");
-  Write("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us", "-1\n");
-  Write("sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us", "100000\n");
+  WriteV1("9223372036854771712", "-1");
   ContainerLimits limits = Read();
-  EXPECT_EQ(limits.memory_bytes, 64 * kGiB);
-  EXPECT_EQ(limits.memory_source, "node");
-  EXPECT_EQ(limits.cpus, 16);
-  EXPECT_EQ(limits.cpus_source, "node");
+  ExpectTheNodesFigures(limits);
   EXPECT_EQ(limits.problem, "");
 }
 
@@ -144,47 +143,33 @@ TEST_F(ContainerLimitsTest, HybridHostReadsV1WhereV2HasNoControllers) {
 
 TEST_F(ContainerLimitsTest, MissingFilesLeaveTheNodesFigures) {
   ContainerLimits limits = Read();  // an empty directory: no /proc at all
-  EXPECT_EQ(limits.memory_bytes, 64 * kGiB);
-  EXPECT_EQ(limits.memory_source, "node");
-  EXPECT_EQ(limits.cpus, 16);
+  ExpectTheNodesFigures(limits);
   EXPECT_EQ(limits.problem, "");
 
-  Write("proc/self/mountinfo", kV2Mount);
-  Write("proc/self/cgroup", "0::/ctr\n");  // a cgroup without its files
+  WriteV2("/ctr", "", "");  // a cgroup without its files
   limits = Read();
-  EXPECT_EQ(limits.memory_source, "node");
-  EXPECT_EQ(limits.cpus_source, "node");
+  ExpectTheNodesFigures(limits);
   EXPECT_EQ(limits.problem, "");
 }
 
 TEST_F(ContainerLimitsTest, GarbledFilesLeaveTheNodesFiguresAndAreNamed) {
-  Write("proc/self/mountinfo", kV2Mount);
-  Write("proc/self/cgroup", "0::/ctr\n");
-  Write("sys/fs/cgroup/ctr/memory.max", "lots\n");
-  Write("sys/fs/cgroup/ctr/cpu.max", "1 2 3\n");
+  WriteV2("/ctr", "lots", "1 2 3");
   ContainerLimits limits = Read();
-  EXPECT_EQ(limits.memory_bytes, 64 * kGiB);
-  EXPECT_EQ(limits.memory_source, "node");
-  EXPECT_EQ(limits.cpus, 16);
-  EXPECT_EQ(limits.cpus_source, "node");
+  ExpectTheNodesFigures(limits);
   EXPECT_EQ(limits.problem, root_ + "/sys/fs/cgroup/ctr: memory.max 'lots' is not a positive number");
 }
 
 TEST_F(ContainerLimitsTest, ZeroLimitsAndGarbageProcFilesAreIgnored) {
+  WriteV2("/ctr", "0", "0 100000");
   Write("proc/self/mountinfo", std::string("garbage\n - \n\n") + kV2Mount + "1 2 3 - cgroup\n");
   Write("proc/self/cgroup", "::\nnot a line\n0::/ctr\n");
-  Write("sys/fs/cgroup/ctr/memory.max", "0\n");
-  Write("sys/fs/cgroup/ctr/cpu.max", "0 100000\n");
   ContainerLimits limits = Read();
-  EXPECT_EQ(limits.memory_source, "node");
-  EXPECT_EQ(limits.cpus_source, "node");
+  ExpectTheNodesFigures(limits);
   EXPECT_NE(limits.problem, "");
 }
 
 TEST_F(ContainerLimitsTest, AffinityNarrowerThanTheNodeAndTheQuota) {
-  Write("proc/self/mountinfo", kV2Mount);
-  Write("proc/self/cgroup", "0::/ctr\n");
-  Write("sys/fs/cgroup/ctr/cpu.max", "800000 100000\n");
+  WriteV2("/ctr", "", "800000 100000");
   ContainerLimits limits = Read(NodeResources{64 * kGiB, 16, 4});
   EXPECT_EQ(limits.cpus, 4);
   EXPECT_EQ(limits.cpus_source, "affinity");
