@@ -17,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "base/byte_size.h"
+#include "base/container_limits.h"
 #include "base/log.h"
 #include "services/server/daemon.h"
 
@@ -47,13 +48,15 @@ ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
 ABSL_FLAG(std::string, host_memory_limit, "auto",
           "Host memory for pushed bytes not yet on the device (received messages, tensors gathered for "
-          "quantization); pushes slow down through gRPC flow control at the limit. auto: a quarter of "
-          "physical memory; 0: no limit; e.g. --host-memory-limit=8GiB");
+          "quantization); pushes slow down through gRPC flow control at the limit. auto: a quarter of the "
+          "memory the container may use (its cgroup's memory limit, or physical memory where that is "
+          "smaller or none); 0: no limit; e.g. --host-memory-limit=8GiB");
 ABSL_FLAG(std::string, host_write_bandwidth, "0",
           "Host backend only, for tests and demos: bytes per second a virtual device takes writes at "
           "(a slow device); 0: memory speed; e.g. --host-write-bandwidth=200MiB");
 ABSL_FLAG(int, read_threads, 0,
-          "Threads reading the shards of one path load in parallel; 0: one per core, at most 16, "
+          "Threads reading the shards of one path load in parallel; 0: one per CPU the container may use "
+          "(cgroup CPU quota, affinity mask), at least 2, at most 16, "
           "e.g. --read-threads=8");
 ABSL_FLAG(std::string, read_segment_bytes, "64MiB",
           "A path load cuts shards into segments of about this size (whole tensors, or pieces of a large tensor "
@@ -92,6 +95,9 @@ ABSL_FLAG(int, peer_serve_streams, 64, "Most peer streams served at once, e.g. -
 ABSL_FLAG(std::string, test_corrupt_served_tensor, "",
           "Testing only: flips one byte of this tensor in what is served to peers (a bad link), e.g. "
           "--test-corrupt-served-tensor=model.layers.0.mlp.down_proj.weight");
+ABSL_FLAG(std::string, test_cgroup_root, "",
+          "Testing only: reads the cgroup files (proc/self/cgroup, proc/self/mountinfo and the mounts they name) "
+          "under this directory instead of /, e.g. --test-cgroup-root=/tmp/cgroup-fixture");
 ABSL_FLAG(int, push_idle_timeout_seconds, 300,
           "A push load that receives nothing (no stream opens, no byte arrives) this long fails with DEADLINE_EXCEEDED, "
           "e.g. --push-idle-timeout-seconds=60");
@@ -148,9 +154,16 @@ Flags take --dashed-names or --underscored_names.)");
   auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));
   if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));
   options.device_memory_limit = *limit;
+  // What every `auto` size follows: the container's limits, not the node's.
+  std::string cgroup_root = absl::GetFlag(FLAGS_test_cgroup_root);
+  options.limits = weightd::ReadContainerLimits(cgroup_root.empty() ? "/" : cgroup_root,
+                                                weightd::ReadNodeResources());
+  if (!options.limits.problem.empty()) {
+    weightd::LogEvent(weightd::LogLevel::kWarning, "cgroup_unreadable",
+                      {{"problem", options.limits.problem}, {"using", "the node's figure"}});
+  }
   if (absl::GetFlag(FLAGS_host_memory_limit) == "auto") {
-    options.host_memory_limit = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
-                                static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)) / 4;
+    options.host_memory_limit = options.limits.memory_bytes / 4;
   } else {
     auto host_limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_host_memory_limit));
     if (!host_limit.ok()) return Fail("--host-memory-limit: " + std::string(host_limit.status().message()));
@@ -163,7 +176,7 @@ Flags take --dashed-names or --underscored_names.)");
   options.path_read.read_threads = absl::GetFlag(FLAGS_read_threads);
   if (options.path_read.read_threads == 0) {
     // Measured on a 16-core H200 host: 16 threads load the 8B-shaped model 8% faster than 8.
-    options.path_read.read_threads = static_cast<int>(std::clamp(::sysconf(_SC_NPROCESSORS_ONLN), 2L, 16L));
+    options.path_read.read_threads = std::clamp(options.limits.cpus, 2, 16);
   }
   if (options.path_read.read_threads < 1) return Fail("--read-threads must be at least 1 (or 0: one per core)");
   auto segment = weightd::ParseByteSize(absl::GetFlag(FLAGS_read_segment_bytes));

@@ -62,7 +62,7 @@ class Metrics::Live : public prometheus::Collectable {
   std::function<size_t()> leases_;
 };
 
-Metrics::Metrics(const std::vector<uint64_t>& capacities, const std::string& version, bool cuda)
+Metrics::Metrics(const std::vector<uint64_t>& capacities, const std::string& version, const BuildFeatures& build)
     : registry_(std::make_shared<prometheus::Registry>()),
       live_(std::make_shared<Live>()),
       load_peak_(prometheus::BuildGauge()
@@ -136,7 +136,7 @@ Metrics::Metrics(const std::vector<uint64_t>& capacities, const std::string& ver
       .Name("weightd_build_info")
       .Help("Version and build features")
       .Register(*registry_)
-      .Add({{"version", version}, {"cuda", cuda ? "true" : "false"}})
+      .Add({{"version", version}, {"cuda", build.cuda ? "true" : "false"}, {"nccl", build.nccl ? "true" : "false"}})
       .Set(1);
   // Every series that rate() and alerts use exists from the start, at 0.
   for (const char* source : kSources) received_.Add({{"source", source}});

@@ -23,12 +23,14 @@
 #include "absl/status/status.h"
 #include "services/device/accounting.h"
 #include "services/registry/registry.h"
+#include "services/build_features.h"
 
 namespace weightd {
 
 class Metrics {
  public:
-  Metrics(const std::vector<uint64_t>& capacities, const std::string& version, bool cuda);
+  // weightd_build_info carries the version and the build's features.
+  Metrics(const std::vector<uint64_t>& capacities, const std::string& version, const BuildFeatures& build);
   ~Metrics();
 
   // Starts the HTTP endpoint ("host:port"; port 0 picks one). Empty address: no endpoint.

@@ -1,7 +1,5 @@
 #include "services/server/backend_factory.h"
 
-#include <unistd.h>
-
 #include "absl/strings/str_cat.h"
 #include "services/device/host_backend.h"
 #ifdef WEIGHTD_HAVE_CUDA
@@ -11,15 +9,12 @@
 namespace weightd {
 namespace {
 
-uint64_t HostMemoryBytes() {
-  return static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) * static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-}
-
 absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateHost(const BackendOptions& options) {
   if (options.host_devices < 1 || options.host_devices > 64) {
     return absl::InvalidArgumentError("--host-devices must be between 1 and 64");
   }
-  uint64_t capacity = HostMemoryBytes() / static_cast<uint64_t>(options.host_devices);
+  if (options.host_memory_bytes == 0) return absl::InvalidArgumentError("host backend: no host memory figure");
+  uint64_t capacity = options.host_memory_bytes / static_cast<uint64_t>(options.host_devices);
   auto backend = std::make_unique<HostBackend>(options.host_devices, capacity);
   backend->set_write_bytes_per_second(options.host_write_bytes_per_second);
   return std::unique_ptr<DeviceBackend>(std::move(backend));

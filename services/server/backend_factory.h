@@ -17,6 +17,7 @@ namespace weightd {
 struct BackendOptions {
   std::string backend = "auto";     // host | cuda | auto
   int host_devices = 1;
+  uint64_t host_memory_bytes = 0;   // shared by the host devices: the container's memory
   uint64_t host_write_bytes_per_second = 0;  // host backend: 0 for memory speed
   std::string cuda_handles = "vmm";  // vmm | ipc
   uint64_t staging_ring_bytes = 64ull << 20;

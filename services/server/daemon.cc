@@ -19,6 +19,7 @@
 #include "services/device/accounting.h"
 #include "services/device/pinned_accounting.h"
 #include "services/server/backend_factory.h"
+#include "services/build_features.h"
 #include "services/executor.h"
 #include "services/handoff/handle_server.h"
 #include "services/metrics/metrics.h"
@@ -162,9 +163,13 @@ struct Daemon::State {
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
   auto state = std::make_unique<State>();
+  const ContainerLimits limits =
+      options.limits.memory_bytes > 0 ? options.limits : ReadContainerLimits("/", ReadNodeResources());
+  const BuildFeatures build = CompiledFeatures();
   BackendOptions backend_options;
   backend_options.backend = options.backend;
   backend_options.host_devices = options.host_devices;
+  backend_options.host_memory_bytes = limits.memory_bytes;
   backend_options.host_write_bytes_per_second = options.host_write_bytes_per_second;
   backend_options.cuda_handles = options.cuda_handles;
   backend_options.staging_ring_bytes = options.staging_ring_bytes;
@@ -173,13 +178,13 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   auto backend = CreateBackend(backend_options);
   if (!backend.ok()) return backend.status();
   state->backend = std::move(*backend);
-  std::vector<uint64_t> limits;
+  std::vector<uint64_t> device_limits;
   for (int d = 0; d < state->backend->device_count(); ++d) {
     uint64_t cap = state->backend->capacity(d);
-    limits.push_back(options.device_memory_limit > 0 ? std::min(cap, options.device_memory_limit) : cap);
+    device_limits.push_back(options.device_memory_limit > 0 ? std::min(cap, options.device_memory_limit) : cap);
   }
-  state->accounting = std::make_unique<DeviceAccounting>(limits);
-  state->metrics = std::make_unique<Metrics>(limits, kVersion, state->backend->kind() == v1::DEVICE_KIND_CUDA);
+  state->accounting = std::make_unique<DeviceAccounting>(device_limits);
+  state->metrics = std::make_unique<Metrics>(device_limits, kVersion, build);
   Metrics* metrics = state->metrics.get();
   state->accounting->set_observer([metrics](int d, const DeviceUsage& u) { metrics->OnDeviceUsage(d, u); });
   state->pinned->set_observer([metrics](uint64_t used, uint64_t peak) { metrics->OnHostPinned(used, peak); });
@@ -197,8 +202,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   state->registry->set_outcome_observer([metrics](const LoadOutcome& o) { metrics->OnLoadOutcome(o); });
   state->registry->set_unloaded_observer([metrics](const std::string& id) { metrics->OnModelUnloaded(id); });
 
-  int threads = options.work_threads > 0 ? options.work_threads
-                                         : static_cast<int>(std::max(2L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  const int threads = options.work_threads > 0 ? options.work_threads : std::max(2, limits.cpus);
   state->placement = std::make_unique<Executor>(threads, "wd-place");
   state->work = std::make_unique<Executor>(threads, "wd-work");
   state->loaders = std::make_unique<Executor>(4, "wd-load");
@@ -326,6 +330,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
             {"tcp_port", tcp_ports.empty() ? 0 : tcp_ports.front()},
             {"backend", state->backend->kind() == v1::DEVICE_KIND_CUDA ? "cuda" : "host"},
             {"devices", state->backend->device_count()}, {"version", kVersion},
+            {"cuda", build.cuda ? "true" : "false"}, {"nccl", build.nccl ? "true" : "false"},
+            {"memory_limit_bytes", limits.memory_bytes}, {"memory_limit_source", limits.memory_source},
+            {"cpus", limits.cpus}, {"cpus_source", limits.cpus_source},
+            {"host_memory_limit_bytes", options.host_memory_limit}, {"work_threads", threads},
+            {"read_threads", options.path_read.read_threads},
             {"peers", options.peers}, {"peer_serve_bandwidth", options.peer_serve_bandwidth}});
   return std::unique_ptr<Daemon>(new Daemon(std::move(state)));
 }

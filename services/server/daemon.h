@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "base/container_limits.h"
 #include "services/peer/peer_channels.h"
 #include "services/sources/path_source.h"
 #include "services/safetensors/header.h"
@@ -36,7 +37,11 @@ struct DaemonOptions {
   uint64_t host_write_bytes_per_second = 0;  // host backend: emulates a slower device; 0: memory speed
   std::string model_root;
   PathSourceOptions path_read;      // threads and segments of path loads
-  int work_threads = 0;             // 0: one per core
+  int work_threads = 0;             // 0: one per CPU of `limits`, at least 2
+  // The memory and CPUs the container may use (base/container_limits.h): the host
+  // backend's devices share that memory, and the default thread counts follow its
+  // CPUs. Main reads them; left empty, Start reads them from /.
+  ContainerLimits limits;
 
   // Who may connect to the Unix sockets (SO_PEERCRED); empty: the daemon's euid and root.
   std::vector<uid_t> allowed_uids;

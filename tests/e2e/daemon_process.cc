@@ -190,6 +190,15 @@ void DaemonProcess::Start(const std::vector<std::string>& extra_flags) {
   }
 }
 
+nlohmann::json DaemonProcess::ReadyRecord() const {
+  std::istringstream lines(log());
+  for (std::string line; std::getline(lines, line);) {
+    auto json = nlohmann::json::parse(line, nullptr, false);
+    if (!json.is_discarded() && json.is_object() && json.value("event", "") == "ready") return json;
+  }
+  return nullptr;
+}
+
 int DaemonProcess::Stop() {
   int status = -1;
   const bool running = pid_ >= 0;

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include "nlohmann/json.hpp"
+
 namespace weightd::testing {
 
 struct CommandResult {
@@ -53,6 +55,8 @@ class DaemonProcess {
   std::string handle_socket() const { return dir_ + "/handles.sock"; }
   // Everything the daemon has written to stderr so far (all of it after Stop).
   std::string log() const;
+  // The "ready" record of the JSON log (the default of Start); null before it.
+  nlohmann::json ReadyRecord() const;
   // The --health-address port from the "ready" line; 0 without that flag.
   int health_port() const { return health_port_; }
   // The first TCP listener's port from the "ready" line (a --listen of host:0

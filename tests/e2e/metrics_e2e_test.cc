@@ -127,7 +127,14 @@ uint64_t QuantizedSourceBytes(const v1::Manifest& m, const std::map<std::string,
 TEST_F(MetricsE2ETest, ExactValuesForLoadsOnTwoDevices) {
   const uint64_t file_bytes = ShardBytes(checkpoint_);
   ASSERT_GT(file_bytes, 0u);
-  EXPECT_EQ(daemon_.Metric("weightd_build_info{cuda=\"false\",version=\"0.1.0\"}"), 1);
+  // The build's features (from CMake's answer at configure time), whichever backend runs.
+  EXPECT_EQ(daemon_.Metric("weightd_build_info{cuda=\"" WEIGHTD_EXPECT_CUDA "\",nccl=\"" WEIGHTD_EXPECT_NCCL
+                           "\",version=\"0.1.0\"}"),
+            1)
+      << daemon_.Metrics();
+  nlohmann::json ready = daemon_.ReadyRecord();
+  EXPECT_EQ(ready["cuda"], WEIGHTD_EXPECT_CUDA);
+  EXPECT_EQ(ready["nccl"], WEIGHTD_EXPECT_NCCL);
   EXPECT_EQ(daemon_.Metric("weightd_host_pinned_memory_used_bytes"), 0);
   EXPECT_EQ(daemon_.Metric("weightd_host_pinned_memory_peak_bytes"), 0);
   EXPECT_EQ(daemon_.Metric("weightd_received_bytes_total{source=\"path\"}"), 0);

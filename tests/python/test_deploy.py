@@ -306,10 +306,51 @@ def test_dockerfile_is_multi_stage_and_runs_as_non_root():
     assert runtime[2][-1][0] in ("CMD", "ENTRYPOINT") or any(w == "ENTRYPOINT" for w, _ in runtime[2])
 
 
+def test_image_builds_with_nccl_and_ships_its_runtime():
+    stages, args = dockerfile_stages()
+    build, runtime = stages[0], stages[-1]
+    runs = " ".join(rest for word, rest in build[2] if word == "RUN")
+    # NCCL from NVIDIA's repository, pinned to a version built for the image's CUDA.
+    assert re.fullmatch(r"\d+\.\d+\.\d+-\d+", args.get("NCCL", "")), args.get("NCCL")
+    assert "libnccl-dev=${nccl}" in runs and 'nccl="${NCCL}+cuda' in runs
+    # CMake would drop NCCL silently; the image's configure fails without it instead.
+    assert "-DWEIGHTD_REQUIRE_NCCL=ON" in runs
+    assert "WEIGHTD_REQUIRE_NCCL" in (ROOT / "CMakeLists.txt").read_text()
+    # The runtime stage installs the libnccl2 the build stage downloaded.
+    assert "apt-get download libnccl2=${nccl}" in runs
+    copies = [rest for word, rest in runtime[2] if word == "COPY"]
+    assert any(c.startswith("--from=build /debs/") for c in copies), copies
+    assert any("dpkg -i /tmp/debs/" in rest for word, rest in runtime[2] if word == "RUN")
+
+
 def test_image_user_matches_the_pod_security_context(documents):
     stages, _ = dockerfile_stages()
     user = [rest for word, rest in stages[-1][2] if word == "USER"][-1].split(":")[0]
     assert int(user) == pod_spec(documents)["securityContext"]["runAsUser"]
+
+
+# ---------------------------------------------------------------- sizing
+
+def memory_bytes(quantity):
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40}
+    number, unit = re.fullmatch(r"(\d+)([KMGT]i)?", quantity).groups()
+    return int(number) * units.get(unit, 1)
+
+
+def test_sidecar_sizes_itself_from_its_memory_limit(documents):
+    """--host-memory-limit is auto (a quarter of the container's cgroup memory limit),
+    and the container has a memory limit for it to read, so a push cannot grow weightd
+    past its limit into the OOM killer."""
+    weightd = sidecar(pod_spec(documents))
+    assert flag(weightd, "host-memory-limit") in (None, "auto")
+    limit = memory_bytes(weightd["resources"]["limits"]["memory"])
+    assert limit >= memory_bytes(weightd["resources"]["requests"]["memory"])
+    assert limit // 4 >= 1 << 30, "auto would leave pushes less than 1 GiB on the host"
+
+
+def test_chart_host_memory_limit_is_a_value():
+    weightd = sidecar(pod_spec(chart_documents({"hostMemoryLimit": "6GiB"})))
+    assert flag(weightd, "host-memory-limit") == "6GiB"
 
 
 # ---------------------------------------------------------------- peers (chart option)
