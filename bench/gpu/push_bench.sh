@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Push throughput beside raw TCP loopback of the same bytes with the same number
-# of streams, per quantization scheme, on one fresh daemon; prints a line per run
+# of streams, twice: reading into one cache-resident buffer (tcp_gbps) and landing
+# every byte in DRAM, as a receiver must (dram_tcp_gbps, --land-bytes: 4 GiB of
+# landing buffers), per quantization scheme, on one fresh daemon; prints a line per run
 # and the CPU seconds of the daemon, the pushing client and the TCP run (the push
 # path's cost, not only its speed):
 #   bench/gpu/push_bench.sh BIN_DIR LIB_DIR OUT_DIR [BACKEND]
@@ -27,12 +29,15 @@ for scheme in ${SCHEMES:-per_tensor none}; do
       --layers="${LAYERS:-0}" --streams="$streams" --fill=fast --scheme="$scheme")
     after=$(cpu)
     tcp=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")")
+    dram=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes=4294967296)
     "$bin/weightctl" --address="unix:$run/w.sock" unload "m$n" >/dev/null
-    python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" <<'PY' | tee -a "$out/push-bench.jsonl"
+    python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" "$dram" <<'PY' | tee -a "$out/push-bench.jsonl"
 import json, os, sys
 scheme, streams, push, tcp, ticks = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
+dram = json.loads(sys.argv[6])
 print(json.dumps({"scheme": scheme, "streams": streams, "bytes": push["bytes"], "push_gbps": push["gbps"],
                   "tcp_gbps": tcp["gbps"], "push_over_tcp": round(push["gbps"] / tcp["gbps"], 3),
+                  "dram_tcp_gbps": dram["gbps"], "push_over_dram_tcp": round(push["gbps"] / dram["gbps"], 3),
                   "daemon_cpu_seconds": ticks / os.sysconf("SC_CLK_TCK"), "client_cpu_seconds": push["cpu_seconds"],
                   "tcp_cpu_seconds": tcp["cpu_seconds"]}))
 PY

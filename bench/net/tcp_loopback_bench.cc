@@ -1,9 +1,13 @@
 // weightd-bench-tcp: raw TCP loopback throughput, the ceiling a gRPC push on the
 // same machine is compared with: N sender threads each write bytes/N from a 4 MiB
 // buffer to their own receiver thread over 127.0.0.1, which reads and discards.
-// Prints one JSON line.
+// With --land-bytes=B the receivers instead read into successive places of
+// landing buffers of B bytes in all (each stream its share, wrapping), touched
+// before the clock starts: every received byte is written to DRAM, as any real
+// receiver must write it (a daemon's push, a peer pull), where reading into one
+// 4 MiB buffer stays in the last-level cache. Prints one JSON line.
 //
-//   weightd-bench-tcp --streams=8 --bytes=16000000000
+//   weightd-bench-tcp --streams=8 --bytes=16000000000 [--land-bytes=4294967296]
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -55,9 +59,19 @@ void Send(uint16_t port, uint64_t bytes) {
   ::close(fd);
 }
 
-void Receive(int fd) {
+void Receive(int fd, std::vector<char>* landing) {
   std::vector<char> buffer(kBufferBytes);
-  while (::recv(fd, buffer.data(), buffer.size(), 0) > 0) {
+  if (landing == nullptr || landing->size() < kBufferBytes) {
+    while (::recv(fd, buffer.data(), buffer.size(), 0) > 0) {
+    }
+  } else {
+    size_t at = 0;
+    for (;;) {
+      if (landing->size() - at < kBufferBytes) at = 0;
+      const ssize_t n = ::recv(fd, landing->data() + at, kBufferBytes, 0);
+      if (n <= 0) break;
+      at += static_cast<size_t>(n);
+    }
   }
   ::close(fd);
 }
@@ -67,6 +81,10 @@ void Receive(int fd) {
 int main(int argc, char** argv) {
   const uint64_t streams = std::max<uint64_t>(1, FlagValue(argc, argv, "streams", 1));
   const uint64_t bytes = FlagValue(argc, argv, "bytes", uint64_t{4} << 30);
+  const uint64_t land_bytes = FlagValue(argc, argv, "land-bytes", 0);
+  // Touched now, so page faults are not timed.
+  std::vector<std::vector<char>> landing(land_bytes > 0 ? streams : 0);
+  for (std::vector<char>& l : landing) l.assign(land_bytes / streams, '\0');
   const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -86,12 +104,14 @@ int main(int argc, char** argv) {
   for (uint64_t s = 0; s < streams; ++s) {
     const int fd = ::accept(listener, nullptr, nullptr);
     if (fd < 0) Die("accept");
-    threads.emplace_back(Receive, fd);
+    threads.emplace_back(Receive, fd, landing.empty() ? nullptr : &landing[s]);
   }
   for (std::thread& t : threads) t.join();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("{\"tool\":\"weightd-bench-tcp\",\"streams\":%llu,\"bytes\":%llu,\"seconds\":%.4f,\"gbps\":%.3f,\"cpu_seconds\":%.2f}\n",
-              static_cast<unsigned long long>(streams), static_cast<unsigned long long>(bytes), seconds,
-              static_cast<double>(bytes) / seconds / 1e9, weightd::ProcessCpuSeconds());
+  std::printf("{\"tool\":\"weightd-bench-tcp\",\"streams\":%llu,\"bytes\":%llu,\"land_bytes\":%llu,"
+              "\"seconds\":%.4f,\"gbps\":%.3f,\"cpu_seconds\":%.2f}\n",
+              static_cast<unsigned long long>(streams), static_cast<unsigned long long>(bytes),
+              static_cast<unsigned long long>(land_bytes), seconds, static_cast<double>(bytes) / seconds / 1e9,
+              weightd::ProcessCpuSeconds());
   return 0;
 }
