@@ -29,6 +29,12 @@ stop_daemon() { kill -TERM "$daemon"; wait "$daemon"; rm -f "$work/h.sock"; }
 ctl() { "$bin/weightctl" --address="unix:$work/w.sock" --handle-socket="$work/h.sock" --progress=false "$@"; }
 
 echo "== Python worker: torch fp8 conversion and zero-copy import"
+# The Python package (its generated stubs read the lease's manifest) from the wheels
+# scripts/pack-gpu-run made.
+if compgen -G "$here/.device/wheels/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/weightd-site \
+    "$here"/.device/wheels/*.whl && export PYTHONPATH="/tmp/weightd-site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 "$bin/weightd-gen" --preset=small --out="$work/models/small" --shards=2 --dtype=bf16 >/dev/null
 for handles in vmm ipc; do
   start_daemon $handles

@@ -279,7 +279,6 @@ absl::StatusOr<v1::Manifest> LoadJob::BuildManifestLocked() {
     alloc->set_id(0);
     alloc->set_size(arenas_[r]->allocation().size());
     alloc->set_handle_type(arenas_[r]->allocation().handle_type());
-    alloc->set_cuda_ipc_handle(arenas_[r]->allocation().ipc_handle());
     resident += arenas_[r]->reserved_bytes();
     for (const OutputTensor& t : plan.tensors) {
       v1::TensorEntry* e = rank->add_tensors();

@@ -402,6 +402,10 @@ absl::StatusOr<LeaseGrant> Registry::AcquireLease(const std::string& model_id, u
   LeaseGrant grant;
   grant.lease_id = next_lease_id_++;
   grant.manifest = e.resident.manifest.ranks(static_cast<int>(rank));
+  // A legacy IPC handle opens the memory with no lease to keep it: it goes out
+  // in the lease's manifest only, never in GetManifest or LoadModel's.
+  const std::string ipc = e.resident.arenas[rank]->allocation().ipc_handle();
+  if (!ipc.empty()) grant.manifest.mutable_allocations(0)->set_cuda_ipc_handle(ipc);
   // Only descriptor-backed allocations travel as fds (legacy IPC handles are in the manifest).
   int fd = e.resident.arenas[rank]->allocation().export_fd(e.spec.placement().writable());
   if (fd >= 0) {

@@ -68,6 +68,27 @@ TEST_P(CudaE2ETest, PathAndPushLoadsExportBytesEqualToTheCpuReference) {
 
 INSTANTIATE_TEST_SUITE_P(Handles, CudaE2ETest, ::testing::Values("vmm", "ipc"));
 
+class CudaIpcTest : public CudaE2ETest {};
+
+// A legacy IPC handle opens the memory without a lease (nothing would keep the
+// model from being freed under its user): only a lease hands it out.
+TEST_P(CudaIpcTest, TheLegacyHandleComesOnlyWithALease) {
+  ExpectOk(RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + daemon_.model_root() + "/tiny"}));
+  StartDaemon();
+  ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny"}));
+  CommandResult manifest = daemon_.Ctl({"manifest", "m", "--json"});
+  ExpectOk(manifest);
+  EXPECT_NE(manifest.out.find("HANDLE_TYPE_CUDA_IPC"), std::string::npos) << manifest.out;
+  EXPECT_NE(manifest.out.find("\"cuda_ipc_handle\": \"\""), std::string::npos) << manifest.out;  // empty
+  auto lease = client::Lease::Attach(daemon_.handle_socket(), "m", 0);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(lease->manifest().allocations(0).cuda_ipc_handle().size(), sizeof(cudaIpcMemHandle_t));
+  auto mapping = client::CudaMapping::Import(lease->manifest().allocations(0), -1, 0);
+  ASSERT_TRUE(mapping.ok()) << mapping.status();
+}
+
+INSTANTIATE_TEST_SUITE_P(Ipc, CudaIpcTest, ::testing::Values("ipc"));
+
 class CudaVmmTest : public CudaE2ETest {};
 
 TEST_P(CudaVmmTest, AnImportOutlivesTheDaemonAndIsFreedByItsLastHolder) {

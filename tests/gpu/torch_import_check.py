@@ -73,7 +73,15 @@ def attach(handle_socket, model, rank=0):
         for level, kind, payload in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
-    return sock, list(fds)
+    return sock, list(fds), data[4:]
+
+
+def ipc_handles(response):
+    """The legacy IPC handles of the lease's manifest (GetManifest carries none)."""
+    from weightd.v1 import handoff_pb2
+    parsed = handoff_pb2.AttachResponse()
+    parsed.ParseFromString(response)
+    return [a.cuda_ipc_handle for a in parsed.manifest.allocations]
 
 
 class CudaArray:
@@ -130,7 +138,7 @@ def import_ipc(handle_bytes):
 def check_import(manifest, export, handle_socket, model):
     torch.zeros(1, device="cuda")  # makes the primary context current for the driver calls
     rank = manifest["ranks"][0]
-    sock, fds = attach(handle_socket, model)
+    sock, fds, response = attach(handle_socket, model)
     bases = []
     next_fd = 0
     for allocation in rank["allocations"]:
@@ -139,8 +147,7 @@ def check_import(manifest, export, handle_socket, model):
             bases.append(import_vmm(fds[next_fd], size, int(rank.get("device", 0))))
             next_fd += 1
         else:
-            import base64
-            bases.append(import_ipc(base64.b64decode(allocation["cuda_ipc_handle"])))
+            bases.append(import_ipc(ipc_handles(response)[int(allocation.get("id", 0))]))
     checked = 0
     for t in rank["tensors"]:
         size = int(t["size"])
