@@ -159,6 +159,15 @@ bool HandleServer::AcceptAll() {
         ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout)) != 0) {
       continue;
     }
+    if (std::find(allowed_uids_.begin(), allowed_uids_.end(), cred.uid) == allowed_uids_.end()) {
+      // Answered at once, not after a first frame: a stranger never holds a connection slot.
+      v1::AttachResponse response;
+      response.set_code(static_cast<int>(absl::StatusCode::kPermissionDenied));
+      response.set_message(absl::StrCat("uid ", cred.uid, " is not allowed"));
+      (void)SendFrame(fd.get(), response.SerializeAsString());
+      WEIGHTD_LOG(WARNING) << "handle server: refused pid " << cred.pid << " (uid " << cred.uid << ")";
+      continue;
+    }
     conn->fd = std::move(fd);
     conn->peer = {cred.pid, cred.uid, cred.gid};
     conn->request_deadline = absl::Now() + options_.request_timeout;
@@ -195,12 +204,7 @@ bool HandleServer::ServeRequest(Connection& conn) {
   ssize_t n = ::recv(conn.fd.get(), buf.data(), buf.size(), MSG_DONTWAIT);
   if (n == 0) return false;  // closed before a whole request
   if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
-  bool had_length = conn.request.length_known();
   absl::Status appended = conn.request.Append(std::string_view(buf.data(), static_cast<size_t>(n)));
-  if (!had_length && conn.request.length_known() &&
-      std::find(allowed_uids_.begin(), allowed_uids_.end(), conn.peer.uid) == allowed_uids_.end()) {
-    return refuse(absl::PermissionDeniedError(absl::StrCat("uid ", conn.peer.uid, " is not allowed")));
-  }
   if (!appended.ok()) return refuse(appended);
   if (!conn.request.complete()) return true;  // the rest follows (usually already queued: poll fires again)
 
@@ -214,7 +218,15 @@ bool HandleServer::ServeRequest(Connection& conn) {
   }
   std::vector<int> fds;
   for (const UniqueFd& fd : grant.fds) fds.push_back(fd.get());
-  absl::Status sent = SendFrame(conn.fd.get(), grant.response.SerializeAsString(), fds);
+  const std::string answer = grant.response.SerializeAsString();
+  if (answer.size() > kMaxFrameBytes) {  // a rank of very many tensors: said, not a silent close
+    if (grant.on_lease_end) grant.on_lease_end();
+    return refuse(absl::ResourceExhaustedError(absl::StrCat(
+        "the manifest of model '", request->model_id(), "' rank ", request->rank(), " is ", answer.size(),
+        " bytes, over the handle socket's frame limit of ", kMaxFrameBytes, " bytes (",
+        grant.response.manifest().tensors_size(), " tensors)")));
+  }
+  absl::Status sent = SendFrame(conn.fd.get(), answer, fds);
   if (!sent.ok()) {
     WEIGHTD_LOG(WARNING) << "handle server: cannot send lease to pid " << conn.peer.pid << ": " << sent;
     if (grant.on_lease_end) grant.on_lease_end();

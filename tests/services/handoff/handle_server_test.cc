@@ -16,6 +16,7 @@
 
 #include "base/fd_passing.h"
 #include "client/cpp/lease.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace weightd::handoff {
@@ -43,6 +44,13 @@ class FakeHandler : public AttachHandler {
     grant.response.set_lease_id(++next_lease_);
     v1::RankManifest* manifest = grant.response.mutable_manifest();
     manifest->set_rank(request.rank());
+    for (int t = 0; t < tensors; ++t) {  // a MoE rank's worth of entries, where a test asks
+      v1::TensorEntry* e = manifest->add_tensors();
+      e->set_name(absl::StrCat("model.layers.", t / 1000, ".mlp.experts.", t % 1000, ".down_proj.weight_scale_inv"));
+      e->set_dtype("F32");
+      e->add_shape(56);
+      e->add_shape(16);
+    }
     for (size_t i = 0; i < memfds_.size(); ++i) {
       v1::Allocation* allocation = manifest->add_allocations();
       allocation->set_id(i);
@@ -57,6 +65,7 @@ class FakeHandler : public AttachHandler {
 
   std::atomic<int> ended{0};
   std::atomic<pid_t> last_pid{0};
+  int tensors = 0;  // extra tensor entries in each manifest
 
  private:
   std::vector<UniqueFd> memfds_;
@@ -166,6 +175,26 @@ TEST_F(HandleServerTest, DisallowedUidIsPermissionDenied) {
   EXPECT_EQ(lease.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(lease.status().message(), "uid " + std::to_string(::geteuid()) + " is not allowed");
   EXPECT_EQ(handler_.last_pid.load(), 0);
+}
+
+TEST_F(HandleServerTest, ADisallowedUidIsAnsweredWithoutSendingAnything) {
+  options_.allowed_uids = {::geteuid() + 4242};
+  StartServer();
+  UniqueFd conn = ConnectRaw(options_.socket_path);  // and no request at all
+  std::vector<UniqueFd> fds;
+  v1::AttachResponse response = RecvResponse(conn.get(), &fds);
+  EXPECT_EQ(response.code(), static_cast<int>(absl::StatusCode::kPermissionDenied));
+  EXPECT_TRUE(fds.empty());
+}
+
+TEST_F(HandleServerTest, AManifestOverTheFrameLimitIsAnsweredNotDropped) {
+  handler_.tensors = 300000;  // about 21 MB of manifest
+  StartServer();
+  auto lease = client::Lease::Attach(options_.socket_path, "m", 0);
+  EXPECT_EQ(lease.status().code(), absl::StatusCode::kResourceExhausted) << lease.status();
+  EXPECT_NE(lease.status().message().find("frame limit"), std::string::npos) << lease.status();
+  EXPECT_TRUE(Eventually([&] { return handler_.ended.load() == 1; }));  // the granted lease ended
+  EXPECT_EQ(server_->active_leases(), 0u);
 }
 
 TEST_F(HandleServerTest, GarbageRequestIsInvalidArgument) {
