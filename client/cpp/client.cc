@@ -9,13 +9,29 @@
 
 namespace weightd::client {
 
-v1::LoadModelRequest PathSpec(const std::string& model_id, const std::string& path, v1::Scheme scheme,
-                              uint32_t tp_size) {
+namespace {
+
+v1::LoadModelRequest BaseSpec(const std::string& model_id, v1::Scheme scheme, uint32_t tp_size) {
   v1::LoadModelRequest spec;
   spec.set_model_id(model_id);
-  spec.mutable_source()->mutable_path()->set_path(path);
   spec.mutable_quantization()->set_scheme(scheme);
   spec.mutable_placement()->set_tp_size(tp_size);
+  return spec;
+}
+
+}  // namespace
+
+v1::LoadModelRequest PathSpec(const std::string& model_id, const std::string& path, v1::Scheme scheme,
+                              uint32_t tp_size) {
+  v1::LoadModelRequest spec = BaseSpec(model_id, scheme, tp_size);
+  spec.mutable_source()->mutable_path()->set_path(path);
+  return spec;
+}
+
+v1::LoadModelRequest PeerSpec(const std::string& model_id, const std::string& peer_address, v1::Scheme scheme,
+                              uint32_t tp_size) {
+  v1::LoadModelRequest spec = BaseSpec(model_id, scheme, tp_size);
+  spec.mutable_source()->mutable_peer()->set_address(peer_address);
   return spec;
 }
 

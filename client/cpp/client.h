@@ -41,6 +41,11 @@ struct ClientOptions {
 // A load spec for a checkpoint directory under the daemon's --model-root.
 v1::LoadModelRequest PathSpec(const std::string& model_id, const std::string& path,
                               v1::Scheme scheme = v1::SCHEME_PER_TENSOR, uint32_t tp_size = 1);
+// A load spec for a model another weightd holds ("host:port" or "unix:/path"),
+// whose FP8 bytes this daemon takes as they are (docs/cluster.md); the scheme
+// must be the peer's.
+v1::LoadModelRequest PeerSpec(const std::string& model_id, const std::string& peer_address,
+                              v1::Scheme scheme = v1::SCHEME_PER_TENSOR, uint32_t tp_size = 1);
 
 class Client {
  public:

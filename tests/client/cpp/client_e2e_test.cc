@@ -25,6 +25,7 @@ namespace {
 using client::Client;
 using client::Mapping;
 using client::PathSpec;
+using client::PeerSpec;
 using client::TensorView;
 
 struct ReferenceTensor {
@@ -89,6 +90,38 @@ class ClientE2ETest : public ::testing::Test {
   DaemonProcess daemon_;
   std::unique_ptr<Client> client_;
 };
+
+TEST_F(ClientE2ETest, ASecondDaemonLoadsFromTheFirstThroughPeerSpec) {
+  LoadTiny();
+  DaemonProcess other;
+  other.Start();
+  Client receiver(client::ClientOptions{.address = other.grpc_address(), .handle_socket = other.handle_socket()});
+  std::vector<v1::LoadEvent> events;
+  auto manifest =
+      receiver.Load(PeerSpec("tiny", daemon_.grpc_address()), [&](const v1::LoadEvent& e) { events.push_back(e); });
+  ASSERT_TRUE(manifest.ok()) << manifest.status();
+  for (size_t i = 1; i < events.size(); ++i) EXPECT_LE(events[i - 1].bytes_done(), events[i].bytes_done());
+  auto local = client_->Manifest("tiny");
+  ASSERT_TRUE(local.ok()) << local.status();
+  EXPECT_EQ(manifest->source_bytes(), local->source_bytes());
+  EXPECT_EQ(manifest->resident_bytes(), local->resident_bytes());
+  auto a = client_->Attach("tiny");
+  auto b = receiver.Attach("tiny");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(a->tensors().size(), b->tensors().size());
+  for (const TensorView& view : a->tensors()) {
+    auto other = b->Tensor(view.name);
+    ASSERT_TRUE(other.ok()) << other.status();
+    ASSERT_EQ(view.size_bytes, other->size_bytes) << view.name;
+    EXPECT_EQ(std::memcmp(view.data, other->data, view.size_bytes), 0) << view.name;
+  }
+  // Another scheme than the peer's is refused, naming both sides.
+  v1::LoadModelRequest other_scheme = PeerSpec("b", daemon_.grpc_address(), v1::SCHEME_BLOCK);
+  other_scheme.mutable_source()->mutable_peer()->set_model_id("tiny");  // the peer's id for it
+  auto block = receiver.Load(other_scheme);
+  EXPECT_EQ(block.status().code(), absl::StatusCode::kFailedPrecondition) << block.status();
+}
 
 TEST_F(ClientE2ETest, LoadStreamsProgressAndEndsWithTheManifest) {
   std::vector<v1::LoadEvent> events;
