@@ -101,9 +101,15 @@ void HandleServer::Shutdown() {
 void HandleServer::Run() {
   absl::Time accept_paused_until = absl::InfinitePast();
   std::vector<struct pollfd> pfds;
+  const absl::Time stop_at = absl::Now() + options_.test_stop_after;
   for (;;) {
     absl::Time now = absl::Now();
-    absl::Time wake_at = accept_paused_until > now ? accept_paused_until : absl::InfiniteFuture();
+    if (now >= stop_at) {
+      WEIGHTD_LOG(ERROR) << "handle server: stopping its thread (--test-stop-handle-server-after-seconds)";
+      serving_ = false;
+      break;
+    }
+    absl::Time wake_at = std::min(stop_at, accept_paused_until > now ? accept_paused_until : absl::InfiniteFuture());
     pfds.clear();
     pfds.push_back({wake_.get(), POLLIN, 0});
     pfds.push_back({accept_paused_until > now ? -1 : listener_.get(), POLLIN, 0});
@@ -119,6 +125,7 @@ void HandleServer::Run() {
     int n = ::poll(pfds.data(), pfds.size(), timeout_ms);
     if (n < 0 && errno != EINTR) {
       WEIGHTD_LOG(ERROR) << "handle server: poll failed: " << strerror(errno);
+      serving_ = false;
       break;
     }
     if (n > 0 && pfds[0].revents != 0) break;

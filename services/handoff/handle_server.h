@@ -52,6 +52,8 @@ struct HandleServerOptions {
   std::vector<uid_t> allowed_uids;  // empty: the daemon's euid and root; checked with SO_PEERCRED
   size_t max_connections = 1024;
   absl::Duration request_timeout = absl::Seconds(10);  // a connection silent this long is closed
+  // Testing only: the serving thread ends after this long, as if it had died.
+  absl::Duration test_stop_after = absl::InfiniteDuration();
 };
 
 class HandleServer {
@@ -68,6 +70,9 @@ class HandleServer {
   // of each live lease, and unlinks the socket file.
   void Shutdown();
   size_t active_leases() const { return active_leases_.load(std::memory_order_relaxed); }
+  // False once the serving thread has ended for any reason but Shutdown: no
+  // attach is answered any more (health turns NOT_SERVING).
+  bool serving() const { return serving_.load(); }
 
  private:
   struct Connection;
@@ -88,6 +93,7 @@ class HandleServer {
   ino_t socket_ino_ = 0;
   std::vector<std::unique_ptr<Connection>> connections_;  // poll thread only
   std::atomic<size_t> active_leases_{0};
+  std::atomic<bool> serving_{true};
   std::mutex shutdown_mu_;
   bool shut_down_ = false;
   std::thread thread_;

@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <random>
 
 #include "absl/strings/match.h"
@@ -153,6 +156,28 @@ struct Daemon::State {
   std::unique_ptr<handoff::HandleServer> handles;
   std::unique_ptr<grpc::Server> health_server;  // --health-address: the health service alone
   bool shut_down = false;
+  // Turns health NOT_SERVING when a socket's thread has ended (not by Shutdown).
+  std::thread health_monitor;
+  std::mutex monitor_mu;
+  std::condition_variable monitor_cv;
+  bool monitor_stop = false;
+
+  void MonitorHealth() {
+    std::unique_lock<std::mutex> lock(monitor_mu);
+    while (!monitor_cv.wait_for(lock, std::chrono::milliseconds(200), [this] { return monitor_stop; })) {
+      std::string dead;
+      if (handles && !handles->serving()) dead = "handle socket";
+      for (const auto& listener : unix_listeners) {
+        if (!listener->serving()) dead = "gRPC Unix socket";
+      }
+      if (dead.empty()) continue;
+      server->GetHealthCheckService()->SetServingStatus(false);
+      if (health_server) health_server->GetHealthCheckService()->SetServingStatus(false);
+      LogEvent(LogLevel::kError, "unhealthy",
+               {{"component", dead}, {"reason", "its thread has ended; health is NOT_SERVING until a restart"}});
+      return;
+    }
+  }
 
   // The backend frees its pinned staging buffers after the metrics are gone.
   ~State() {
@@ -312,6 +337,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     handle_options.socket_path = options.handle_socket;
     handle_options.mode = options.socket_mode;
     handle_options.allowed_uids = allowed;
+    if (options.test_stop_handle_server_after_seconds > 0) {
+      handle_options.test_stop_after = absl::Seconds(options.test_stop_handle_server_after_seconds);
+    }
     auto handles = handoff::HandleServer::Start(handle_options, state->attach_handler.get());
     if (!handles.ok()) {
       for (auto& listener : state->unix_listeners) listener->Shutdown();
@@ -321,6 +349,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
     }
     state->handles = std::move(*handles);
   }
+  state->health_monitor = std::thread([s = state.get()] { s->MonitorHealth(); });
   Registry* registry = state->registry.get();
   state->metrics->SetRegistryView([registry] { return registry->List(); },
                                   [registry] { return registry->active_leases(); });
@@ -350,6 +379,12 @@ void Daemon::Shutdown() {
   if (s.shut_down) return;
   s.shut_down = true;
   LogLifecycle("shutdown", {{"phase", "begin"}});
+  {
+    std::lock_guard<std::mutex> lock(s.monitor_mu);
+    s.monitor_stop = true;
+  }
+  s.monitor_cv.notify_all();
+  if (s.health_monitor.joinable()) s.health_monitor.join();
   s.server->GetHealthCheckService()->SetServingStatus(false);
   if (s.health_server) {
     s.health_server->GetHealthCheckService()->SetServingStatus(false);

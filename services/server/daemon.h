@@ -69,6 +69,7 @@ struct DaemonOptions {
   uint64_t peer_serve_bandwidth = 0;   // bytes per second served to all peers; 0: no cap
   uint32_t peer_serve_streams = 64;    // serving streams at once
   std::string test_corrupt_served_tensor;  // test hook: flips a byte of this tensor on the wire
+  int test_stop_handle_server_after_seconds = 0;  // test hook: the handle server's thread ends; 0: never
 };
 
 class Daemon {

@@ -65,6 +65,7 @@ void UnixListener::Run() {
     if (::poll(pfds, 2, -1) < 0) {
       if (errno == EINTR) continue;
       WEIGHTD_LOG(ERROR) << "grpc socket: poll failed: " << std::strerror(errno);
+      serving_ = false;
       return;
     }
     if (pfds[0].revents != 0) return;

@@ -10,6 +10,7 @@
 
 #include <memory>
 #include <string>
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,9 @@ class UnixListener {
 
   // Stops accepting and removes the socket file. Idempotent.
   void Shutdown();
+  // False once the accepting thread has ended for any reason but Shutdown: the
+  // socket no longer takes connections (health turns NOT_SERVING).
+  bool serving() const { return serving_.load(); }
 
  private:
   UnixListener(std::string path, std::vector<uid_t> allowed_uids, grpc::Server* server);
@@ -45,6 +49,7 @@ class UnixListener {
   UniqueFd wake_;
   std::thread thread_;
   bool shut_down_ = false;
+  std::atomic<bool> serving_{true};
 };
 
 }  // namespace weightd

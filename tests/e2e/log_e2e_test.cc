@@ -8,8 +8,10 @@
 #include <map>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "client/cpp/channel.h"
+
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/e2e/daemon_process.h"
@@ -166,6 +168,28 @@ TEST_F(LogE2ETest, HealthAddressServesTheHealthServiceAlone) {
   response.clear();
   ASSERT_TRUE(RawUnary(daemon_.grpc_address(), "/grpc.health.v1.Health/Check", "", &response).ok());
   EXPECT_EQ(response, std::string("\x08\x01", 2));
+}
+
+// A probe that stays green while the daemon cannot serve would keep kubelet
+// routing workers to it: when the handle socket's thread ends, health turns
+// NOT_SERVING on both the health port and the Unix socket.
+TEST_F(LogE2ETest, HealthTurnsNotServingWhenTheHandleSocketStops) {
+  daemon_.Start({"--health-address=127.0.0.1:0", "--test-stop-handle-server-after-seconds=1"});
+  ASSERT_GT(daemon_.health_port(), 0);
+  const std::string address = "127.0.0.1:" + std::to_string(daemon_.health_port());
+  std::string response;
+  for (int i = 0; i < 200; ++i) {  // bounded wait for the (deliberate) stop
+    response.clear();
+    ASSERT_TRUE(RawUnary(address, "/grpc.health.v1.Health/Check", "", &response).ok());
+    if (response != std::string("\x08\x01", 2)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(response, std::string("\x08\x02", 2));  // NOT_SERVING
+  response.clear();
+  ASSERT_TRUE(RawUnary(daemon_.grpc_address(), "/grpc.health.v1.Health/Check", "", &response).ok());
+  EXPECT_EQ(response, std::string("\x08\x02", 2));
+  EXPECT_NE(daemon_.log().find("\"event\":\"unhealthy\""), std::string::npos) << daemon_.log();
+  EXPECT_NE(daemon_.log().find("handle socket"), std::string::npos);
 }
 
 }  // namespace
