@@ -31,6 +31,9 @@ struct HandleServer::Connection {
   absl::Time request_deadline;
   RequestFrameDecoder request;
   bool leased = false;
+  // Answered PERMISSION_DENIED at accept; kept open until its request arrives (or
+  // the request timeout), so a client sending it does not meet a closed socket.
+  bool refused = false;
   std::function<void()> on_lease_end;
 };
 
@@ -166,23 +169,24 @@ bool HandleServer::AcceptAll() {
         ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout)) != 0) {
       continue;
     }
+    conn->fd = std::move(fd);
+    conn->peer = {cred.pid, cred.uid, cred.gid};
     if (std::find(allowed_uids_.begin(), allowed_uids_.end(), cred.uid) == allowed_uids_.end()) {
-      // Answered at once, not after a first frame: a stranger never holds a connection slot.
+      // Answered at once, not after a first frame: nothing a stranger sends is read.
       v1::AttachResponse response;
       response.set_code(static_cast<int>(absl::StatusCode::kPermissionDenied));
       response.set_message(absl::StrCat("uid ", cred.uid, " is not allowed"));
-      (void)SendFrame(fd.get(), response.SerializeAsString());
+      (void)SendFrame(conn->fd.get(), response.SerializeAsString());
       WEIGHTD_LOG(WARNING) << "handle server: refused pid " << cred.pid << " (uid " << cred.uid << ")";
-      continue;
+      conn->refused = true;
     }
-    conn->fd = std::move(fd);
-    conn->peer = {cred.pid, cred.uid, cred.gid};
     conn->request_deadline = absl::Now() + options_.request_timeout;
     connections_.push_back(std::move(conn));
   }
 }
 
 bool HandleServer::ServeReadable(Connection& conn) {
+  if (conn.refused) return false;  // its request (or its close) has come: the answer was sent at accept
   if (!conn.leased) return ServeRequest(conn);
   char byte;
   ssize_t n = ::recv(conn.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);

@@ -53,17 +53,7 @@ bool TensorPlacer::Streams(const TensorTask& task, const safetensors::TensorHead
 
 absl::Status TensorPlacer::WriteStreamed(const TensorTask& task, const safetensors::TensorHeader& t, uint64_t offset,
                                          std::string_view bytes) {
-  const uint64_t end = offset + bytes.size();
-  for (size_t r : WritingRanks(task)) {
-    const SliceBytes slice = SliceOf(task, r, t);
-    const uint64_t lo = std::max(offset, slice.first);
-    const uint64_t hi = std::min(end, slice.first + slice.size());
-    if (lo >= hi) continue;
-    const RankPart& part = task.parts[r];
-    WEIGHTD_RETURN_IF_ERROR(
-        Write(r, part.output, part.output_offset + lo - slice.first, bytes.substr(lo - offset, hi - lo)));
-  }
-  return absl::OkStatus();
+  return WriteRange(task, t, offset, bytes);  // each rank's slice is one byte range: one piece, no copy
 }
 
 absl::Status TensorPlacer::WriteWhole(const TensorTask& task, const safetensors::TensorHeader& t, const char* src) {

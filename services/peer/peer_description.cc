@@ -1,5 +1,6 @@
 #include "services/peer/peer_description.h"
 
+#include <google/protobuf/util/message_differencer.h>
 #include <openssl/evp.h>
 
 #include <set>
@@ -16,17 +17,6 @@ std::string QuantizationText(const v1::Quantization& q, uint32_t tp) {
   return absl::StrCat(v1::Scheme_Name(q.scheme()), ", ", v1::ScaleScope_Name(q.scale_scope()), ", ",
                       v1::NonFinite_Name(q.nonfinite()), ", ignore [", absl::StrJoin(q.ignore(), ", "),
                       "], tp_size ", tp);
-}
-
-bool SameQuantization(const v1::Quantization& a, const v1::Quantization& b) {
-  if (a.scheme() != b.scheme() || a.scale_scope() != b.scale_scope() || a.nonfinite() != b.nonfinite() ||
-      a.ignore_size() != b.ignore_size()) {
-    return false;
-  }
-  for (int i = 0; i < a.ignore_size(); ++i) {
-    if (a.ignore(i) != b.ignore(i)) return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -115,7 +105,7 @@ absl::Status CheckPeerCompatible(const v1::PeerModel& peer, const v1::LoadModelR
   const std::string sides = absl::StrCat("peer ", from, " holds model '", peer.model_id(), "' as ",
                                          QuantizationText(peer.quantization(), peer.tp_size()),
                                          "; this load asks for ", QuantizationText(spec.quantization(), tp));
-  if (!SameQuantization(peer.quantization(), spec.quantization())) {
+  if (!google::protobuf::util::MessageDifferencer::Equals(peer.quantization(), spec.quantization())) {
     return absl::FailedPreconditionError(
         absl::StrCat(sides, ": a peer serves its FP8 bytes as they are, so the quantization must be the same"));
   }

@@ -299,8 +299,6 @@ std::string RunPeerLoad(std::shared_ptr<LoadJob> job, const PeerLoadOptions& opt
   pull.relay = ServableModel::Create(job->model_id(), job->spec(), pull.layout, job->arenas(), job->backend(),
                                      /*landed=*/false);
   if (options.relay) options.relay(pull.relay);
-  pull.placer.reset();  // the streams take it from the job
-  pull.placer = job->placer();
 
   const auto ranges = Ranges(pull.items, options.streams);
   std::vector<std::future<absl::Status>> streams;

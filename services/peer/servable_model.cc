@@ -33,8 +33,6 @@ std::shared_ptr<ServableModel> ServableModel::Create(std::string model_id, const
     m->items_ = std::move(*items);
     if (m->refusal_.ok()) m->refusal_ = CheckItemsMatchPlan(m->items_, m->layout_->plan);
   }
-  m->description_ = DescribeModel(m->model_id_, spec, m->layout_->shards, m->layout_->config_json, m->items_);
-  m->digest_ = m->description_.source_digest();
   m->landed_.assign(m->items_.size(), landed);
   m->placed_.assign(m->items_.size(), 0);
   m->crcs_.assign(m->items_.size(), std::nullopt);
@@ -46,7 +44,14 @@ absl::StatusOr<const v1::PeerModel*> ServableModel::Describe() const {
   WEIGHTD_RETURN_IF_ERROR(refusal_);
   std::shared_lock<std::shared_mutex> lock(memory_mu_);
   WEIGHTD_RETURN_IF_ERROR(cancelled_);
-  return &description_;
+  return &Description();
+}
+
+const v1::PeerModel& ServableModel::Description() const {
+  std::call_once(described_, [this] {
+    description_ = DescribeModel(model_id_, spec_, layout_->shards, layout_->config_json, items_);
+  });
+  return description_;
 }
 
 void ServableModel::MarkLanded(const std::vector<uint32_t>& items, const std::vector<uint32_t>& crcs) {

@@ -39,7 +39,7 @@ class ServableModel {
   // The description (or why this model cannot be served, or the Cancel status).
   absl::StatusOr<const v1::PeerModel*> Describe() const;
   const std::vector<PeerItemRef>& items() const { return items_; }
-  const std::string& source_digest() const { return digest_; }
+  const std::string& source_digest() const { return Description().source_digest(); }
   const v1::Quantization& quantization() const { return spec_.quantization(); }
   bool landed_all() const { return landed_count_.load() == items_.size(); }
 
@@ -69,6 +69,8 @@ class ServableModel {
 
  private:
   ServableModel() = default;
+  // Built on first use (most models are never served): every shard's header and a SHA-256.
+  const v1::PeerModel& Description() const;
   absl::Status ReadBytes(const PeerItemRef& item, uint64_t offset, uint64_t size, char* out) const;
   absl::Status ReadScales(const PeerItemRef& item, std::vector<float>& scales) const;
 
@@ -77,8 +79,8 @@ class ServableModel {
   std::shared_ptr<const LoadLayout> layout_;
   DeviceBackend* backend_ = nullptr;
   std::vector<PeerItemRef> items_;
-  v1::PeerModel description_;
-  std::string digest_;
+  mutable std::once_flag described_;
+  mutable v1::PeerModel description_;
   absl::Status refusal_;  // why a peer cannot be served this model; OK if it can
 
   // Reads hold it shared; Cancel exclusively.
