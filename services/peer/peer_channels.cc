@@ -30,7 +30,8 @@ absl::StatusOr<std::shared_ptr<PeerChannels>> PeerChannels::Create(const PeerTls
   return channels;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannels::Open(const std::string& address) const {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannels::Open(const std::string& address,
+                                                                  absl::Duration connect_patience) const {
   static std::atomic<int> next_channel{0};
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
@@ -41,9 +42,22 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannels::Open(const std::str
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  std::shared_ptr<grpc::Channel> channel;
   if (absl::StartsWith(address, "unix:")) {
-    return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  } else {
+    auto tcp = OpenTls(address, args);
+    if (!tcp.ok()) return tcp.status();
+    channel = *std::move(tcp);
   }
+  if (connect_patience > absl::ZeroDuration()) channel->WaitForConnected(absl::ToChronoTime(absl::Now() + connect_patience));
+  return channel;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> PeerChannels::OpenTls(const std::string& address,
+                                                                     grpc::ChannelArguments& args) const {
   if (ca_.empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "peer ", address, " is reached over TCP, which weightd uses only with mutual TLS: start the daemon with "

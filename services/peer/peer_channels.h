@@ -11,6 +11,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace weightd {
 
@@ -27,11 +28,18 @@ class PeerChannels {
   // certificate and key go together). Without a CA, only Unix-socket peers work.
   static absl::StatusOr<std::shared_ptr<PeerChannels>> Create(const PeerTlsOptions& tls);
 
-  // FAILED_PRECONDITION for a TCP address without --peer-tls-ca.
-  absl::StatusOr<std::shared_ptr<grpc::Channel>> Open(const std::string& address) const;
+  // FAILED_PRECONDITION for a TCP address without --peer-tls-ca. With a
+  // `connect_patience`, waits up to that long for the connection (gRPC retries a
+  // failed attempt after 0.25 s, then backs off), so a connection refused or reset
+  // once does not fail a load; a call on a channel still unconnected then fails
+  // with gRPC's own reason. Without it, the first call fails fast.
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> Open(const std::string& address,
+                                                      absl::Duration connect_patience = absl::ZeroDuration()) const;
 
  private:
   PeerChannels() = default;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> OpenTls(const std::string& address,
+                                                         grpc::ChannelArguments& args) const;
   std::string ca_, cert_, key_, server_name_;
 };
 

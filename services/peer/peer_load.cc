@@ -17,6 +17,10 @@
 namespace weightd {
 namespace {
 
+// How long a peer load waits for a peer's connection before its first call: a
+// connection refused or reset once (a peer restarting, a busy host) is retried.
+constexpr absl::Duration kConnectPatience = absl::Seconds(3);
+
 absl::Status FromGrpc(const grpc::Status& status, const std::string& address) {
   if (status.ok()) return absl::OkStatus();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
@@ -65,7 +69,7 @@ struct Pull {
 absl::StatusOr<std::pair<v1::PeerModel, PeerCheckpoint>> Describe(const PeerLoadOptions& options,
                                                                    const v1::LoadModelRequest& spec,
                                                                    const std::string& address, Calls& calls) {
-  WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, options.channels->Open(address));
+  WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, options.channels->Open(address, kConnectPatience));
   auto stub = v1::Loader::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
@@ -113,7 +117,7 @@ absl::Status Plan(LoadJob& job, const PeerCheckpoint& checkpoint) {
 // One stream from `address` for items [*next, end); *next moves past each tensor as it lands.
 absl::Status Stream(Pull& pull, const std::string& address, bool verify, uint32_t* next, uint32_t end) {
   const PeerLoadOptions& options = *pull.options;
-  WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, options.channels->Open(address));
+  WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel, options.channels->Open(address, kConnectPatience));
   auto stub = v1::Loader::NewStub(channel);
   grpc::ClientContext context;
   pull.calls.Add(&context);

@@ -283,6 +283,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
+  // Peers ping every 10 s while a stream is open (services/peer/peer_channels.cc);
+  // gRPC's default would call that abuse and close the connection with GOAWAY.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   if (options.listen.empty()) return absl::InvalidArgumentError("--listen names no address");
   std::vector<std::string> unix_paths;
   std::vector<std::string> tcp_addresses;
