@@ -44,6 +44,10 @@ ABSL_FLAG(int, nccl_min_ranks, 2,
           "Loads over at least this many GPUs use an NCCL communicator; smaller ones copy in process (1 sends "
           "one-GPU loads through NCCL too, to test it), e.g. --nccl-min-ranks=1");
 ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for the staging ring, e.g. 32MiB");
+ABSL_FLAG(bool, pin_path_sources, true,
+          "CUDA: path loads pin each segment of the mapped checkpoint files (read-only) so the GPU copies "
+          "them from the page cache in place; false copies every byte through the staging ring's pinned "
+          "buffers (to compare), e.g. --pin-path-sources=false");
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
 ABSL_FLAG(std::string, host_memory_limit, "auto",
@@ -153,6 +157,7 @@ Flags take --dashed-names or --underscored_names.)");
   if (!ring.ok()) return Fail(std::string(ring.status().message()));
   options.staging_ring_bytes = *ring;
   options.nccl_min_ranks = absl::GetFlag(FLAGS_nccl_min_ranks);
+  options.pin_path_sources = absl::GetFlag(FLAGS_pin_path_sources);
   if (options.nccl_min_ranks < 1) return Fail("--nccl-min-ranks must be at least 1");
   auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));
   if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));

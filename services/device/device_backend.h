@@ -37,6 +37,13 @@ class DeviceAllocation {
   virtual std::string ipc_handle() const { return {}; }
 };
 
+// Host bytes a backend's copy engines read in place while it lives (DeviceBackend::PinSource).
+class SourcePin {
+ public:
+  // Waits for every copy from the bytes issued so far, then unpins them.
+  virtual ~SourcePin() = default;
+};
+
 class DeviceBackend {
  public:
   virtual ~DeviceBackend() = default;
@@ -56,6 +63,13 @@ class DeviceBackend {
   // (kernels::QuantizeRows semantics). `src` may be reused once this returns.
   virtual absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                                 const kernels::Tiling& tiling, const float* scales) = 0;
+  // Lets the devices copy host bytes [data, +size) (a mapped checkpoint file) in
+  // place: until the pin goes, Write and Quantize read the pinned part of their
+  // source without a host copy. Null where the backend has nothing to gain or
+  // cannot (host devices; a driver without read-only registration; a range too
+  // small): copies then go as they would. The bytes must stay mapped until the
+  // pin goes; pins of one backend must not overlap.
+  virtual std::unique_ptr<SourcePin> PinSource(const void* data, uint64_t size) { return nullptr; }
   // Waits until every Write and Quantize issued for `device` has landed, and
   // reports any asynchronous failure. Loads call it before they are READY.
   virtual absl::Status Synchronize(int device) { return absl::OkStatus(); }

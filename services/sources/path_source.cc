@@ -18,18 +18,17 @@
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "services/safetensors/parser.h"
-#include "services/sources/read_buffer.h"
+#include "services/sources/mapped_file.h"
 
 namespace weightd {
 namespace {
 
-// Seconds spent in pread by all threads of all path loads (debug log of each load).
-std::atomic<uint64_t> read_nanoseconds{0};
+// Time spent pinning segments by all threads of all path loads (debug log of each load).
+std::atomic<uint64_t> pin_nanoseconds{0};
 
 // Reads up to `size` bytes at `offset` into `out`; `*got` is how many arrived
 // (fewer only at the end of the file).
 absl::Status ReadInto(int fd, uint64_t offset, size_t size, char* out, size_t* got, const std::string& file) {
-  const auto start = std::chrono::steady_clock::now();
   size_t done = 0;
   while (done < size) {
     ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
@@ -39,8 +38,6 @@ absl::Status ReadInto(int fd, uint64_t offset, size_t size, char* out, size_t* g
     done += static_cast<size_t>(n);
   }
   *got = done;
-  read_nanoseconds += static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
   return absl::OkStatus();
 }
 
@@ -52,23 +49,12 @@ absl::Status ReadFully(int fd, uint64_t offset, size_t size, std::string* out, c
   return absl::OkStatus();
 }
 
-// Into a ReadBuffer: `*view` holds what arrived.
-absl::Status ReadFully(int fd, uint64_t offset, size_t size, ReadBuffer& buffer, std::string_view* view,
-                       const std::string& file) {
-  char* out = buffer.Reserve(size);
-  if (out == nullptr && size > 0) {
-    return absl::ResourceExhaustedError(absl::StrCat("reading '", file, "': no host memory for ", size, " bytes"));
-  }
-  size_t got = 0;
-  WEIGHTD_RETURN_IF_ERROR(ReadInto(fd, offset, size, out, &got, file));
-  *view = buffer.view(got);
-  return absl::OkStatus();
-}
-
 struct ShardFile {
   std::string file;
   UniqueFd fd;
+  uint64_t file_size = 0;
   std::unique_ptr<safetensors::ShardParser> parser;
+  MappedFile map;  // the whole file, once its header is read
 };
 
 // Header phase: 8 bytes, then exactly the header, so no data byte is read twice.
@@ -76,8 +62,8 @@ absl::Status ReadHeader(const CheckpointFiles& files, const safetensors::ParseLi
   WEIGHTD_ASSIGN_OR_RETURN(shard.fd, OpenShard(files, shard.file));
   struct stat st;
   if (::fstat(shard.fd.get(), &st) != 0) return absl::InternalError(absl::StrCat("stat '", shard.file, "'"));
-  shard.parser = std::make_unique<safetensors::ShardParser>(shard.file, limits,
-                                                            static_cast<uint64_t>(st.st_size));
+  shard.file_size = static_cast<uint64_t>(st.st_size);
+  shard.parser = std::make_unique<safetensors::ShardParser>(shard.file, limits, shard.file_size);
   std::string buf;
   uint64_t offset = 0;
   while (!shard.parser->header_complete()) {
@@ -147,39 +133,61 @@ absl::Status ShortRead(const ShardFile& shard, const safetensors::TensorHeader& 
                                           ", ", header.data_start() + t.end, ")"));
 }
 
-// Tensors that are gathered (quantized, or sliced off dim 0) are read whole into
-// `tensor` (one read, no gathering copy); everything else in pieces of
-// `chunk_bytes` into `chunk`.
-absl::Status ReadSegment(ShardFile& shard, const Segment& segment, ShardWriter& writer, LoadJob& job,
-                         const SourceHooks& hooks, size_t chunk_bytes, ReadBuffer& chunk, ReadBuffer& tensor) {
+// The file bytes [begin, end) of a segment.
+std::pair<uint64_t, uint64_t> SegmentBytes(const ShardFile& shard, const Segment& segment) {
   const safetensors::ShardHeader& header = shard.parser->header();
+  if (segment.last == segment.first) return {0, 0};
+  const safetensors::TensorHeader& first = header.tensors[segment.first];
+  const safetensors::TensorHeader& last = header.tensors[segment.last - 1];
+  const uint64_t begin = header.data_start() + first.begin + segment.byte_begin;
+  const uint64_t end = header.data_start() + std::min(last.end, segment.byte_end == UINT64_MAX
+                                                                    ? last.end
+                                                                    : first.begin + segment.byte_end);
+  return {begin, end};
+}
+
+// A segment's tensors as views of the mapped file: tensors that are gathered
+// (quantized, or sliced off dim 0) whole, others in pieces of `chunk_bytes`. The
+// segment's bytes are pinned for the device while it is placed (where the backend
+// gains by it): the GPU then copies them from the page cache in place.
+absl::Status ReadSegment(ShardFile& shard, const Segment& segment, ShardWriter& writer, LoadJob& job,
+                         const SourceHooks& hooks, size_t chunk_bytes) {
+  const safetensors::ShardHeader& header = shard.parser->header();
+  const auto [begin, end] = SegmentBytes(shard, segment);
+  if (end > shard.map.size()) {
+    // The parser bounds tensors by the file's size; a file that shrank since is caught here.
+    for (size_t i = segment.first; i < segment.last; ++i) {
+      const safetensors::TensorHeader& t = header.tensors[i];
+      if (header.data_start() + t.end > shard.map.size()) return ShortRead(shard, t, shard.map.size());
+    }
+  }
+  shard.map.WillNeed(begin, end - begin);
+  const auto pin_start = std::chrono::steady_clock::now();
+  std::unique_ptr<SourcePin> pin =
+      end > begin ? job.backend().PinSource(shard.map.view(begin, 0).data(), end - begin) : nullptr;
+  pin_nanoseconds += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - pin_start).count());
   for (size_t i = segment.first; i < segment.last; ++i) {
     const safetensors::TensorHeader& t = header.tensors[i];
+    const uint64_t at = header.data_start() + t.begin;
     if (segment.byte_begin == 0 && !job.StreamsTensor(shard.file, i)) {
       if (job.failed()) return job.status();
-      const uint64_t at = header.data_start() + t.begin;
-      std::string_view whole;
-      WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, t.size(), tensor, &whole, shard.file));
-      if (whole.size() < t.size()) return ShortRead(shard, t, at + whole.size());
+      const std::string_view whole = shard.map.view(at, t.size());
       if (hooks.received) hooks.received(whole.size());
       WEIGHTD_RETURN_IF_ERROR(writer.OnWholeTensor(i, whole));
       if (hooks.progress) hooks.progress();
       continue;
     }
-    const uint64_t end = std::min(t.size(), segment.byte_end);
-    for (uint64_t offset = segment.byte_begin; offset < end;) {
+    const uint64_t tensor_end = std::min(t.size(), segment.byte_end);
+    for (uint64_t offset = segment.byte_begin; offset < tensor_end;) {
       if (job.failed()) return job.status();
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(chunk_bytes, end - offset));
-      const uint64_t at = header.data_start() + t.begin + offset;
-      std::string_view buf;
-      WEIGHTD_RETURN_IF_ERROR(ReadFully(shard.fd.get(), at, want, chunk, &buf, shard.file));
-      if (buf.size() < want) return ShortRead(shard, t, at + buf.size());
-      if (hooks.received) hooks.received(buf.size());
-      WEIGHTD_RETURN_IF_ERROR(writer.OnTensorBytes(i, offset, buf));
+      const uint64_t want = std::min<uint64_t>(chunk_bytes, tensor_end - offset);
+      if (hooks.received) hooks.received(want);
+      WEIGHTD_RETURN_IF_ERROR(writer.OnTensorBytes(i, offset, shard.map.view(at + offset, want)));
       if (hooks.progress) hooks.progress();
       offset += want;
     }
-    if (end == t.size()) WEIGHTD_RETURN_IF_ERROR(writer.OnTensorComplete(i));  // once: by its last piece
+    if (tensor_end == t.size()) WEIGHTD_RETURN_IF_ERROR(writer.OnTensorComplete(i));  // once: by its last piece
   }
   return absl::OkStatus();
 }
@@ -231,6 +239,12 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
       return;
     }
     if (hooks.received) hooks.received(shards[i].parser->position());  // 8 + header: push counts them too
+    auto map = MappedFile::Map(shards[i].fd.get(), shards[i].file_size, shards[i].file);
+    if (!map.ok()) {
+      job->Fail(map.status());
+      return;
+    }
+    shards[i].map = std::move(*map);
   }
   absl::Status map_ok = CheckWeightMap(files, shards);
   if (!map_ok.ok()) {
@@ -264,13 +278,12 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   for (const Segment& segment : segments) ++remaining[segment.shard];
   std::atomic<size_t> next{0};
   auto worker = [&] {
-    ReadBuffer chunk, tensor;
     for (size_t i = next++; i < segments.size(); i = next++) {
       const Segment& segment = segments[i];
       ShardFile& shard = shards[segment.shard];
       ShardWriter* writer = job->Writer(shard.file);
       absl::Status s = writer == nullptr ? job->status()
-                                         : ReadSegment(shard, segment, *writer, *job, hooks, options.chunk_bytes, chunk, tensor);
+                                         : ReadSegment(shard, segment, *writer, *job, hooks, options.chunk_bytes);
       bool last = false;
       absl::Status done;
       {
@@ -284,7 +297,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
     }
   };
   int threads = std::max(1, std::min<int>(options.read_threads, static_cast<int>(segments.size())));
-  const uint64_t read_before = read_nanoseconds.load();
+  const uint64_t pin_before = pin_nanoseconds.load();
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
@@ -293,7 +306,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   LogEvent(LogLevel::kDebug, "path_read",
            {{"model", job->model_id()}, {"threads", threads}, {"segments", segments.size()},
             {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
-            {"read_seconds_all_threads", (read_nanoseconds.load() - read_before) / 1e9}});
+            {"pin_seconds_all_threads", (pin_nanoseconds.load() - pin_before) / 1e9}});
 }
 
 }  // namespace weightd

@@ -1,12 +1,14 @@
 // Drives a load from local safetensors files: reads every shard's header with
-// exact-size reads and lets the job plan. The data sections are then cut into
-// segments of about `segment_bytes`: runs of whole tensors, a large quantized
-// tensor alone, or pieces of a large tensor stored unchanged (those land at
-// independent offsets). `read_threads` threads read the segments of every shard
-// in parallel with
-// positioned reads of `chunk_bytes` (never a whole shard in memory), handing each
-// tensor's bytes, in order, to its shard's writer. A file that ends early fails
-// with DATA_LOSS naming the tensor and byte offset. Runs on a loader thread;
+// exact-size reads and lets the job plan, then maps each file read-only. The data
+// sections are cut into segments of about `segment_bytes`: runs of whole tensors,
+// a large quantized tensor alone, or pieces of a large tensor stored unchanged
+// (those land at independent offsets). `read_threads` threads take segments of
+// every shard in parallel; each pins its segment for the devices (the CUDA backend
+// then copies it from the page cache in place) and hands its tensors, as views of
+// the mapping, to its shard's writer: gathered tensors whole, streamed ones in
+// pieces of `chunk_bytes`. No tensor is copied into a host buffer, so host memory
+// does not grow with tensor size. A file that is shorter than its header says
+// fails with DATA_LOSS naming the tensor and byte offset. Runs on a loader thread;
 // blocks until the load has finished or failed. Thread-safe (no shared state).
 #pragma once
 

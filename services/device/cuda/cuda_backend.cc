@@ -44,6 +44,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBacke
     if (!ring.ok()) return ring.status();
     device.ring = std::move(*ring);
   }
+  backend->pin_sources_ = options.pin_sources && PinnedSources::Supported();
   return backend;
 }
 
@@ -72,21 +73,32 @@ absl::StatusOr<uint8_t*> CudaBackend::Region(DeviceAllocation& alloc, uint64_t o
 absl::Status CudaBackend::Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) {
   auto dst = Region(alloc, offset, bytes.size());
   if (!dst.ok()) return dst.status();
-  return devices_[alloc.device()].ring->Write(*dst, bytes);
+  return devices_[alloc.device()].ring->Write(*dst, bytes, pinned_sources_.Find(bytes.data(), bytes.size()));
 }
 
 absl::Status CudaBackend::Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                                    const kernels::Tiling& tiling, const float* scales) {
   auto dst = Region(alloc, offset, static_cast<uint64_t>(tiling.rows) * tiling.cols);
   if (!dst.ok()) return dst.status();
-  return devices_[alloc.device()].ring->Quantize(*dst, dtype, src, tiling, scales);
+  const uint64_t source_bytes = static_cast<uint64_t>(tiling.rows) * tiling.cols * kernels::DTypeSize(dtype);
+  return devices_[alloc.device()].ring->Quantize(*dst, dtype, src, tiling, scales,
+                                                 pinned_sources_.Find(src, source_bytes));
+}
+
+std::unique_ptr<SourcePin> CudaBackend::PinSource(const void* data, uint64_t size) {
+  if (!pin_sources_) return nullptr;
+  // Any device may copy from it (tensor parallelism): every ring's copies are waited for.
+  return pinned_sources_.Pin(data, size, [this] {
+    for (Device& d : devices_) d.ring->FenceCopies();
+  });
 }
 
 absl::Status CudaBackend::Synchronize(int device) {
   absl::Status status = devices_[device].ring->Synchronize();
   const StagingRing::Stats stats = devices_[device].ring->TakeStats();
   LogEvent(LogLevel::kDebug, "staging_ring",
-           {{"device", device}, {"chunks", stats.chunks}, {"h2d_bytes", stats.h2d_bytes}, {"wait_seconds", stats.wait_seconds},
+           {{"device", device}, {"chunks", stats.chunks}, {"h2d_bytes", stats.h2d_bytes},
+            {"in_place_bytes", stats.in_place_bytes}, {"wait_seconds", stats.wait_seconds},
             {"fill_seconds", stats.fill_seconds}});
   LogDriverMemory(device, "load_landed", "");
   return status;

@@ -25,6 +25,9 @@ struct CudaBackendOptions {
   // default a single rank, which needs no communication) copy in process, so an
   // ordinary load holds no NCCL buffers. 1 routes one-rank loads through NCCL.
   int nccl_min_ranks = 2;
+  // Path loads pin their mapped checkpoint segments (PinSource) so the copy engines
+  // read the page cache in place; false copies every byte through the ring's slots.
+  bool pin_sources = true;
 };
 
 // Number of GPUs the runtime sees; 0 without a driver or a device.
@@ -44,6 +47,7 @@ class CudaBackend : public DeviceBackend {
   absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                         const kernels::Tiling& tiling, const float* scales) override;
   absl::Status Synchronize(int device) override;
+  std::unique_ptr<SourcePin> PinSource(const void* data, uint64_t size) override;
   uint64_t reserved_bytes(int device) const override { return devices_[device].ring->device_bytes(); }
   void set_accounting(DeviceAccounting* accounting) override { accounting_ = accounting; }
   absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;
@@ -66,6 +70,8 @@ class CudaBackend : public DeviceBackend {
 
   CudaBackendOptions options_;
   std::vector<Device> devices_;
+  bool pin_sources_ = false;  // options_.pin_sources and the driver can pin read-only memory
+  PinnedSources pinned_sources_;
   DeviceAccounting* accounting_ = nullptr;
   std::mutex collectives_mu_;
   std::map<std::vector<int>, std::shared_ptr<Collective>> collectives_;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/status_macros.h"
 #include "kernels/quantize_cuda.h"
 #include "services/device/cuda/cuda_check.h"
 
@@ -122,15 +123,67 @@ StagingRing::Stats StagingRing::TakeStats() {
   return taken;
 }
 
-absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes) {
+StagingRing::Staged StagingRing::Split(uint8_t* dst, const uint8_t* src, uint64_t n, uint8_t* staged,
+                                       PinnedSpan pinned) {
+  Staged s{dst, src, staged, n, 0, 0};
+  if (!pinned.empty() && pinned.begin < src + n && pinned.end > src) {
+    s.pinned_begin = static_cast<uint64_t>(std::max(pinned.begin, src) - src);
+    s.pinned_end = static_cast<uint64_t>(std::min(pinned.end, src + n) - src);
+  }
+  return s;
+}
+
+void StagingRing::FillUnpinned(const Staged& s) {
+  if (s.pinned_begin == s.pinned_end) {
+    Fill(s.staged, s.src, s.n);
+    return;
+  }
+  if (s.pinned_begin > 0) Fill(s.staged, s.src, s.pinned_begin);
+  if (s.pinned_end < s.n) Fill(s.staged + s.pinned_end, s.src + s.pinned_end, s.n - s.pinned_end);
+}
+
+cudaError_t StagingRing::EnqueueLocked(const Staged& s) {
+  stats_.h2d_bytes += s.n;
+  if (s.pinned_begin == s.pinned_end) return cudaMemcpyAsync(s.dst, s.staged, s.n, cudaMemcpyHostToDevice, copy_stream_);
+  stats_.in_place_bytes += s.pinned_end - s.pinned_begin;
+  cudaError_t error = cudaSuccess;
+  if (s.pinned_begin > 0) error = cudaMemcpyAsync(s.dst, s.staged, s.pinned_begin, cudaMemcpyHostToDevice, copy_stream_);
+  if (error == cudaSuccess) {
+    error = cudaMemcpyAsync(s.dst + s.pinned_begin, s.src + s.pinned_begin, s.pinned_end - s.pinned_begin,
+                            cudaMemcpyHostToDevice, copy_stream_);
+  }
+  if (error == cudaSuccess && s.pinned_end < s.n) {
+    error = cudaMemcpyAsync(s.dst + s.pinned_end, s.staged + s.pinned_end, s.n - s.pinned_end,
+                            cudaMemcpyHostToDevice, copy_stream_);
+  }
+  return error;
+}
+
+absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes, PinnedSpan pinned) {
   // Shard threads feed the rings of several GPUs under tensor parallelism.
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
+  const uint8_t* src = reinterpret_cast<const uint8_t*>(bytes.data());
+  const Staged whole = Split(dst, src, bytes.size(), nullptr, pinned);
+  if (whole.pinned_begin == whole.pinned_end) return WriteThroughSlots(dst, src, bytes.size());
+  // Before the pinned part, the pinned part itself (no slot: straight to `dst`), after it.
+  WEIGHTD_RETURN_IF_ERROR(WriteThroughSlots(dst, src, whole.pinned_begin));
+  cudaError_t error;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    error = EnqueueLocked(Staged{dst + whole.pinned_begin, src + whole.pinned_begin, nullptr,
+                                 whole.pinned_end - whole.pinned_begin, 0, whole.pinned_end - whole.pinned_begin});
+  }
+  if (error != cudaSuccess) return CudaError(error, "cudaMemcpyAsync(pinned source)", __FILE__, __LINE__);
+  return WriteThroughSlots(dst + whole.pinned_end, src + whole.pinned_end, bytes.size() - whole.pinned_end);
+}
+
+absl::Status StagingRing::WriteThroughSlots(uint8_t* dst, const uint8_t* src, uint64_t size) {
   const uint64_t slot_bytes = slot_data_bytes_ + slot_scale_bytes_;
-  for (uint64_t done = 0; done < bytes.size();) {
-    const uint64_t n = std::min<uint64_t>(slot_bytes, bytes.size() - done);
+  for (uint64_t done = 0; done < size;) {
+    const uint64_t n = std::min<uint64_t>(slot_bytes, size - done);
     auto slot = Acquire();
     if (!slot.ok()) return slot.status();
-    Fill((*slot)->pinned, bytes.data() + done, n);
+    Fill((*slot)->pinned, src + done, n);
     cudaError_t error;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -145,8 +198,24 @@ absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes) {
   return absl::OkStatus();
 }
 
+void StagingRing::FenceCopies() {
+  cudaSetDevice(device_);
+  cudaEvent_t fence = nullptr;
+  if (cudaEventCreateWithFlags(&fence, cudaEventDisableTiming) != cudaSuccess) {
+    cudaGetLastError();
+    cudaStreamSynchronize(copy_stream_);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cudaEventRecord(fence, copy_stream_);
+  }
+  cudaEventSynchronize(fence);
+  cudaEventDestroy(fence);
+}
+
 absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const void* src,
-                                   const kernels::Tiling& tiling, const float* scales) {
+                                   const kernels::Tiling& tiling, const float* scales, PinnedSpan pinned) {
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
   const uint64_t element_size = kernels::DTypeSize(dtype);
   const uint64_t total = static_cast<uint64_t>(tiling.rows) * tiling.cols;
@@ -160,13 +229,15 @@ absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const voi
     auto slot = Acquire();
     if (!slot.ok()) return slot.status();
     Slot& s = **slot;
-    Fill(s.pinned, static_cast<const uint8_t*>(src) + chunk.begin * element_size, data_bytes);
+    const Staged staged = Split(s.device, static_cast<const uint8_t*>(src) + chunk.begin * element_size, data_bytes,
+                                s.pinned, pinned);
+    FillUnpinned(staged);
     std::memcpy(s.pinned + slot_data_bytes_, scales + chunk.first_tile_row * grid_cols, scale_count * sizeof(float));
     cudaError_t error;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      error = cudaMemcpyAsync(s.device, s.pinned, data_bytes, cudaMemcpyHostToDevice, copy_stream_);
-      stats_.h2d_bytes += data_bytes + scale_count * sizeof(float);
+      error = EnqueueLocked(staged);
+      stats_.h2d_bytes += scale_count * sizeof(float);
       if (error == cudaSuccess) {
         error = cudaMemcpyAsync(s.device + slot_data_bytes_, s.pinned + slot_data_bytes_, scale_count * sizeof(float),
                                 cudaMemcpyHostToDevice, copy_stream_);

@@ -21,6 +21,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
+#include "services/device/cuda/pinned_sources.h"
 #include "services/device/pinned_accounting.h"
 
 namespace weightd::cuda {
@@ -34,20 +35,26 @@ class StagingRing {
   ~StagingRing();
 
   // Copies host `bytes` to device address `dst` (through pinned slots; the copy
-  // may still be in flight when this returns: Synchronize waits).
-  absl::Status Write(uint8_t* dst, std::string_view bytes);
+  // may still be in flight when this returns: Synchronize waits). The part of the
+  // bytes in `pinned` (PinnedSources) is copied straight from where it lies.
+  absl::Status Write(uint8_t* dst, std::string_view bytes, PinnedSpan pinned = {});
   // Quantizes the host tensor `src` into device address `dst`; `scales` (host,
-  // tiling.num_tiles() floats) travel with the data, chunk by chunk.
+  // tiling.num_tiles() floats) travel with the data, chunk by chunk. Source bytes
+  // in `pinned` go to the slot's device buffer straight from where they lie.
   absl::Status Quantize(uint8_t* dst, kernels::DType dtype, const void* src, const kernels::Tiling& tiling,
-                        const float* scales);
+                        const float* scales, PinnedSpan pinned = {});
   // Waits for everything enqueued; returns the first asynchronous error.
   absl::Status Synchronize();
+  // Waits for the host-to-device copies enqueued so far (not the kernels): their
+  // source bytes may then be unpinned.
+  void FenceCopies();
 
   // Since the last call (and resets): the bytes copied to the device, and where the
   // feeding threads spent their time: waiting for a free slot, copying into pinned slots.
   struct Stats {
     uint64_t chunks = 0;
     uint64_t h2d_bytes = 0;  // host-to-device bytes copied
+    uint64_t in_place_bytes = 0;  // of those, copied straight from pinned sources
     double wait_seconds = 0, fill_seconds = 0;
   };
   Stats TakeStats();
@@ -69,6 +76,23 @@ class StagingRing {
   void Return(Slot* slot);
   // memcpy into a pinned slot, timed.
   void Fill(uint8_t* pinned, const void* src, uint64_t n);
+  // Writes host bytes to `dst` through slots, one slot at a time.
+  absl::Status WriteThroughSlots(uint8_t* dst, const uint8_t* src, uint64_t n);
+  // Host bytes [src, +n) bound for device [dst, +n): the part inside a pinned
+  // span is copied from where it lies, the parts before and after it through the
+  // slot's pinned buffer `staged` at the same offsets.
+  struct Staged {
+    uint8_t* dst;
+    const uint8_t* src;
+    uint8_t* staged;
+    uint64_t n;
+    uint64_t pinned_begin, pinned_end;  // offsets of the pinned part (equal: none)
+  };
+  static Staged Split(uint8_t* dst, const uint8_t* src, uint64_t n, uint8_t* staged, PinnedSpan pinned);
+  // Fills the unpinned parts into the slot (outside the lock).
+  void FillUnpinned(const Staged& s);
+  // Enqueues the copies on the copy stream. Needs mu_.
+  cudaError_t EnqueueLocked(const Staged& s);
 
   int device_;
   uint64_t device_bytes_ = 0;

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# A local-path load into FP8 on one GPU against the floors measured in the same run
+# (docs/performance.md, "Path loads"): plain pinned host-to-device copies of the same
+# bytes, and what the host side can feed the GPU each way (weightd-bench-source-floor).
+# Loads every scheme with the mapped segments pinned (the default) and without
+# (--pin-path-sources=false: every byte through the ring's pinned slots), and checks
+# that a pinned load's bytes equal the host backend's (the CPU reference).
+#   bench/cuda/path_load_bench.sh BIN_DIR LIB_DIR OUT_DIR [LAYERS] [READ_THREADS]
+# Writes OUT_DIR/path_load_bench.jsonl and the daemons' logs.
+set -u
+bin=$(realpath "$1"); lib=$(realpath "$2"); out=$(realpath -m "$3"); layers=${4:-32}; threads=${5:-16}
+mkdir -p "$out"
+export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+work=$(mktemp -d /tmp/weightd-path-XXXXXX)
+start_daemon() {
+  rm -f "$work/h.sock"
+  "$bin/weightd" --listen="unix:$work/w.sock" --handle-socket="$work/h.sock" --metrics-address=127.0.0.1:0 \
+    --model-root="$work/models" --log-format=json --log-level=debug "$@" 2>>"$out/weightd-path.log" &
+  daemon=$!
+  for _ in $(seq 400); do [ -S "$work/h.sock" ] && break; sleep 0.05; done
+}
+stop_daemon() { kill -TERM "$daemon"; wait "$daemon"; }
+ctl() { "$bin/weightctl" --address="unix:$work/w.sock" --handle-socket="$work/h.sock" --progress=false "$@"; }
+
+"$bin/weightd-gen" --preset=8b --layers="$layers" --out="$work/models/big" --shards=4 --dtype=bf16 >/dev/null &
+gen=$!
+"$bin/weightd-gen" --preset=8b --layers=1 --out="$work/models/check" --shards=2 --dtype=bf16 --seed=3 >/dev/null
+wait "$gen"
+bytes=$(du -cb "$work"/models/big/*.safetensors | tail -n1 | cut -f1)
+cat "$work"/models/big/*.safetensors >/dev/null  # warm page cache
+floor=$("$bin/weightd-bench-source-floor" --threads="$threads" "$work"/models/big/*.safetensors)
+echo "$floor" | tee "$out/source_floor.json"
+h2d=$(echo "$floor" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pinned_h2d_gbps"])')
+: >"$out/path_load_bench.jsonl"
+for pin in true false; do
+  start_daemon --backend=cuda --read-threads="$threads" --pin-path-sources=$pin
+  for scheme in per-tensor per-channel block; do
+    t0=$(date +%s.%N); ctl load "m-$scheme" --path=big --scheme=$scheme >/dev/null; t1=$(date +%s.%N)
+    ctl unload "m-$scheme" >/dev/null
+    python3 - "$bytes" "$t0" "$t1" "$h2d" "$pin" "$scheme" "$threads" <<'PY' | tee -a "$out/path_load_bench.jsonl"
+import json, sys
+b, t0, t1, h2d = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+load = b / (t1 - t0) / 1e9
+print(json.dumps({"pin_path_sources": sys.argv[5], "scheme": sys.argv[6], "read_threads": int(sys.argv[7]),
+                  "checkpoint_bytes": b, "load_seconds": round(t1 - t0, 3), "load_gbps": round(load, 2),
+                  "pinned_h2d_gbps": h2d, "ratio": round(load / h2d, 3)}))
+PY
+  done
+  stop_daemon
+done
+grep -E '"event":"(path_read|staging_ring|load_finished)"' "$out/weightd-path.log" | tail -n 18
+
+echo "== a pinned load's bytes against the host backend's (CPU reference)"
+ok=1
+for backend in cuda host; do
+  start_daemon --backend=$backend --read-threads="$threads"
+  for scheme in per-tensor per-channel block; do
+    ctl load "c-$scheme" --path=check --scheme=$scheme >/dev/null && ctl export "c-$scheme" "$work/x-$backend-$scheme" >/dev/null || ok=0
+  done
+  stop_daemon
+done
+for scheme in per-tensor per-channel block; do
+  if diff -rq "$work/x-cuda-$scheme" "$work/x-host-$scheme"; then echo "$scheme: equal"; else echo "$scheme: DIFFERENT"; ok=0; fi
+done
+echo "bytes_equal=$ok"
+rm -rf "$work"
+[ "$ok" = 1 ]
