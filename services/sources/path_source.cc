@@ -25,6 +25,10 @@ namespace {
 
 // Time spent pinning segments by all threads of all path loads (debug log of each load).
 std::atomic<uint64_t> pin_nanoseconds{0};
+// The pieces a segment outside the page cache is read in before it is used.
+constexpr uint64_t kWarmPiece = uint64_t{4} << 20;
+// Segments found outside the page cache (debug log of each load).
+std::atomic<uint64_t> cold_segments{0};
 
 // Reads up to `size` bytes at `offset` into `out`; `*got` is how many arrived
 // (fewer only at the end of the file).
@@ -33,7 +37,10 @@ absl::Status ReadInto(int fd, uint64_t offset, size_t size, char* out, size_t* g
   while (done < size) {
     ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return absl::InternalError(absl::StrCat("reading '", file, "': ", std::strerror(errno)));
+    if (n < 0) {
+      return absl::InternalError(
+          absl::StrCat("reading '", file, "' at byte offset ", offset + done, ": ", std::strerror(errno)));
+    }
     if (n == 0) break;
     done += static_cast<size_t>(n);
   }
@@ -161,10 +168,42 @@ absl::Status ReadSegment(ShardFile& shard, const Segment& segment, ShardWriter& 
       if (header.data_start() + t.end > shard.map.size()) return ShortRead(shard, t, shard.map.size());
     }
   }
-  shard.map.WillNeed(begin, end - begin);
+  // A segment not in the page cache is read from disk once, all of it requested at
+  // once, and its pages dropped again once it has landed (see Landed below). It is
+  // read with pread first (into a small scratch buffer), so a disk error is a status
+  // naming the file and offset, not a SIGBUS when the mapping is touched.
+  const bool cold = !shard.map.Cached(begin, end - begin);
+  if (cold) {
+    ++cold_segments;
+    shard.map.WillNeed(begin, end - begin);
+    thread_local std::vector<char> scratch(kWarmPiece);
+    for (uint64_t at = begin; at < end; at += kWarmPiece) {
+      if (job.failed()) return job.status();
+      const size_t want = static_cast<size_t>(std::min<uint64_t>(kWarmPiece, end - at));
+      size_t got = 0;
+      WEIGHTD_RETURN_IF_ERROR(ReadInto(shard.fd.get(), at, want, scratch.data(), &got, shard.file));
+      if (got < want) {
+        for (size_t i = segment.first; i < segment.last; ++i) {
+          const safetensors::TensorHeader& t = header.tensors[i];
+          if (header.data_start() + t.end > at + got) return ShortRead(shard, t, at + got);
+        }
+      }
+    }
+  }
+  // Unpins once the segment's copies have landed, then drops a cold segment's pages.
+  struct Landed {
+    std::unique_ptr<SourcePin> pin;
+    const MappedFile& map;
+    bool cold;
+    uint64_t begin, end;
+    ~Landed() {
+      pin.reset();
+      if (cold) map.Drop(begin, end - begin);
+    }
+  };
   const auto pin_start = std::chrono::steady_clock::now();
-  std::unique_ptr<SourcePin> pin =
-      end > begin ? job.backend().PinSource(shard.map.view(begin, 0).data(), end - begin) : nullptr;
+  Landed landed{end > begin ? job.backend().PinSource(shard.map.view(begin, 0).data(), end - begin) : nullptr,
+                shard.map, cold, begin, end};
   pin_nanoseconds += static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - pin_start).count());
   for (size_t i = segment.first; i < segment.last; ++i) {
@@ -297,7 +336,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
     }
   };
   int threads = std::max(1, std::min<int>(options.read_threads, static_cast<int>(segments.size())));
-  const uint64_t pin_before = pin_nanoseconds.load();
+  const uint64_t pin_before = pin_nanoseconds.load(), cold_before = cold_segments.load();
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
@@ -306,7 +345,8 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   LogEvent(LogLevel::kDebug, "path_read",
            {{"model", job->model_id()}, {"threads", threads}, {"segments", segments.size()},
             {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
-            {"pin_seconds_all_threads", (pin_nanoseconds.load() - pin_before) / 1e9}});
+            {"pin_seconds_all_threads", (pin_nanoseconds.load() - pin_before) / 1e9},
+            {"cold_segments", cold_segments.load() - cold_before}});
 }
 
 }  // namespace weightd

@@ -6,7 +6,14 @@
 // output 1002 MiB each). The file pages a load maps are the kernel's page cache,
 // not the daemon's memory, and are not counted (RssFile); the host devices' arenas
 // are shared memory (RssShmem), the devices' memory, not counted either.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <filesystem>
+#include <vector>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -61,6 +68,65 @@ TEST(PathMemoryE2ETest, AnEightBShapedPathLoadKeepsHostMemoryToTheSegmentsOfItsR
   std::cout << "anonymous memory growth during the load: " << (peak - before) / (1 << 20) << " MiB\n";
   EXPECT_LE(peak - before, bound) << "anonymous memory grew by " << (peak - before) / (1 << 20)
                                   << " MiB during the load; bound " << bound / (1 << 20) << " MiB";
+}
+
+// Pages of `path` in the page cache, and all of its pages (mincore of a mapping).
+std::pair<size_t, size_t> CachedPages(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0 || st.st_size == 0) return {0, 0};
+  void* map = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_SHARED, fd, 0);
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> resident((static_cast<size_t>(st.st_size) + page - 1) / page);
+  size_t cached = 0;
+  if (map != MAP_FAILED && ::mincore(map, static_cast<size_t>(st.st_size), resident.data()) == 0) {
+    for (unsigned char r : resident) cached += r & 1;
+  }
+  if (map != MAP_FAILED) ::munmap(map, static_cast<size_t>(st.st_size));
+  ::close(fd);
+  return {cached, resident.size()};
+}
+
+// Writes `path` back and asks the kernel to drop it from the page cache.
+void Evict(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fdatasync(fd);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+}
+
+// A checkpoint that is not in the page cache (a node's first load of a model) is
+// read from disk once and does not stay in the page cache: a model read once must
+// not push out what the node had cached. Its bytes are the CPU reference's.
+TEST(PathMemoryE2ETest, AColdCheckpointIsReadOnceAndLeftOutOfThePageCache) {
+  DaemonProcess daemon;
+  const std::string checkpoint = daemon.model_root() + "/small";
+  ASSERT_EQ(daemon.GenerateTiny("small", {"--preset=small", "--shards=2"}).exit_code, 0);
+  std::vector<std::string> shards;
+  for (const auto& e : std::filesystem::directory_iterator(checkpoint)) {
+    if (e.path().extension() == ".safetensors") shards.push_back(e.path().string());
+  }
+  ASSERT_EQ(shards.size(), 2u);
+  for (const std::string& f : shards) Evict(f);
+  for (const std::string& f : shards) {
+    auto [cached, pages] = CachedPages(f);
+    // Some file systems (tmpfs) keep every page: nothing to test there.
+    if (cached * 2 > pages) GTEST_SKIP() << f << ": the kernel keeps " << cached << " of " << pages << " pages";
+  }
+  daemon.Start({"--read-threads=2", "--log-level=debug"});
+  CommandResult load = daemon.Ctl({"load", "m", "--path=small"});
+  ASSERT_EQ(load.exit_code, 0) << load.err;
+  EXPECT_NE(daemon.log().find("\"cold_segments\""), std::string::npos);
+  EXPECT_EQ(daemon.log().find("\"cold_segments\":0"), std::string::npos) << "no segment was read cold";
+  for (const std::string& f : shards) {
+    auto [cached, pages] = CachedPages(f);
+    // The headers and the partial pages at the ends of segments may stay.
+    EXPECT_LT(cached * 10, pages) << f << ": " << cached << " of " << pages << " pages stayed in the page cache";
+  }
+  ASSERT_EQ(daemon.Ctl({"export", "m", daemon.dir() + "/out"}).exit_code, 0);
+  CommandResult verify = daemon.Ctl({"verify", checkpoint, daemon.dir() + "/out"});
+  EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 }
 
 }  // namespace
