@@ -50,6 +50,42 @@ PY
 done
 grep -E '"event":"(path_read|staging_ring|load_finished)"' "$out/weightd-path.log" | tail -n 18
 
+echo "== cold page cache: a per-tensor load against the disk's sequential read (dd iflag=direct)"
+evict() {
+  sync
+  echo 3 >/proc/sys/vm/drop_caches 2>/dev/null
+  python3 -c 'import os,sys
+for f in sys.argv[1:]:
+    fd = os.open(f, os.O_RDONLY); os.fdatasync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' \
+    "$work"/models/big/*.safetensors
+}
+evict
+t0=$(date +%s.%N)
+for f in "$work"/models/big/*.safetensors; do dd if="$f" of=/dev/null bs=16M iflag=direct status=none; done
+t1=$(date +%s.%N)
+evict
+t2=$(date +%s.%N)
+for f in "$work"/models/big/*.safetensors; do dd if="$f" of=/dev/null bs=16M iflag=direct status=none & done
+wait
+t3=$(date +%s.%N)
+evict
+start_daemon --backend=cuda --read-threads="$threads"
+t4=$(date +%s.%N); ctl load cold --path=big --scheme=per-tensor >/dev/null; t5=$(date +%s.%N)
+stop_daemon
+# What the cold load left in the page cache (util-linux fincore; -1 where it is missing).
+cached=$(fincore --bytes --noheadings --output RES "$work"/models/big/*.safetensors 2>/dev/null \
+  | awk '{s += $1} END {print NR ? s : -1}')
+python3 - "$bytes" "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$cached" <<'PY' | tee -a "$out/path_load_bench.jsonl"
+import json, sys
+b = int(sys.argv[1]); t = [float(x) for x in sys.argv[2:8]]; cached = int(sys.argv[8])
+dd1, dd4, load = b / (t[1] - t[0]) / 1e9, b / (t[3] - t[2]) / 1e9, b / (t[5] - t[4]) / 1e9
+print(json.dumps({"cold": True, "scheme": "per-tensor", "checkpoint_bytes": b,
+                  "dd_direct_one_stream_gbps": round(dd1, 2), "dd_direct_one_per_shard_gbps": round(dd4, 2),
+                  "load_seconds": round(t[5] - t[4], 3), "load_gbps": round(load, 2),
+                  "ratio_to_best_dd": round(load / max(dd1, dd4), 3), "page_cache_bytes_after": cached}))
+PY
+grep -E '"event":"path_read"' "$out/weightd-path.log" | tail -n 1
+
 echo "== a pinned load's bytes against the host backend's (CPU reference)"
 ok=1
 for backend in cuda host; do
