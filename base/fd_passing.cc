@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 
 namespace weightd {
 namespace {
@@ -93,54 +94,69 @@ absl::Status RecvExact(int fd, char* dst, size_t size, absl::Time deadline, bool
 
 }  // namespace
 
-absl::Status SendFrame(int socket_fd, std::string_view payload, const std::vector<int>& fds) {
-  if (payload.size() > kMaxFrameBytes) {
+absl::Status CheckFrameLimits(size_t payload_bytes, size_t fd_count) {
+  if (payload_bytes > kMaxFrameBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("frame of ", payload.size(), " bytes exceeds the limit of ", kMaxFrameBytes));
+        absl::StrCat("frame of ", payload_bytes, " bytes exceeds the limit of ", kMaxFrameBytes));
   }
-  if (fds.size() > kMaxFrameFds) {
+  if (fd_count > kMaxFrameFds) {
     return absl::InvalidArgumentError(
-        absl::StrCat(fds.size(), " file descriptors exceed the limit of ", kMaxFrameFds, " per frame"));
+        absl::StrCat(fd_count, " file descriptors exceed the limit of ", kMaxFrameFds, " per frame"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> SendFramePart(int socket_fd, std::string_view payload, const std::vector<int>& fds,
+                                     size_t sent, bool dont_wait) {
   uint32_t len = static_cast<uint32_t>(payload.size());
   unsigned char header[kHeaderBytes] = {static_cast<unsigned char>(len), static_cast<unsigned char>(len >> 8),
                                         static_cast<unsigned char>(len >> 16),
                                         static_cast<unsigned char>(len >> 24)};
   alignas(struct cmsghdr) char control[CMSG_SPACE(kMaxFrameFds * sizeof(int))];
+  struct iovec iov[2];
+  int iovcnt = 0;
+  if (sent < kHeaderBytes) iov[iovcnt++] = {header + sent, kHeaderBytes - sent};
+  size_t body_off = sent < kHeaderBytes ? 0 : sent - kHeaderBytes;
+  if (body_off < payload.size()) {
+    iov[iovcnt++] = {const_cast<char*>(payload.data()) + body_off, payload.size() - body_off};
+  }
+  if (iovcnt == 0) return 0;
+  struct msghdr msg = {};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = iovcnt;
+  if (sent == 0 && !fds.empty()) {
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+    std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = ::sendmsg(socket_fd, &msg, MSG_NOSIGNAL | (dont_wait ? MSG_DONTWAIT : 0));
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return ErrnoStatus("sendmsg", errno);
+  }
+}
+
+absl::Status SendFrame(int socket_fd, std::string_view payload, const std::vector<int>& fds) {
+  WEIGHTD_RETURN_IF_ERROR(CheckFrameLimits(payload.size(), fds.size()));
   const bool nonblocking = (::fcntl(socket_fd, F_GETFL) & O_NONBLOCK) != 0;
   size_t total = kHeaderBytes + payload.size();
   size_t sent = 0;
   while (sent < total) {
-    struct iovec iov[2];
-    int iovcnt = 0;
-    if (sent < kHeaderBytes) iov[iovcnt++] = {header + sent, kHeaderBytes - sent};
-    size_t body_off = sent < kHeaderBytes ? 0 : sent - kHeaderBytes;
-    if (body_off < payload.size()) {
-      iov[iovcnt++] = {const_cast<char*>(payload.data()) + body_off, payload.size() - body_off};
+    absl::StatusOr<size_t> n = SendFramePart(socket_fd, payload, fds, sent, /*dont_wait=*/false);
+    if (!n.ok()) return n.status();
+    if (*n == 0) {  // the socket is full
+      if (!nonblocking) return ErrnoStatus("sendmsg", EAGAIN);  // SO_SNDTIMEO ran out
+      auto ready = WaitFor(socket_fd, POLLOUT, absl::InfiniteFuture());
+      if (!ready.ok()) return ready.status();
+      continue;
     }
-    struct msghdr msg = {};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = iovcnt;
-    if (sent == 0 && !fds.empty()) {
-      msg.msg_control = control;
-      msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
-      struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
-      std::memcpy(CMSG_DATA(c), fds.data(), fds.size() * sizeof(int));
-    }
-    ssize_t n = ::sendmsg(socket_fd, &msg, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if ((errno == EAGAIN || errno == EWOULDBLOCK) && nonblocking) {
-        auto ready = WaitFor(socket_fd, POLLOUT, absl::InfiniteFuture());
-        if (!ready.ok()) return ready.status();
-        continue;
-      }
-      return ErrnoStatus("sendmsg", errno);
-    }
-    sent += static_cast<size_t>(n);
+    sent += *n;
   }
   return absl::OkStatus();
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
 
@@ -24,6 +25,18 @@ inline constexpr size_t kMaxFrameFds = 250;  // below the kernel's SCM_MAX_FD (2
 // SO_SNDTIMEO, a send that times out is DEADLINE_EXCEEDED; a closed peer is
 // UNAVAILABLE (never SIGPIPE).
 absl::Status SendFrame(int socket_fd, std::string_view payload, const std::vector<int>& fds = {});
+
+// INVALID_ARGUMENT for a payload over kMaxFrameBytes or more than kMaxFrameFds
+// descriptors: what SendFrame refuses before sending anything.
+absl::Status CheckFrameLimits(size_t payload_bytes, size_t fd_count);
+
+// One sendmsg of a frame from byte `sent` on (the 4-byte length counts), for
+// callers that send a frame in pieces (OutgoingFrame); `fds` go with byte 0,
+// so only a call with `sent == 0` carries them. Returns how many bytes the
+// socket took: 0 when it is full (EAGAIN). `dont_wait` adds MSG_DONTWAIT, so a
+// blocking socket does not block either. The limits are the caller's to check.
+absl::StatusOr<size_t> SendFramePart(int socket_fd, std::string_view payload, const std::vector<int>& fds,
+                                     size_t sent, bool dont_wait);
 
 // Receives exactly one frame, never reading into the next. `timeout` bounds the
 // whole frame (absl::InfiniteDuration() waits forever). Received descriptors are

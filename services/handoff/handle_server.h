@@ -3,7 +3,9 @@
 // lease: the worker sends an AttachRequest frame, the server answers with an
 // AttachResponse frame carrying one descriptor per allocation (SCM_RIGHTS). When
 // the worker closes the connection (or dies), or sends anything more, the lease
-// ends. The peer's uid is checked with SO_PEERCRED.
+// ends. The peer's uid is checked with SO_PEERCRED at accept. Every socket is
+// non-blocking and every answer is sent as the socket takes it
+// (HandleConnection), so one worker that does not read delays no one else.
 // Thread-safety: one internal poll thread does all socket work and calls the
 // AttachHandler and every on_lease_end; Shutdown() and active_leases() may be
 // called from any thread (but not from inside a handler callback).
@@ -12,7 +14,6 @@
 #include <sys/types.h>
 
 #include <atomic>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,29 +23,10 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/unique_fd.h"
-#include "services/handoff/request_frame.h"
-#include "weightd/v1/handoff.pb.h"
+#include "services/handoff/attach_handler.h"
+#include "services/handoff/handle_connection.h"
 
 namespace weightd::handoff {
-
-struct PeerCredentials {
-  pid_t pid;
-  uid_t uid;
-  gid_t gid;
-};
-
-struct AttachGrant {
-  v1::AttachResponse response;  // code != 0: refused, no descriptors are sent
-  std::vector<UniqueFd> fds;    // sent with the response, then closed here
-  std::function<void()> on_lease_end;  // called once when the connection closes; may be empty
-};
-
-class AttachHandler {
- public:
-  virtual ~AttachHandler() = default;
-  // Runs on the server's poll thread: must be quick and must not block.
-  virtual AttachGrant Attach(const PeerCredentials& peer, const v1::AttachRequest& request) = 0;
-};
 
 struct HandleServerOptions {
   std::string socket_path;
@@ -52,6 +34,10 @@ struct HandleServerOptions {
   std::vector<uid_t> allowed_uids;  // empty: the daemon's euid and root; checked with SO_PEERCRED
   size_t max_connections = 1024;
   absl::Duration request_timeout = absl::Seconds(10);  // a connection silent this long is closed
+  // A worker that has not taken its whole answer this long after it was ready is
+  // dropped: its lease, granted but not delivered, ends, and its descriptors close.
+  // While it waits, it holds its answer (at most kMaxFrameBytes) and nothing else.
+  absl::Duration answer_timeout = absl::Seconds(10);
   // Testing only: the serving thread ends after this long, as if it had died.
   absl::Duration test_stop_after = absl::InfiniteDuration();
 };
@@ -75,14 +61,9 @@ class HandleServer {
   bool serving() const { return serving_.load(); }
 
  private:
-  struct Connection;
   HandleServer(const HandleServerOptions& options, AttachHandler* handler);
   void Run();
   bool AcceptAll();  // false when accept failed for a reason other than an empty backlog
-  // Returns false when the connection is to be closed.
-  bool ServeReadable(Connection& conn);
-  bool ServeRequest(Connection& conn);
-  void Close(Connection& conn);
 
   HandleServerOptions options_;
   AttachHandler* handler_;
@@ -91,7 +72,7 @@ class HandleServer {
   UniqueFd wake_;  // eventfd: makes the poll thread return for Shutdown
   dev_t socket_dev_ = 0;
   ino_t socket_ino_ = 0;
-  std::vector<std::unique_ptr<Connection>> connections_;  // poll thread only
+  std::vector<std::unique_ptr<HandleConnection>> connections_;  // poll thread only
   std::atomic<size_t> active_leases_{0};
   std::atomic<bool> serving_{true};
   std::mutex shutdown_mu_;

@@ -1,5 +1,6 @@
 #include "services/handoff/handle_server.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -79,6 +80,14 @@ bool Eventually(const std::function<bool()>& condition) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return condition();
+}
+
+int OpenFdCount() {
+  int count = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  while (::readdir(dir) != nullptr) ++count;
+  ::closedir(dir);
+  return count;
 }
 
 UniqueFd ConnectRaw(const std::string& path) {
@@ -195,6 +204,50 @@ TEST_F(HandleServerTest, AManifestOverTheFrameLimitIsAnsweredNotDropped) {
   EXPECT_NE(lease.status().message().find("frame limit"), std::string::npos) << lease.status();
   EXPECT_TRUE(Eventually([&] { return handler_.ended.load() == 1; }));  // the granted lease ended
   EXPECT_EQ(server_->active_leases(), 0u);
+}
+
+// Workers that ask for a large manifest and never read it. Before, the poll thread
+// sat in each one's send for 5 to 10 s (SO_SNDTIMEO), and the attach behind them
+// waited for all four: 20 s or more.
+TEST_F(HandleServerTest, WorkersThatDoNotReadTheirAnswersDoNotDelayAnotherAttach) {
+  handler_.tensors = 60000;  // about 4 MB of manifest, far over a socket's send buffer
+  StartServer();
+  std::vector<UniqueFd> stalled;
+  v1::AttachRequest request;
+  request.set_model_id("m");
+  for (int i = 0; i < 4; ++i) {
+    stalled.push_back(ConnectRaw(options_.socket_path));
+    ASSERT_TRUE(SendFrame(stalled.back().get(), request.SerializeAsString()).ok());
+  }
+  ASSERT_TRUE(Eventually([&] { return handler_.last_pid.load() != 0; }));  // the first is being answered
+  // Half the stall the four would cause before, and hundreds of times what an
+  // attach takes: a busy machine does not reach it.
+  auto lease = client::Lease::Attach(options_.socket_path, "m", 0, absl::Seconds(10));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  EXPECT_EQ(lease->manifest().tensors_size(), 60000);
+  EXPECT_EQ(lease->fds().size(), 2u);
+}
+
+TEST_F(HandleServerTest, AWorkerThatDoesNotReadItsAnswerIsDroppedAndItsLeaseEnds) {
+  handler_.tensors = 60000;
+  options_.answer_timeout = absl::Milliseconds(200);
+  StartServer();
+  const int open_fds = OpenFdCount();
+  UniqueFd stalled = ConnectRaw(options_.socket_path);
+  v1::AttachRequest request;
+  request.set_model_id("m");
+  ASSERT_TRUE(SendFrame(stalled.get(), request.SerializeAsString()).ok());
+  EXPECT_TRUE(Eventually([&] { return handler_.ended.load() == 1; }));  // granted, never delivered
+  EXPECT_EQ(server_->active_leases(), 0u);
+  // What it finds when it reads at last: the start of its answer, then the close.
+  std::string payload;
+  std::vector<UniqueFd> fds;
+  EXPECT_EQ(RecvFrame(stalled.get(), absl::Seconds(5), &payload, &fds).code(), absl::StatusCode::kDataLoss);
+  stalled.reset();
+  // The server closed its end and the grant's descriptors (each once: a second
+  // close would hit a descriptor opened since, and the count would fall short).
+  EXPECT_TRUE(Eventually([&] { return OpenFdCount() == open_fds; })) << OpenFdCount() << " vs " << open_fds;
+  EXPECT_TRUE(client::Lease::Attach(options_.socket_path, "m", 0).ok());
 }
 
 TEST_F(HandleServerTest, GarbageRequestIsInvalidArgument) {
