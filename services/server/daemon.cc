@@ -287,6 +287,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   // Peers ping every 10 s while a stream is open (services/peer/peer_channels.cc);
   // gRPC's default would call that abuse and close the connection with GOAWAY.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  // No grpc::ResourceQuota from --host-memory-limit: in gRPC 1.51 a quota is no bound
+  // on receive buffers. Past it gRPC resets streams (RST_STREAM ENHANCE_YOUR_CALM, the
+  // client sees RESOURCE_EXHAUSTED) instead of slowing them: with a quota at the limit,
+  // every push of HostMemoryE2ETest's eight streams was reset (docs/running.md, "What
+  // the host memory limit counts").
   if (options.listen.empty()) return absl::InvalidArgumentError("--listen names no address");
   std::vector<std::string> unix_paths;
   std::vector<std::string> tcp_addresses;
