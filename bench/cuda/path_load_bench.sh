@@ -6,6 +6,7 @@
 # (--pin-path-sources=false: every byte through the ring's pinned slots), and checks
 # that a pinned load's bytes equal the host backend's (the CPU reference).
 #   bench/cuda/path_load_bench.sh BIN_DIR LIB_DIR OUT_DIR [LAYERS] [READ_THREADS]
+# Environment: PINS (default "true false"), COLD=0 skips the cold-cache part.
 # Writes OUT_DIR/path_load_bench.jsonl and the daemons' logs.
 set -u
 bin=$(realpath "$1"); lib=$(realpath "$2"); out=$(realpath -m "$3"); layers=${4:-32}; threads=${5:-16}
@@ -32,7 +33,7 @@ floor=$("$bin/weightd-bench-source-floor" --threads="$threads" "$work"/models/bi
 echo "$floor" | tee "$out/source_floor.json"
 h2d=$(echo "$floor" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pinned_h2d_gbps"])')
 : >"$out/path_load_bench.jsonl"
-for pin in true false; do
+for pin in ${PINS:-true false}; do
   start_daemon --backend=cuda --read-threads="$threads" --pin-path-sources=$pin
   for scheme in per-tensor per-channel block; do
     t0=$(date +%s.%N); ctl load "m-$scheme" --path=big --scheme=$scheme >/dev/null; t1=$(date +%s.%N)
@@ -50,6 +51,7 @@ PY
 done
 grep -E '"event":"(path_read|staging_ring|load_finished)"' "$out/weightd-path.log" | tail -n 18
 
+if [ "${COLD:-1}" = 1 ]; then
 echo "== cold page cache: a per-tensor load against the disk's sequential read (dd iflag=direct)"
 evict() {
   sync
@@ -85,6 +87,7 @@ print(json.dumps({"cold": True, "scheme": "per-tensor", "checkpoint_bytes": b,
                   "ratio_to_best_dd": round(load / max(dd1, dd4), 3), "page_cache_bytes_after": cached}))
 PY
 grep -E '"event":"path_read"' "$out/weightd-path.log" | tail -n 1
+fi
 
 echo "== a pinned load's bytes against the host backend's (CPU reference)"
 ok=1

@@ -19,12 +19,11 @@
 #include "base/unique_fd.h"
 #include "services/safetensors/parser.h"
 #include "services/sources/mapped_file.h"
+#include "services/sources/pin_window.h"
 
 namespace weightd {
 namespace {
 
-// Time spent pinning segments by all threads of all path loads (debug log of each load).
-std::atomic<uint64_t> pin_nanoseconds{0};
 // The pieces a segment outside the page cache is read in before it is used.
 constexpr uint64_t kWarmPiece = uint64_t{4} << 20;
 // Segments found outside the page cache (debug log of each load).
@@ -154,11 +153,11 @@ std::pair<uint64_t, uint64_t> SegmentBytes(const ShardFile& shard, const Segment
 }
 
 // A segment's tensors as views of the mapped file: tensors that are gathered
-// (quantized, or sliced off dim 0) whole, others in pieces of `chunk_bytes`. The
-// segment's bytes are pinned for the device while it is placed (where the backend
-// gains by it): the GPU then copies them from the page cache in place.
-absl::Status ReadSegment(ShardFile& shard, const Segment& segment, ShardWriter& writer, LoadJob& job,
-                         const SourceHooks& hooks, size_t chunk_bytes) {
+// (quantized, or sliced off dim 0) whole, others in pieces of `chunk_bytes`. Its
+// blocks are pinned for the devices first, where the backend gains by it
+// (PinWindow): the GPU then copies them from the page cache in place.
+absl::Status ReadSegment(ShardFile& shard, const Segment& segment, size_t index, PinWindow& window,
+                         ShardWriter& writer, LoadJob& job, const SourceHooks& hooks, size_t chunk_bytes) {
   const safetensors::ShardHeader& header = shard.parser->header();
   const auto [begin, end] = SegmentBytes(shard, segment);
   if (end > shard.map.size()) {
@@ -190,22 +189,21 @@ absl::Status ReadSegment(ShardFile& shard, const Segment& segment, ShardWriter& 
       }
     }
   }
-  // Unpins once the segment's copies have landed, then drops a cold segment's pages.
-  struct Landed {
-    std::unique_ptr<SourcePin> pin;
+  // Once its copies are issued, the segment lets its blocks go (unpinned when their
+  // last segment is done); a cold segment's pages are dropped again.
+  struct Done {
+    PinWindow& window;
+    size_t index;
     const MappedFile& map;
     bool cold;
     uint64_t begin, end;
-    ~Landed() {
-      pin.reset();
+    ~Done() {
+      window.Release(index);
       if (cold) map.Drop(begin, end - begin);
     }
   };
-  const auto pin_start = std::chrono::steady_clock::now();
-  Landed landed{end > begin ? job.backend().PinSource(shard.map.view(begin, 0).data(), end - begin) : nullptr,
-                shard.map, cold, begin, end};
-  pin_nanoseconds += static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - pin_start).count());
+  window.Acquire(index, [&job] { return job.failed(); });
+  Done done{window, index, shard.map, cold, begin, end};
   for (size_t i = segment.first; i < segment.last; ++i) {
     const safetensors::TensorHeader& t = header.tensors[i];
     const uint64_t at = header.data_start() + t.begin;
@@ -315,6 +313,15 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   std::vector<size_t> remaining(shards.size(), 0);
   std::vector<absl::Status> shard_status(shards.size());
   for (const Segment& segment : segments) ++remaining[segment.shard];
+  std::vector<const MappedFile*> maps;
+  for (const ShardFile& s : shards) maps.push_back(&s.map);
+  std::vector<PinWindow::Range> ranges;
+  for (const Segment& segment : segments) {
+    const auto [begin, end] = SegmentBytes(shards[segment.shard], segment);
+    ranges.push_back({segment.shard, begin, std::min(end, shards[segment.shard].map.size())});
+  }
+  PinWindow window(job->backend(), std::move(maps), ranges, options.pin_block_bytes, options.pin_window_bytes,
+                   options.pin_threads);
   std::atomic<size_t> next{0};
   auto worker = [&] {
     for (size_t i = next++; i < segments.size(); i = next++) {
@@ -322,7 +329,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
       ShardFile& shard = shards[segment.shard];
       ShardWriter* writer = job->Writer(shard.file);
       absl::Status s = writer == nullptr ? job->status()
-                                         : ReadSegment(shard, segment, *writer, *job, hooks, options.chunk_bytes);
+                                         : ReadSegment(shard, segment, i, window, *writer, *job, hooks, options.chunk_bytes);
       bool last = false;
       absl::Status done;
       {
@@ -336,7 +343,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
     }
   };
   int threads = std::max(1, std::min<int>(options.read_threads, static_cast<int>(segments.size())));
-  const uint64_t pin_before = pin_nanoseconds.load(), cold_before = cold_segments.load();
+  const uint64_t cold_before = cold_segments.load();
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
@@ -345,7 +352,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   LogEvent(LogLevel::kDebug, "path_read",
            {{"model", job->model_id()}, {"threads", threads}, {"segments", segments.size()},
             {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
-            {"pin_seconds_all_threads", (pin_nanoseconds.load() - pin_before) / 1e9},
+            {"pin_seconds_all_threads", window.pin_seconds()}, {"unpin_seconds_all_threads", window.unpin_seconds()},
             {"cold_segments", cold_segments.load() - cold_before}});
 }
 

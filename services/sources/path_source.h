@@ -25,6 +25,11 @@ struct PathSourceOptions {
   size_t chunk_bytes = 8u << 20;
   uint64_t segment_bytes = 64u << 20;
   int read_threads = 8;
+  // PinWindow: blocks pinned for the devices at once, the most pinned at a time,
+  // and the threads pinning them.
+  uint64_t pin_block_bytes = uint64_t{512} << 20;
+  uint64_t pin_window_bytes = uint64_t{4} << 30;
+  int pin_threads = 4;
   safetensors::ParseLimits limits;
 };
 
