@@ -44,10 +44,10 @@ ABSL_FLAG(int, nccl_min_ranks, 2,
           "Loads over at least this many GPUs use an NCCL communicator; smaller ones copy in process (1 sends "
           "one-GPU loads through NCCL too, to test it), e.g. --nccl-min-ranks=1");
 ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for the staging ring, e.g. 32MiB");
-ABSL_FLAG(bool, pin_path_sources, true,
-          "CUDA: path loads pin each segment of the mapped checkpoint files (read-only) so the GPU copies "
-          "them from the page cache in place; false copies every byte through the staging ring's pinned "
-          "buffers (to compare), e.g. --pin-path-sources=false");
+ABSL_FLAG(bool, pin_path_sources, false,
+          "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
+          "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
+          "slower so far (docs/performance.md), e.g. --pin-path-sources=true");
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
 ABSL_FLAG(std::string, host_memory_limit, "auto",

@@ -70,6 +70,8 @@ class DeviceBackend {
   // small): copies then go as they would. The bytes must stay mapped until the
   // pin goes; pins of one backend must not overlap.
   virtual std::unique_ptr<SourcePin> PinSource(const void* data, uint64_t size) { return nullptr; }
+  // Whether PinSource may pin anything (else callers need not ask).
+  virtual bool pins_sources() const { return false; }
   // Waits until every Write and Quantize issued for `device` has landed, and
   // reports any asynchronous failure. Loads call it before they are READY.
   virtual absl::Status Synchronize(int device) { return absl::OkStatus(); }

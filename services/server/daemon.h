@@ -30,7 +30,7 @@ struct DaemonOptions {
   int host_devices = 1;
   std::string cuda_handles = "vmm";  // vmm (POSIX fds) | ipc (legacy cudaIpcMemHandle_t)
   uint64_t staging_ring_bytes = 64ull << 20;
-  bool pin_path_sources = true;
+  bool pin_path_sources = false;
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity
   // Host memory for pushed bytes (received messages, gathered tensors); 0: no limit.

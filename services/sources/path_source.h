@@ -3,10 +3,11 @@
 // sections are cut into segments of about `segment_bytes`: runs of whole tensors,
 // a large quantized tensor alone, or pieces of a large tensor stored unchanged
 // (those land at independent offsets). `read_threads` threads take segments of
-// every shard in parallel; each pins its segment for the devices (the CUDA backend
-// then copies it from the page cache in place) and hands its tensors, as views of
-// the mapping, to its shard's writer: gathered tensors whole, streamed ones in
-// pieces of `chunk_bytes`. No tensor is copied into a host buffer, so host memory
+// every shard in parallel and hand their tensors, as views of the mapping, to the
+// shard's writer: gathered tensors whole, streamed ones in pieces of `chunk_bytes`.
+// Where the backend pins sources, a PinWindow pins blocks ahead of the readers (the
+// GPU then copies them from the page cache in place). A segment outside the page
+// cache is read once with pread first and its pages dropped after it has landed. No tensor is copied into a host buffer, so host memory
 // does not grow with tensor size. A file that is shorter than its header says
 // fails with DATA_LOSS naming the tensor and byte offset. Runs on a loader thread;
 // blocks until the load has finished or failed. Thread-safe (no shared state).

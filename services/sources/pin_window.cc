@@ -46,7 +46,11 @@ PinWindow::PinWindow(DeviceBackend& backend, std::vector<const MappedFile*> file
       window_bytes_ = std::max(window_bytes_, bytes + block_bytes);
     }
   }
-  for (int t = 0; t < std::max(1, threads) && !blocks_.empty(); ++t) pinners_.emplace_back([this] { Pinner(); });
+  if (threads <= 0 || !backend_.pins_sources()) {
+    for (Block& b : blocks_) b.decided = true;  // nothing is pinned: no block to wait for
+    next_block_ = blocks_.size();
+  }
+  for (int t = 0; t < threads && next_block_ < blocks_.size(); ++t) pinners_.emplace_back([this] { Pinner(); });
 }
 
 PinWindow::~PinWindow() {

@@ -30,7 +30,7 @@ class PinWindow {
     uint64_t begin = 0, end = 0;
   };
   PinWindow(DeviceBackend& backend, std::vector<const MappedFile*> files, const std::vector<Range>& segments,
-            uint64_t block_bytes, uint64_t window_bytes, int threads);
+            uint64_t block_bytes, uint64_t window_bytes, int threads);  // no pinning without threads
   ~PinWindow();  // stops pinning and unpins every block still pinned
   PinWindow(const PinWindow&) = delete;
   PinWindow& operator=(const PinWindow&) = delete;

@@ -27,7 +27,7 @@ struct CudaBackendOptions {
   int nccl_min_ranks = 2;
   // Path loads pin their mapped checkpoint segments (PinSource) so the copy engines
   // read the page cache in place; false copies every byte through the ring's slots.
-  bool pin_sources = true;
+  bool pin_sources = false;
 };
 
 // Number of GPUs the runtime sees; 0 without a driver or a device.
@@ -48,6 +48,7 @@ class CudaBackend : public DeviceBackend {
                         const kernels::Tiling& tiling, const float* scales) override;
   absl::Status Synchronize(int device) override;
   std::unique_ptr<SourcePin> PinSource(const void* data, uint64_t size) override;
+  bool pins_sources() const override { return pin_sources_; }
   uint64_t reserved_bytes(int device) const override { return devices_[device].ring->device_bytes(); }
   void set_accounting(DeviceAccounting* accounting) override { accounting_ = accounting; }
   absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;

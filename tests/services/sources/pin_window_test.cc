@@ -31,6 +31,7 @@ class RecordingBackend : public HostBackend {
     ++pins;
     return std::make_unique<Pin>(this, size);
   }
+  bool pins_sources() const override { return true; }
   struct Pin : SourcePin {
     Pin(RecordingBackend* b, uint64_t n) : backend(b), size(n) {}
     ~Pin() override {
@@ -127,6 +128,17 @@ TEST_F(PinWindowTest, AFileOutOfThePageCacheIsNotPinned) {
   window.Release(0);
   std::lock_guard<std::mutex> lock(backend.mu);
   EXPECT_EQ(backend.pins, 0);
+}
+
+TEST_F(PinWindowTest, ABackendThatPinsNothingIsNeverAskedAndNoSegmentWaits) {
+  HostBackend backend(1, uint64_t{1} << 30);
+  std::vector<PinWindow::Range> segments = {{0, 0, kBlock}, {0, kBlock, 3 * kBlock}};
+  PinWindow window(backend, {&map_}, segments, kBlock, kBlock, 2);
+  window.Acquire(0, [] { return false; });
+  window.Acquire(1, [] { return false; });  // would wait for ever if a block were undecided
+  window.Release(0);
+  window.Release(1);
+  EXPECT_EQ(window.pin_seconds(), 0);
 }
 
 }  // namespace
