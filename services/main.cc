@@ -105,6 +105,10 @@ ABSL_FLAG(std::string, test_cgroup_root, "",
 ABSL_FLAG(int, test_stop_handle_server_after_seconds, 0,
           "Testing only: the handle socket's thread ends after this many seconds, as if it had died (health turns "
           "NOT_SERVING), e.g. --test-stop-handle-server-after-seconds=1");
+ABSL_FLAG(std::string, test_hang_collective, "",
+          "Testing only, host backend: every call of this collective operation (broadcast or all_reduce) of a "
+          "tensor-parallel load (tp 2 or more) never returns, as a wedged NCCL call, e.g. "
+          "--test-hang-collective=broadcast");
 ABSL_FLAG(int, push_idle_timeout_seconds, 300,
           "A push load that receives nothing (no stream opens, no byte arrives) this long fails with DEADLINE_EXCEEDED, "
           "e.g. --push-idle-timeout-seconds=60");
@@ -212,6 +216,7 @@ Flags take --dashed-names or --underscored_names.)");
   options.peer_serve_streams = static_cast<uint32_t>(absl::GetFlag(FLAGS_peer_serve_streams));
   options.test_corrupt_served_tensor = absl::GetFlag(FLAGS_test_corrupt_served_tensor);
   options.test_stop_handle_server_after_seconds = absl::GetFlag(FLAGS_test_stop_handle_server_after_seconds);
+  options.test_hang_collective = absl::GetFlag(FLAGS_test_hang_collective);
   if (absl::GetFlag(FLAGS_push_idle_timeout_seconds) <= 0) return Fail("--push-idle-timeout-seconds must be positive");
   options.push_idle_timeout = std::chrono::seconds(absl::GetFlag(FLAGS_push_idle_timeout_seconds));
   auto header_bytes = weightd::ParseByteSize(absl::GetFlag(FLAGS_max_header_bytes));

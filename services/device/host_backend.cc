@@ -116,7 +116,10 @@ absl::StatusOr<std::shared_ptr<Collective>> HostBackend::GroupCollective(const s
   for (int d : devices) {
     if (d < 0 || d >= devices_) return absl::InvalidArgumentError(absl::StrCat("no host device ", d));
   }
-  return std::make_shared<InProcessCollective>(*this, static_cast<int>(devices.size()));
+  auto collective = std::make_shared<InProcessCollective>(*this, static_cast<int>(devices.size()));
+  // A group of one rank waits for no peer: it never hangs (and tp 1 loads go on).
+  if (hang_ == CollectiveHang::kNone || devices.size() < 2) return collective;
+  return std::make_shared<HangingCollective>(std::move(collective), hang_);
 }
 
 }  // namespace weightd

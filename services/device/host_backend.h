@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "services/device/device_backend.h"
+#include "services/device/hanging_collective.h"
 
 namespace weightd {
 
@@ -17,6 +18,10 @@ class HostBackend : public DeviceBackend {
   // Each write or quantization then takes at least its bytes at this rate: a
   // slower device for tests of flow control (0: memory speed).
   void set_write_bytes_per_second(uint64_t rate) { write_rate_ = rate; }
+  // Testing only (--test-hang-collective): the collective of every group of two
+  // or more devices hangs in this operation (services/device/hanging_collective.h).
+  // Set before any load.
+  void set_test_collective_hang(CollectiveHang hang) { hang_ = hang; }
 
   v1::DeviceKind kind() const override { return v1::DEVICE_KIND_HOST; }
   int device_count() const override { return devices_; }
@@ -37,6 +42,7 @@ class HostBackend : public DeviceBackend {
   uint64_t capacity_;
   void Throttle(uint64_t bytes) const;
   uint64_t write_rate_ = 0;
+  CollectiveHang hang_ = CollectiveHang::kNone;
 };
 
 }  // namespace weightd

@@ -17,11 +17,17 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateHost(const BackendOptions& 
   uint64_t capacity = options.host_memory_bytes / static_cast<uint64_t>(options.host_devices);
   auto backend = std::make_unique<HostBackend>(options.host_devices, capacity);
   backend->set_write_bytes_per_second(options.host_write_bytes_per_second);
+  absl::StatusOr<CollectiveHang> hang = ParseCollectiveHang(options.test_hang_collective);
+  if (!hang.ok()) return hang.status();
+  backend->set_test_collective_hang(*hang);
   return std::unique_ptr<DeviceBackend>(std::move(backend));
 }
 
 #ifdef WEIGHTD_HAVE_CUDA
 absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateCuda(const BackendOptions& options) {
+  if (!options.test_hang_collective.empty()) {
+    return absl::InvalidArgumentError("--test-hang-collective needs the host backend (--backend=host)");
+  }
   cuda::CudaBackendOptions cuda_options;
   if (options.cuda_handles == "ipc") {
     cuda_options.handles = cuda::HandleKind::kLegacyIpc;

@@ -24,6 +24,7 @@ struct BackendOptions {
   bool pin_path_sources = false;  // cuda: CudaBackendOptions::pin_sources
   int nccl_min_ranks = 2;
   HostPinnedAccounting* pinned = nullptr;  // page-locked staging memory is counted here
+  std::string test_hang_collective;  // host backend only: "", broadcast or all_reduce
 };
 
 absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateBackend(const BackendOptions& options);

@@ -201,6 +201,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_options.pin_path_sources = options.pin_path_sources;
   backend_options.nccl_min_ranks = options.nccl_min_ranks;
   backend_options.pinned = state->pinned.get();
+  backend_options.test_hang_collective = options.test_hang_collective;
   auto backend = CreateBackend(backend_options);
   if (!backend.ok()) return backend.status();
   state->backend = std::move(*backend);

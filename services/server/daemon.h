@@ -71,6 +71,7 @@ struct DaemonOptions {
   uint32_t peer_serve_streams = 64;    // serving streams at once
   std::string test_corrupt_served_tensor;  // test hook: flips a byte of this tensor on the wire
   int test_stop_handle_server_after_seconds = 0;  // test hook: the handle server's thread ends; 0: never
+  std::string test_hang_collective;  // test hook, host backend: "broadcast" or "all_reduce" never returns
 };
 
 class Daemon {

@@ -49,14 +49,35 @@ pid_t Spawn(const std::vector<std::string>& argv, int out_fd, int err_fd) {
   return pid;
 }
 
+int ExitCode(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
 int WaitStatus(pid_t pid, long* peak_rss_bytes = nullptr) {
   int status = 0;
   struct rusage usage {};
   while (::wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
   }
   if (peak_rss_bytes != nullptr) *peak_rss_bytes = usage.ru_maxrss * 1024;  // Linux reports KiB
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  return 128 + WTERMSIG(status);
+  return ExitCode(status);
+}
+
+// WaitStatus for at most `limit`; nullopt (the process still running) after it.
+std::optional<int> WaitStatusWithin(pid_t pid, std::chrono::milliseconds limit, long* peak_rss_bytes = nullptr) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    int status = 0;
+    struct rusage usage {};
+    pid_t done = ::wait4(pid, &status, WNOHANG, &usage);
+    if (done == pid) {
+      if (peak_rss_bytes != nullptr) *peak_rss_bytes = usage.ru_maxrss * 1024;
+      return ExitCode(status);
+    }
+    if (done < 0 && errno != EINTR) return -1;
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 // The ports of the "ready" record, in either log format; leaves them alone on any other line.
@@ -89,12 +110,26 @@ std::string BinPath(const std::string& name) {
 }
 
 CommandResult RunCommand(const std::vector<std::string>& argv) {
+  return RunCommand(argv, std::chrono::milliseconds::max());
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds limit) {
   char out_path[] = "/tmp/weightd-cmd-out-XXXXXX";
   char err_path[] = "/tmp/weightd-cmd-err-XXXXXX";
   int out_fd = ::mkstemp(out_path), err_fd = ::mkstemp(err_path);
   pid_t pid = Spawn(argv, out_fd, err_fd);
   CommandResult result;
-  result.exit_code = WaitStatus(pid, &result.peak_rss_bytes);
+  if (limit == std::chrono::milliseconds::max()) {
+    result.exit_code = WaitStatus(pid, &result.peak_rss_bytes);
+  } else {
+    std::optional<int> code = WaitStatusWithin(pid, limit, &result.peak_rss_bytes);
+    if (!code) {
+      ::kill(pid, SIGKILL);
+      result.timed_out = true;
+      code = WaitStatus(pid, &result.peak_rss_bytes);
+    }
+    result.exit_code = *code;
+  }
   ::lseek(out_fd, 0, SEEK_SET);
   ::lseek(err_fd, 0, SEEK_SET);
   result.out = ReadAll(out_fd);
@@ -199,12 +234,22 @@ nlohmann::json DaemonProcess::ReadyRecord() const {
   return nullptr;
 }
 
-int DaemonProcess::Stop() {
-  int status = -1;
+int DaemonProcess::Stop() { return *StopWithin(std::chrono::milliseconds::max()); }
+
+std::optional<int> DaemonProcess::StopWithin(std::chrono::milliseconds limit) {
+  std::optional<int> status = -1;
   const bool running = pid_ >= 0;
   if (running) {
     ::kill(pid_, SIGTERM);
-    status = WaitStatus(pid_);
+    if (limit == std::chrono::milliseconds::max()) {
+      status = WaitStatus(pid_);
+    } else {
+      status = WaitStatusWithin(pid_, limit);
+      if (!status) {
+        ::kill(pid_, SIGKILL);
+        WaitStatus(pid_);
+      }
+    }
     pid_ = -1;
   }
   if (drainer_.joinable()) drainer_.join();  // EOF: the daemon's end of the pipe is closed
@@ -236,10 +281,14 @@ CommandResult DaemonProcess::GenerateTiny(const std::string& name, const std::ve
 }
 
 CommandResult DaemonProcess::Ctl(std::vector<std::string> args) const {
+  return Ctl(std::move(args), std::chrono::milliseconds::max());
+}
+
+CommandResult DaemonProcess::Ctl(std::vector<std::string> args, std::chrono::milliseconds limit) const {
   std::vector<std::string> argv = {BinPath("weightctl"), "--address=" + grpc_address(),
                                    "--handle-socket=" + handle_socket(), "--progress=false"};
   argv.insert(argv.end(), args.begin(), args.end());
-  return RunCommand(argv);
+  return RunCommand(argv, limit);
 }
 
 std::string DaemonProcess::Metrics() const {

@@ -6,7 +6,9 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,10 +22,14 @@ struct CommandResult {
   std::string out;  // stdout
   std::string err;  // stderr
   long peak_rss_bytes = 0;  // the process's maximum resident set size (getrusage's ru_maxrss)
+  bool timed_out = false;   // killed (SIGKILL) at the end of its time limit
 };
 
 // Runs argv[0] (a path) with the arguments, capturing both streams.
 CommandResult RunCommand(const std::vector<std::string>& argv);
+// As RunCommand, but a process still running after `limit` is killed (SIGKILL):
+// a test of something that must complete fails instead of hanging.
+CommandResult RunCommand(const std::vector<std::string>& argv, std::chrono::milliseconds limit);
 // As RunCommand, with stdout and stderr on one pseudo-terminal (both in `out`),
 // as an operator at a terminal sees them.
 CommandResult RunInTerminal(const std::vector<std::string>& argv);
@@ -39,11 +45,16 @@ class DaemonProcess {
   // SIGTERM and wait; returns the exit status (as from waitpid's WEXITSTATUS, or
   // 128 + signal). A sanitizer report in the daemon's stderr fails the current test.
   int Stop();
+  // As Stop, but a daemon still running `limit` after SIGTERM is killed (SIGKILL)
+  // and nullopt returned.
+  std::optional<int> StopWithin(std::chrono::milliseconds limit);
 
   // weightd-gen --preset=tiny into model_root()/name, with the extra flags.
   CommandResult GenerateTiny(const std::string& name, const std::vector<std::string>& flags) const;
   // weightctl with --address and --handle-socket of this daemon.
   CommandResult Ctl(std::vector<std::string> args) const;
+  // As Ctl, killed after `limit` (RunCommand's time limit).
+  CommandResult Ctl(std::vector<std::string> args, std::chrono::milliseconds limit) const;
   // GET /metrics of this daemon.
   std::string Metrics() const;
   // The value of one sample line ("name{labels}") of the metrics, or -1 if absent.
