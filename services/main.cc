@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -122,6 +123,10 @@ ABSL_FLAG(std::string, log_format, "auto",
           "json (one object per line), text, or auto (text on a terminal), e.g. --log-format=json");
 
 namespace {
+
+// Exit status after SIGTERM when Shutdown left a thread in a device call that
+// never returned (docs/running.md); 0 otherwise, 2 for a bad start.
+constexpr int kExitAbandonedThreads = 3;
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "weightd: %s\n", message.c_str());
@@ -247,6 +252,12 @@ Flags take --dashed-names or --underscored_names.)");
   sigwait(&signals, &sig);
   weightd::LogLifecycle("signal", {{"signal", strsignal(sig)}});
   (*daemon)->Shutdown();
+  if ((*daemon)->abandoned_threads() > 0) {
+    // A thread is stuck in a device call: running destructors (ours, the CUDA
+    // runtime's) beside it could block or crash, so the process ends here and
+    // the kernel ends that thread. The sockets are already removed.
+    std::_Exit(kExitAbandonedThreads);
+  }
   daemon->reset();
   return 0;
 }

@@ -66,6 +66,10 @@ absl::Status LoadJob::status() const {
 
 std::string LoadJob::DescribePending() const {
   std::lock_guard<std::mutex> lock(mu_);
+  if (device_work_ == DeviceWork::kAllocating) return "its device memory and collective (being set up)";
+  if (device_work_ == DeviceWork::kLanding) {
+    return "the final device synchronization and broadcast of replicated tensors (in flight)";
+  }
   std::string out;
   for (const Shard& s : shards_) {
     if (s.done) continue;
@@ -80,8 +84,8 @@ void LoadJob::OnShardHeader(const std::string& file, safetensors::ShardHeader he
   ++activity_;
   // Exactly one call of `resume` per call of this function, always outside the lock.
   absl::Status refused;  // this stream alone is turned away; the load goes on
-  absl::Status plan_error;
-  std::vector<std::function<void(absl::Status)>> wake;
+  absl::Status error;    // the load's
+  std::shared_ptr<const LoadLayout> layout;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = shard_index_.find(file);
@@ -99,24 +103,22 @@ void LoadJob::OnShardHeader(const std::string& file, safetensors::ShardHeader he
       for (const Shard& s : shards_) {
         if (!s.header.has_value()) return;
       }
-      plan_error = PlanAndAllocateLocked();
-      if (plan_error.ok()) {
-        planned_ = true;
-        progress_.set_phase(v1::PHASE_LOADING);
-        wake.swap(waiting_);
+      error = PlanLocked();
+      if (error.ok()) {
+        layout = layout_;
+        device_work_ = DeviceWork::kAllocating;
       }
     }
   }
   if (!refused.ok()) {
     resume(refused);
-  } else if (!plan_error.ok()) {
-    Fail(plan_error);  // resumes every waiter, this one included
-  } else {
-    for (auto& w : wake) w(absl::OkStatus());
+    return;
   }
+  if (error.ok()) error = AllocateAndPublish(std::move(layout));
+  if (!error.ok()) Fail(error);  // resumes every waiter, this one included
 }
 
-absl::Status LoadJob::PlanAndAllocateLocked() {
+absl::Status LoadJob::PlanLocked() {
   std::vector<ShardInput> inputs;
   for (const Shard& s : shards_) inputs.push_back(ShardInput{s.file, *s.header});
   PlanOptions options;
@@ -150,39 +152,61 @@ absl::Status LoadJob::PlanAndAllocateLocked() {
   }
   progress_.set_quantized_bytes(quantized_bytes);
   progress_.set_phase(v1::PHASE_PLANNED);
+  return accounting_.Reserve(layout_->plan.DeviceBytes(), absl::StrCat("model '", model_id_, "'"));
+}
 
-  WEIGHTD_RETURN_IF_ERROR(accounting_.Reserve(layout_->plan.DeviceBytes(), absl::StrCat("model '", model_id_, "'")));
-  for (size_t r = 0; r < layout_->plan.ranks.size(); ++r) {
-    const RankPlan& rank = layout_->plan.ranks[r];
+absl::StatusOr<LoadJob::Devices> LoadJob::Allocate(const LoadLayout& layout) {
+  Devices devices;
+  const std::vector<RankPlan>& ranks = layout.plan.ranks;
+  for (size_t r = 0; r < ranks.size(); ++r) {
     absl::StatusOr<std::shared_ptr<Arena>> arena =
-        Arena::Create(backend_, accounting_, rank.device, rank.arena_bytes,
-                      absl::StrCat(model_id_, ":rank", rank.rank));
+        Arena::Create(backend_, accounting_, ranks[r].device, ranks[r].arena_bytes,
+                      absl::StrCat(model_id_, ":rank", ranks[r].rank));
     if (!arena.ok()) {
       // Create released this rank's bytes and the arenas made so far release theirs when
       // dropped; the ranks after it never got an arena, so their reservation goes here.
       std::vector<uint64_t> unused(static_cast<size_t>(accounting_.device_count()), 0);
-      for (size_t later = r + 1; later < layout_->plan.ranks.size(); ++later) {
-        unused[static_cast<size_t>(layout_->plan.ranks[later].device)] += layout_->plan.ranks[later].arena_bytes;
+      for (size_t later = r + 1; later < ranks.size(); ++later) {
+        unused[static_cast<size_t>(ranks[later].device)] += ranks[later].arena_bytes;
       }
       accounting_.Release(unused);
       return arena.status();
     }
-    arenas_.push_back(std::move(*arena));
+    devices.arenas.push_back(std::move(*arena));
+  }
+  WEIGHTD_ASSIGN_OR_RETURN(devices.collective, backend_.GroupCollective(DevicesOf(spec_.placement())));
+  return devices;
+}
+
+absl::Status LoadJob::AllocateAndPublish(std::shared_ptr<const LoadLayout> layout) {
+  absl::StatusOr<Devices> devices = Allocate(*layout);
+  ++activity_;
+  std::vector<std::function<void(absl::Status)>> wake;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    device_work_ = DeviceWork::kNone;
+    if (!devices.ok()) return devices.status();
+    // Failed while allocating (Fail has resumed the waiters and reported): the
+    // memory goes below, with `devices`, on this thread.
+    if (!status_.ok()) return absl::OkStatus();
+    arenas_ = devices->arenas;
+    placer_ = std::make_shared<TensorPlacer>(layout->plan, arenas_, backend_, devices->collective);
+    kernels::NonFinitePolicy policy = PolicyOf(spec_.quantization());
+    for (size_t s = 0; s < shards_.size(); ++s) {
+      shards_[s].writer = std::make_unique<ShardWriter>(shards_[s].file, *shards_[s].header, layout->plan.tasks[s],
+                                                        placer_, policy, progress_, aborted_);
+    }
+    planned_ = true;
+    progress_.set_phase(v1::PHASE_LOADING);
+    wake.swap(waiting_);
   }
   LogEvent(LogLevel::kInfo, "load_planned",
            {{"model", model_id_}, {"source", SourceLabel(spec_.source())},
             {"scheme", SchemeLabel(spec_.quantization().scheme())}, {"result", "ok"},
-            {"seconds", progress_.seconds()}, {"bytes", layout_->plan.source_bytes}, {"tensors", layout_->plan.source_tensors},
-            {"quantized", layout_->plan.quantized_tensors}, {"quantized_bytes", quantized_bytes},
-            {"arena_bytes", layout_->plan.ranks[0].arena_bytes}, {"ranks", layout_->plan.ranks.size()}});
-
-  WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<Collective> collective, backend_.GroupCollective(options.devices));
-  placer_ = std::make_shared<TensorPlacer>(layout_->plan, arenas_, backend_, std::move(collective));
-  kernels::NonFinitePolicy policy = PolicyOf(spec_.quantization());
-  for (size_t s = 0; s < shards_.size(); ++s) {
-    shards_[s].writer = std::make_unique<ShardWriter>(shards_[s].file, *shards_[s].header, layout_->plan.tasks[s], placer_,
-                                                      policy, progress_, aborted_);
-  }
+            {"seconds", progress_.seconds()}, {"bytes", layout->plan.source_bytes}, {"tensors", layout->plan.source_tensors},
+            {"quantized", layout->plan.quantized_tensors}, {"quantized_bytes", progress_.quantized_bytes()},
+            {"arena_bytes", layout->plan.ranks[0].arena_bytes}, {"ranks", layout->plan.ranks.size()}});
+  for (auto& w : wake) w(absl::OkStatus());
   return absl::OkStatus();
 }
 
@@ -223,7 +247,10 @@ ShardWriter* LoadJob::Writer(const std::string& file) {
 void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
   ++activity_;
   if (!status.ok()) Fail(status);
-  absl::StatusOr<ResidentModel> result;
+  std::shared_ptr<const LoadLayout> layout;
+  std::shared_ptr<TensorPlacer> placer;
+  // Held while the device work runs, whatever a Fail meanwhile drops.
+  std::vector<std::shared_ptr<Arena>> arenas;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = shard_index_.find(file);
@@ -238,12 +265,20 @@ void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
     for (const Shard& s : shards_) {
       if (!s.done) return;
     }
-    absl::Status landed;
-    for (const RankPlan& rank : layout_->plan.ranks) {
-      if (landed.ok()) landed = backend_.Synchronize(rank.device);
-    }
-    // Replicated tensors are on rank 0 only until now.
-    if (landed.ok()) landed = placer_->BroadcastReplicas();
+    device_work_ = DeviceWork::kLanding;
+    layout = layout_;
+    placer = placer_;
+    arenas = arenas_;
+  }
+  const absl::Status landed = Land(*layout, *placer);
+  ++activity_;
+  absl::StatusOr<ResidentModel> result;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    device_work_ = DeviceWork::kNone;
+    // Failed while landing (a forced unload, shutdown): Fail has reported it, and
+    // the memory goes when `arenas` does, on this thread.
+    if (!status_.ok()) return;
     auto manifest = landed.ok() ? BuildManifestLocked() : absl::StatusOr<v1::Manifest>(landed);
     if (!manifest.ok()) {
       status_ = manifest.status();
@@ -259,6 +294,12 @@ void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
   }
   if (result.ok()) progress_.set_phase(v1::PHASE_READY);
   Finish(std::move(result));
+}
+
+absl::Status LoadJob::Land(const LoadLayout& layout, TensorPlacer& placer) {
+  for (const RankPlan& rank : layout.plan.ranks) WEIGHTD_RETURN_IF_ERROR(backend_.Synchronize(rank.device));
+  // Replicated tensors are on rank 0 only until now.
+  return placer.BroadcastReplicas();
 }
 
 absl::StatusOr<v1::Manifest> LoadJob::BuildManifestLocked() {

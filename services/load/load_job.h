@@ -6,6 +6,15 @@
 // Thread-safe: shard streams call in concurrently. Failure is sticky: after the
 // first error every later call sees it, waiting streams resume with it, and the
 // memory goes once the last writer drains.
+//
+// No lock is held across device work: device allocation, communicator creation,
+// the final synchronization and the broadcast of replicated tensors run on the
+// calling stream's thread outside mu_, with what they need taken under it, and
+// their results published under it again. So Fail (a forced unload, shutdown,
+// the stall watchdog), status() and finished() never wait for a device call: a
+// load that fails while one is in flight reports at once, and the memory that
+// call uses goes when it returns, on its thread (never, if it never returns:
+// that memory stays reserved and counted, and is never handed to another load).
 #pragma once
 
 #include <atomic>
@@ -19,6 +28,7 @@
 
 #include "absl/status/statusor.h"
 #include "services/device/accounting.h"
+#include "services/device/collective.h"
 #include "services/device/device_backend.h"
 #include "services/load/arena.h"
 #include "services/load/planner.h"
@@ -90,10 +100,13 @@ class LoadJob {
   // Changes whenever a shard's header arrives or a shard ends; with progress().bytes_done()
   // it tells a stalled load from a slow one (services/load/stall_watchdog.h).
   uint64_t activity() const { return activity_.load() + progress_.bytes_done(); }
-  // "shard 'a' (no stream yet), shard 'b' (at byte 1234 of 5678)": what the load still waits for.
+  // "shard 'a' (no stream yet), shard 'b' (not finished)", or the device work in
+  // flight: what the load still waits for.
   std::string DescribePending() const;
 
-  // Aborts the load with `status` (idempotent; the first error wins).
+  // Aborts the load with `status` (idempotent; the first error wins) and reports
+  // it. Waits for the writes and quantizations in flight (TensorPlacer::Release),
+  // never for allocation, synchronization or a collective.
   void Fail(const absl::Status& status);
   bool failed() const { return aborted_.load(); }
   // Failed, or every shard is in (the outcome has been reported).
@@ -112,8 +125,25 @@ class LoadJob {
     bool done = false;
   };
 
-  // Called with mu_ held once all headers are in; fills plan_ and arenas_.
-  absl::Status PlanAndAllocateLocked();
+  // The memory and collective of a planned load, made outside mu_.
+  struct Devices {
+    std::vector<std::shared_ptr<Arena>> arenas;  // by rank
+    std::shared_ptr<Collective> collective;
+  };
+  // What device work is in flight outside mu_ (DescribePending says it).
+  enum class DeviceWork { kNone, kAllocating, kLanding };
+
+  // Called with mu_ held once all headers are in: fills layout_ and reserves the
+  // plan's device bytes in the accounting. No device call.
+  absl::Status PlanLocked();
+  // Without mu_: allocates the arenas and gets the group's collective; on failure
+  // every byte reserved for them is released.
+  absl::StatusOr<Devices> Allocate(const LoadLayout& layout);
+  // Allocates, then publishes the placer and writers and resumes the waiting
+  // streams; a load failed meanwhile drops what was allocated instead.
+  absl::Status AllocateAndPublish(std::shared_ptr<const LoadLayout> layout);
+  // Without mu_: waits for every rank's writes, then broadcasts the replicated tensors.
+  absl::Status Land(const LoadLayout& layout, TensorPlacer& placer);
   absl::StatusOr<v1::Manifest> BuildManifestLocked();
   void Finish(absl::StatusOr<ResidentModel> result);
 
@@ -135,6 +165,7 @@ class LoadJob {
   std::map<std::string, size_t> shard_index_;
   std::vector<std::function<void(absl::Status)>> waiting_;
   bool planned_ = false;
+  DeviceWork device_work_ = DeviceWork::kNone;
   std::shared_ptr<LoadLayout> layout_;  // set when planned; the placer and writers use its plan
   std::vector<std::shared_ptr<Arena>> arenas_;
   std::shared_ptr<TensorPlacer> placer_;  // shared with the writers

@@ -2,7 +2,9 @@
 // (the client forgot a file or died before sending it) or stops sending bytes
 // would otherwise hold the load, and its reserved memory, forever. A load whose
 // activity (headers in, shards done, data bytes) has not changed for `idle` fails
-// with DEADLINE_EXCEEDED naming the shards it still waits for.
+// with DEADLINE_EXCEEDED naming what it still waits for: shards, or device work
+// in flight (allocation, the final synchronization and broadcast) that has not
+// returned. Failing a load never waits for its device calls (load_job.h).
 // Thread-safe; one internal thread.
 #pragma once
 

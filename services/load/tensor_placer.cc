@@ -240,8 +240,15 @@ void TensorPlacer::Release() {
 }
 
 absl::Status TensorPlacer::BroadcastReplicas() {
-  std::shared_lock<std::shared_mutex> arenas_lock(arenas_mu_);
-  if (released_) return absl::AbortedError("load aborted");
+  // The arenas are taken, not locked: a broadcast waits on the other ranks and
+  // may never return, and Release must not wait for it. These references keep
+  // the memory the collective writes until it returns.
+  std::vector<std::shared_ptr<Arena>> arenas;
+  {
+    std::shared_lock<std::shared_mutex> arenas_lock(arenas_mu_);
+    if (released_) return absl::AbortedError("load aborted");
+    arenas = arenas_;
+  }
   std::vector<const TensorTask*> replicas;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -254,13 +261,20 @@ absl::Status TensorPlacer::BroadcastReplicas() {
       std::vector<RankRegion> regions;
       for (size_t r = 0; r < task->parts.size(); ++r) {
         const size_t tensor = o == 0 ? task->parts[r].output : task->parts[r].scale;
-        regions.push_back({&arenas_[r]->allocation(), plan_.ranks[r].tensors[tensor].offset});
+        regions.push_back({&arenas[r]->allocation(), plan_.ranks[r].tensors[tensor].offset});
       }
       const uint64_t size = plan_.ranks[0].tensors[outputs[o]].size;
-      if (size > 0) WEIGHTD_RETURN_IF_ERROR(collective_->Broadcast(0, regions, size));
+      if (size == 0) continue;
+      if (Released()) return absl::AbortedError("load aborted");
+      WEIGHTD_RETURN_IF_ERROR(collective_->Broadcast(0, regions, size));
     }
   }
   return absl::OkStatus();
+}
+
+bool TensorPlacer::Released() {
+  std::shared_lock<std::shared_mutex> lock(arenas_mu_);
+  return released_;
 }
 
 }  // namespace weightd

@@ -73,15 +73,21 @@ class TensorPlacer {
   // Every byte of the tensor was handed over: a replicated one is queued for
   // broadcast, a padded one (layout vllm) gets its zero rows.
   absl::Status Complete(const TensorTask& task);
-  // Call after DeviceBackend::Synchronize of every rank's device.
+  // Call after DeviceBackend::Synchronize of every rank's device. Holds
+  // references to the arenas (not a lock) while a broadcast runs, so Release
+  // does not wait for it: a broadcast that never returns keeps the memory it
+  // writes reserved, and nothing else.
   absl::Status BroadcastReplicas();
-  // A failed or aborted load: waits for the device calls in flight, then drops
-  // the arenas (their memory is freed unless a manifest holds them); every later
-  // call is ABORTED. Must not be called from inside a placer call.
+  // A failed or aborted load: waits for the writes and quantizations in flight
+  // (calls on one device, which end), not for a collective, then drops the
+  // arenas (their memory is freed unless a manifest or a collective in flight
+  // still holds them); every later call is ABORTED. Must not be called from
+  // inside a placer call.
   void Release();
 
  private:
   std::vector<size_t> WritingRanks(const TensorTask& task) const;
+  bool Released();
   absl::Status Write(size_t rank, size_t tensor, uint64_t offset, std::string_view bytes);
   // Each writing rank's slice quantized with `scales[rank]` (where empty: the
   // slice's own tile scales, under `policy`), and the scales written.
@@ -98,7 +104,8 @@ class TensorPlacer {
   std::mutex mu_;
   std::vector<const TensorTask*> replicas_;  // in completion order
   FusedScaleGate fused_;
-  // Device calls hold it shared; Release exclusively.
+  // Writes and quantizations hold it shared across their device call; Release
+  // takes it exclusively. Collectives never hold it across a call.
   std::shared_mutex arenas_mu_;
   bool released_ = false;
 };

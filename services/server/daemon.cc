@@ -34,6 +34,8 @@ namespace weightd {
 namespace {
 
 constexpr char kVersion[] = "0.1.0";
+// How long Shutdown waits for the executors' threads once every load has failed.
+constexpr std::chrono::seconds kExecutorGrace(10);
 
 // Hands a READY model's memory to a worker; the connection is the lease.
 class RegistryAttachHandler : public handoff::AttachHandler {
@@ -156,6 +158,7 @@ struct Daemon::State {
   std::unique_ptr<handoff::HandleServer> handles;
   std::unique_ptr<grpc::Server> health_server;  // --health-address: the health service alone
   bool shut_down = false;
+  size_t abandoned_threads = 0;  // executor threads Shutdown left in a task
   // Turns health NOT_SERVING when a socket's thread has ended (not by Shutdown).
   std::thread health_monitor;
   std::mutex monitor_mu;
@@ -380,7 +383,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
 
 Daemon::Daemon(std::unique_ptr<State> state) : state_(std::move(state)) {}
 
-Daemon::~Daemon() { Shutdown(); }
+Daemon::~Daemon() {
+  Shutdown();
+  // A thread left in a device call may still use any of it: kept, on purpose.
+  if (state_->abandoned_threads > 0) (void)state_.release();
+}
 
 int Daemon::metrics_port() const { return state_->metrics->port(); }
 
@@ -404,14 +411,37 @@ void Daemon::Shutdown() {
   // Aborting loads first wakes every stream, so the server's shutdown is quick.
   s.registry->Shutdown();
   s.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  s.loaders.reset();
-  s.work.reset();
-  s.placement.reset();
+  // Every load has failed, so the executors' tasks end soon; a thread still in a
+  // task at the deadline is in a device call that does not return (a wedged
+  // collective or driver call). It is left running: joining it would block
+  // forever. Everything it may touch is then kept (never destroyed), and the
+  // process ends with it (services/main.cc).
+  const auto deadline = std::chrono::steady_clock::now() + kExecutorGrace;
+  const std::pair<const char*, Executor*> executors[] = {
+      {"wd-load", s.loaders.get()}, {"wd-work", s.work.get()}, {"wd-place", s.placement.get()}};
+  for (const auto& [name, executor] : executors) executor->Stop();
+  for (const auto& [name, executor] : executors) {
+    const size_t left = executor->JoinUntil(deadline);
+    if (left == 0) continue;
+    s.abandoned_threads += left;
+    LogEvent(LogLevel::kError, "shutdown_abandoned",
+             {{"threads", left}, {"executor", name},
+              {"reason", absl::StrCat("still in a task ", kExecutorGrace.count(),
+                                      " s after every load was failed: a device call that has not returned; "
+                                      "the process exits without waiting for it")}});
+  }
+  if (s.abandoned_threads == 0) {
+    s.loaders.reset();
+    s.work.reset();
+    s.placement.reset();
+  }
   if (s.handles) s.handles->Shutdown();
   s.metrics->SetRegistryView(nullptr, nullptr);  // scrapes go on; the registry goes now
   s.push_watchdog.reset();
-  s.registry.reset();
-  LogLifecycle("shutdown", {{"phase", "done"}});
+  if (s.abandoned_threads == 0) s.registry.reset();
+  LogLifecycle("shutdown", {{"phase", "done"}, {"abandoned_threads", s.abandoned_threads}});
 }
+
+size_t Daemon::abandoned_threads() const { return state_->abandoned_threads; }
 
 }  // namespace weightd

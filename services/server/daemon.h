@@ -80,8 +80,13 @@ class Daemon {
   ~Daemon();
 
   // Stops accepting, aborts loads in progress (their memory is freed), ends every
-  // lease, closes the sockets. Idempotent.
+  // lease, closes the sockets. Idempotent. An executor thread still in a task 10 s
+  // after every load has failed (a device call that never returns) is left
+  // running, logged as `shutdown_abandoned`, and counted in abandoned_threads();
+  // the daemon's state is then never freed, since that thread may still use it,
+  // and the caller should end the process (weightd exits with status 3).
   void Shutdown();
+  size_t abandoned_threads() const;
   int metrics_port() const;
 
  private:

@@ -345,14 +345,21 @@ void PushShardsReactor::Succeed() {
     if (finished_) return;
     finished_ = true;
   }
-  job_->OnShardDone(file_, absl::OkStatus());
-  writer_ = nullptr;
-  registry_.MaybeReportProgress(job_->model_id());
+  // The last shard's OnShardDone runs the load's final device work (synchronize,
+  // broadcast), which a wedged device or collective may never end: the call is
+  // answered first, so it never waits on that, and gRPC's shutdown never waits
+  // on this call. Only copies are used after Finish.
+  std::shared_ptr<LoadJob> job = job_;
+  const std::string file = file_;
+  Registry& registry = registry_;
+  writer_ = nullptr;  // the job's; OnShardDone drops it
   const std::string summary = summary_.SerializeAsString();
   grpc::Slice slice(summary.data(), summary.size());
   *response_ = grpc::ByteBuffer(&slice, 1);
   reactor_order::Release(this);
-  Finish(grpc::Status::OK);
+  Finish(grpc::Status::OK);  // nothing touches `this` after this
+  job->OnShardDone(file, absl::OkStatus());
+  registry.MaybeReportProgress(job->model_id());
 }
 
 void PushShardsReactor::OnDone() {
