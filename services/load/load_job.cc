@@ -193,8 +193,9 @@ absl::Status LoadJob::AllocateAndPublish(std::shared_ptr<const LoadLayout> layou
     placer_ = std::make_shared<TensorPlacer>(layout->plan, arenas_, backend_, devices->collective);
     kernels::NonFinitePolicy policy = PolicyOf(spec_.quantization());
     for (size_t s = 0; s < shards_.size(); ++s) {
-      shards_[s].writer = std::make_unique<ShardWriter>(shards_[s].file, *shards_[s].header, layout->plan.tasks[s],
+      shards_[s].writer = std::make_shared<ShardWriter>(shards_[s].file, *shards_[s].header, layout->plan.tasks[s],
                                                         placer_, policy, progress_, aborted_);
+      shards_[s].writer->set_owner(weak_from_this());
     }
     planned_ = true;
     progress_.set_phase(v1::PHASE_LOADING);
@@ -344,6 +345,7 @@ absl::StatusOr<v1::Manifest> LoadJob::BuildManifestLocked() {
 void LoadJob::Fail(const absl::Status& status) {
   std::vector<std::function<void(absl::Status)>> wake;
   std::shared_ptr<TensorPlacer> placer;
+  std::vector<std::shared_ptr<ShardWriter>> in_use;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!status_.ok() || finished_) return;
@@ -354,10 +356,14 @@ void LoadJob::Fail(const absl::Status& status) {
     // A writer in use holds the arena until its stream ends; the memory goes with the last.
     for (Shard& s : shards_) {
       if (!s.active) s.writer.reset();
+      if (s.writer) in_use.push_back(s.writer);
     }
     arenas_.clear();
     placer.swap(placer_);
   }
+  // Their streams stop waiting for a placement in flight (which may never end).
+  for (const auto& writer : in_use) writer->OnAborted();
+  in_use.clear();
   // Writers still in use hold the placer; the arenas go now, before the failure is told.
   if (placer) placer->Release();
   for (auto& w : wake) w(status);

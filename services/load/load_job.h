@@ -53,7 +53,8 @@ struct ResidentModel {
   std::shared_ptr<const LoadLayout> layout;
 };
 
-class LoadJob {
+// Owned by a shared_ptr: a shard writer's placement in flight holds it.
+class LoadJob : public std::enable_shared_from_this<LoadJob> {
  public:
   // Receives the job itself, so the owner can tell a stale load from a newer one.
   using DoneCallback = std::function<void(const LoadJob*, absl::StatusOr<ResidentModel>)>;
@@ -120,7 +121,7 @@ class LoadJob {
   struct Shard {
     std::string file;
     std::optional<safetensors::ShardHeader> header;
-    std::unique_ptr<ShardWriter> writer;  // holds the arenas while a stream may write
+    std::shared_ptr<ShardWriter> writer;  // holds the arenas while a stream may write
     bool active = false;                  // a stream took the writer and has not ended
     bool done = false;
   };

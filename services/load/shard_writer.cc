@@ -117,13 +117,18 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
     }
   }
   if (!post_) return PlaceGathered(index, std::move(source), amax);
-  // The task owns the gathered bytes; the writer outlives it (Settle comes first).
-  post_([this, index, amax, source = std::move(source)]() mutable {
-    absl::Status placed = PlaceGathered(index, std::move(source), amax);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (place_status_.ok()) place_status_ = placed;
-    placing_ = false;
-    placed_.notify_all();
+  // The task owns the gathered bytes and holds the writer and its owner: a
+  // stream of a failed load may end before the task does (OnAborted).
+  post_([self = shared_from_this(), owner = owner_.lock(), index, amax, source = std::move(source)]() mutable {
+    absl::Status placed = self->PlaceGathered(index, std::move(source), amax);
+    {
+      std::lock_guard<std::mutex> lock(self->mu_);
+      if (self->place_status_.ok()) self->place_status_ = placed;
+      self->placing_ = false;
+      self->placed_.notify_all();
+    }
+    self.reset();  // before its owner: the writer refers into it
+    owner.reset();
   });
   return absl::OkStatus();
 }
@@ -188,8 +193,14 @@ uint64_t ShardWriter::TakeAdmittedLocked(size_t index) {
 }
 
 absl::Status ShardWriter::AwaitPlacement(std::unique_lock<std::mutex>& lock) {
-  placed_.wait(lock, [this] { return !placing_; });
+  placed_.wait(lock, [this] { return !placing_ || aborted_.load(); });
+  if (placing_) return absl::AbortedError("load aborted");  // the placement holds what it uses
   return place_status_;
+}
+
+void ShardWriter::OnAborted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  placed_.notify_all();
 }
 
 ShardWriter::~ShardWriter() {

@@ -31,7 +31,7 @@
 
 namespace weightd {
 
-class ShardWriter : public safetensors::TensorSink {
+class ShardWriter : public safetensors::TensorSink, public std::enable_shared_from_this<ShardWriter> {
  public:
   // `placer` holds the arenas: they live while any writer of the load does.
   ShardWriter(std::string file, const safetensors::ShardHeader& header,
@@ -50,12 +50,22 @@ class ShardWriter : public safetensors::TensorSink {
   // A stream's writer: each gathered tensor is placed (amax, quantized, copied to
   // the device) by a task handed to `post`, which must run it on threads other
   // than the caller's, while the caller gathers the next tensor. One placement is
-  // in flight at a time; a tensor completing before it ends waits for it. Its
-  // error comes back from a later call. Without this, tensors are placed inline.
+  // in flight at a time; a tensor completing before it ends waits for it, unless
+  // the load has failed (OnAborted). Its error comes back from a later call.
+  // Without this, tensors are placed inline. The writer must be owned by a
+  // shared_ptr: a placement in flight holds it, and its owner (set_owner).
   void PlaceOffThread(std::function<void(std::function<void()>)> post) { post_ = std::move(post); }
-  // Waits for the placement in flight; the first placement error, if any. Call
+  // What the writer's references point into (its LoadJob), held by a placement
+  // in flight with the writer, so that a stream of a failed load need not wait
+  // for a placement that does not return (a hung collective).
+  void set_owner(std::weak_ptr<const void> owner) { owner_ = std::move(owner); }
+  // Waits for the placement in flight; the first placement error, if any, or
+  // ABORTED once the load has failed with a placement still in flight. Call
   // before the stream reports the shard done (the writer goes with it).
   absl::Status Settle();
+  // The load has failed: a stream waiting for the placement in flight stops
+  // waiting (ABORTED); that placement keeps the writer until it returns.
+  void OnAborted();
   // A stream's writer: a tensor written through arrives in small pieces (gRPC's
   // HTTP/2 frames, 16 KiB); consecutive pieces are joined into runs of up to
   // kStreamedRunBytes before they go to the device, so each device write stays
@@ -99,7 +109,8 @@ class ShardWriter : public safetensors::TensorSink {
   absl::Status PlaceGathered(size_t index, std::string source, std::optional<float> amax);
   // The bytes admitted for tensor `index`, no longer recorded (0 if none). Needs mu_.
   uint64_t TakeAdmittedLocked(size_t index);
-  // Waits until no placement is in flight; the first placement error.
+  // Waits until no placement is in flight (or the load has failed); the first
+  // placement error.
   absl::Status AwaitPlacement(std::unique_lock<std::mutex>& lock);
 
   std::string file_;
@@ -130,6 +141,7 @@ class ShardWriter : public safetensors::TensorSink {
   uint64_t run_offset_ = 0;
 
   std::function<void(std::function<void()>)> post_;
+  std::weak_ptr<const void> owner_;
   HostBudget* budget_ = nullptr;
   // Owned by the stream's drain: the next tensor to admit and a queued ticket.
   size_t next_admit_ = 0;

@@ -325,7 +325,9 @@ void PushShardsReactor::Fail(const absl::Status& status) {
   GiveBackCharge();
   if (job_ != nullptr) {
     if (writer_ != nullptr) {
-      writer_->Settle().IgnoreError();  // a placement in flight uses the writer
+      // A placement in flight uses the writer: wait for it, unless the load has
+      // failed (then it holds the writer and the job itself, and may never end).
+      writer_->Settle().IgnoreError();
       job_->OnShardDone(file_, status);
       writer_ = nullptr;
     } else if (status.code() != absl::StatusCode::kAlreadyExists && job_->ExpectsShard(file_)) {

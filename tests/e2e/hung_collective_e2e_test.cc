@@ -152,5 +152,21 @@ TEST_F(HungCollectiveE2ETest, ForcedUnloadAndSigtermCompleteWhileAnAllReduceNeve
   ExpectSigtermEndsTheDaemon();
 }
 
+// A push stream places each gathered tensor on the placement executor while it
+// gathers the next, and waits for that placement before the next: once the load
+// has failed it stops waiting, so the PushShards calls end (ABORTED) although
+// the placement never returns.
+TEST_F(HungCollectiveE2ETest, ForcedUnloadAndSigtermCompleteWhileAPushedLoadsAllReduceNeverReturns) {
+  StartHangingIn("all_reduce");
+  LoadInBackground({"--push=" + daemon_.model_root() + "/tp", "--scheme=per-channel"});
+  ASSERT_TRUE(WaitForHang()) << daemon_.log();
+
+  ASSERT_NO_FATAL_FAILURE(ExpectForcedUnloadCompletes());
+  EXPECT_EQ(Used(0), 0);
+  EXPECT_EQ(Used(1), 0);
+  ExpectServesAndReturnsTo(0, 0);
+  ExpectSigtermEndsTheDaemon();
+}
+
 }  // namespace
 }  // namespace weightd::testing
