@@ -45,6 +45,12 @@ ABSL_FLAG(int, nccl_min_ranks, 2,
           "Loads over at least this many GPUs use an NCCL communicator; smaller ones copy in process (1 sends "
           "one-GPU loads through NCCL too, to test it), e.g. --nccl-min-ranks=1");
 ABSL_FLAG(std::string, staging_ring_bytes, "64MiB", "Device memory per GPU for the staging ring, e.g. 32MiB");
+ABSL_FLAG(int, staging_slots, 8,
+          "Slots the staging ring of each GPU is cut into: as many chunks are filled or in flight at once, "
+          "e.g. --staging-slots=32");
+ABSL_FLAG(int, staging_copy_streams, 1,
+          "Host-to-device streams per GPU that the staging ring's copies take in turn, e.g. "
+          "--staging-copy-streams=4");
 ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
@@ -165,6 +171,11 @@ Flags take --dashed-names or --underscored_names.)");
   auto ring = weightd::ParseByteSize(absl::GetFlag(FLAGS_staging_ring_bytes));
   if (!ring.ok()) return Fail(std::string(ring.status().message()));
   options.staging_ring_bytes = *ring;
+  options.staging_slots = absl::GetFlag(FLAGS_staging_slots);
+  options.staging_copy_streams = absl::GetFlag(FLAGS_staging_copy_streams);
+  if (options.staging_slots < 1 || options.staging_copy_streams < 1) {
+    return Fail("--staging-slots and --staging-copy-streams must be at least 1");
+  }
   options.nccl_min_ranks = absl::GetFlag(FLAGS_nccl_min_ranks);
   options.pin_path_sources = absl::GetFlag(FLAGS_pin_path_sources);
   if (options.nccl_min_ranks < 1) return Fail("--nccl-min-ranks must be at least 1");

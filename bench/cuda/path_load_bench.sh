@@ -6,7 +6,9 @@
 # (--pin-path-sources=false: every byte through the ring's pinned slots), and checks
 # that a pinned load's bytes equal the host backend's (the CPU reference).
 #   bench/cuda/path_load_bench.sh BIN_DIR LIB_DIR OUT_DIR [LAYERS] [READ_THREADS]
-# Environment: PINS (default "true false"), COLD=0 skips the cold-cache part.
+# Environment: PINS (default "true false"), COLD=0 skips the cold-cache part, RINGS: daemon
+# flags for the staging ring, one set per word, commas for spaces (default: the defaults;
+# e.g. RINGS="--staging-slots=8 --staging-slots=32,--staging-copy-streams=4").
 # Writes OUT_DIR/path_load_bench.jsonl and the daemons' logs.
 set -u
 bin=$(realpath "$1"); lib=$(realpath "$2"); out=$(realpath -m "$3"); layers=${4:-32}; threads=${5:-16}
@@ -33,21 +35,25 @@ floor=$("$bin/weightd-bench-source-floor" --threads="$threads" "$work"/models/bi
 echo "$floor" | tee "$out/source_floor.json"
 h2d=$(echo "$floor" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pinned_h2d_gbps"])')
 : >"$out/path_load_bench.jsonl"
+for ring in ${RINGS:---staging-slots=8}; do
 for pin in ${PINS:-true false}; do
-  start_daemon --backend=cuda --read-threads="$threads" --pin-path-sources=$pin
+  # shellcheck disable=SC2086
+  start_daemon --backend=cuda --read-threads="$threads" --pin-path-sources=$pin ${ring//,/ }
   for scheme in per-tensor per-channel block; do
     t0=$(date +%s.%N); ctl load "m-$scheme" --path=big --scheme=$scheme >/dev/null; t1=$(date +%s.%N)
     ctl unload "m-$scheme" >/dev/null
-    python3 - "$bytes" "$t0" "$t1" "$h2d" "$pin" "$scheme" "$threads" <<'PY' | tee -a "$out/path_load_bench.jsonl"
+    python3 - "$bytes" "$t0" "$t1" "$h2d" "$pin" "$scheme" "$threads" "$ring" <<'PY' | tee -a "$out/path_load_bench.jsonl"
 import json, sys
 b, t0, t1, h2d = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 load = b / (t1 - t0) / 1e9
 print(json.dumps({"pin_path_sources": sys.argv[5], "scheme": sys.argv[6], "read_threads": int(sys.argv[7]),
+                  "ring": sys.argv[8].replace(",", " "),
                   "checkpoint_bytes": b, "load_seconds": round(t1 - t0, 3), "load_gbps": round(load, 2),
                   "pinned_h2d_gbps": h2d, "ratio": round(load / h2d, 3)}))
 PY
   done
   stop_daemon
+done
 done
 grep -E '"event":"(path_read|staging_ring|load_finished)"' "$out/weightd-path.log" | tail -n 18
 

@@ -35,6 +35,8 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateCuda(const BackendOptions& 
     return absl::InvalidArgumentError(absl::StrCat("--cuda-handles must be vmm or ipc, not '", options.cuda_handles, "'"));
   }
   cuda_options.staging_ring_bytes = options.staging_ring_bytes;
+  cuda_options.staging_slots = options.staging_slots;
+  cuda_options.staging_copy_streams = options.staging_copy_streams;
   cuda_options.pin_sources = options.pin_path_sources;
   cuda_options.nccl_min_ranks = options.nccl_min_ranks;
   cuda_options.pinned = options.pinned;

@@ -21,6 +21,8 @@ struct BackendOptions {
   uint64_t host_write_bytes_per_second = 0;  // host backend: 0 for memory speed
   std::string cuda_handles = "vmm";  // vmm | ipc
   uint64_t staging_ring_bytes = 64ull << 20;
+  int staging_slots = 8;
+  int staging_copy_streams = 1;
   bool pin_path_sources = false;  // cuda: CudaBackendOptions::pin_sources
   int nccl_min_ranks = 2;
   HostPinnedAccounting* pinned = nullptr;  // page-locked staging memory is counted here

@@ -201,6 +201,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_options.host_write_bytes_per_second = options.host_write_bytes_per_second;
   backend_options.cuda_handles = options.cuda_handles;
   backend_options.staging_ring_bytes = options.staging_ring_bytes;
+  backend_options.staging_slots = options.staging_slots;
+  backend_options.staging_copy_streams = options.staging_copy_streams;
   backend_options.pin_path_sources = options.pin_path_sources;
   backend_options.nccl_min_ranks = options.nccl_min_ranks;
   backend_options.pinned = state->pinned.get();

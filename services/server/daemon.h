@@ -30,6 +30,8 @@ struct DaemonOptions {
   int host_devices = 1;
   std::string cuda_handles = "vmm";  // vmm (POSIX fds) | ipc (legacy cudaIpcMemHandle_t)
   uint64_t staging_ring_bytes = 64ull << 20;
+  int staging_slots = 8;
+  int staging_copy_streams = 1;
   bool pin_path_sources = false;
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity

@@ -40,7 +40,8 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBacke
     } else {
       device.granularity = 256;
     }
-    auto ring = StagingRing::Create(d, options.staging_ring_bytes, options.staging_slots, options.pinned);
+    auto ring = StagingRing::Create(d, options.staging_ring_bytes, options.staging_slots, options.pinned,
+                                    options.staging_copy_streams);
     if (!ring.ok()) return ring.status();
     device.ring = std::move(*ring);
   }

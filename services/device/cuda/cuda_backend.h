@@ -20,6 +20,7 @@ struct CudaBackendOptions {
   HandleKind handles = HandleKind::kVmm;
   uint64_t staging_ring_bytes = 64ull << 20;  // device memory per GPU for staging
   int staging_slots = 8;
+  int staging_copy_streams = 1;
   HostPinnedAccounting* pinned = nullptr;  // counts the rings' pinned buffers; must outlive the backend
   // Device groups at least this large get an NCCL communicator; smaller ones (by
   // default a single rank, which needs no communication) copy in process, so an

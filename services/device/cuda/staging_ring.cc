@@ -38,7 +38,7 @@ Chunk NextChunk(const kernels::Tiling& t, uint64_t begin, uint64_t total, uint64
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uint64_t ring_bytes, int slots,
-                                                                  HostPinnedAccounting* pinned) {
+                                                                  HostPinnedAccounting* pinned, int copy_streams) {
   std::unique_ptr<StagingRing> ring(new StagingRing(device, pinned));
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device));
   const uint64_t slot_bytes = ring_bytes / static_cast<uint64_t>(std::max(1, slots)) / kAlignment * kAlignment;
@@ -46,7 +46,10 @@ absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uin
   ring->slot_scale_bytes_ = std::max<uint64_t>(4096, slot_bytes / 16 / kAlignment * kAlignment);
   ring->slot_data_bytes_ = slot_bytes - ring->slot_scale_bytes_;
   ring->device_bytes_ = slot_bytes * static_cast<uint64_t>(slots);
-  WEIGHTD_CUDA_CHECK(cudaStreamCreateWithFlags(&ring->copy_stream_, cudaStreamNonBlocking));
+  ring->copy_streams_.assign(static_cast<size_t>(std::max(1, copy_streams)), nullptr);
+  for (cudaStream_t& stream : ring->copy_streams_) {
+    WEIGHTD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  }
   WEIGHTD_CUDA_CHECK(cudaStreamCreateWithFlags(&ring->compute_stream_, cudaStreamNonBlocking));
   ring->slots_.resize(static_cast<size_t>(slots));
   for (Slot& slot : ring->slots_) {
@@ -63,7 +66,9 @@ absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uin
 
 StagingRing::~StagingRing() {
   cudaSetDevice(device_);
-  if (copy_stream_ != nullptr) cudaStreamSynchronize(copy_stream_);
+  for (cudaStream_t stream : copy_streams_) {
+    if (stream != nullptr) cudaStreamSynchronize(stream);
+  }
   if (compute_stream_ != nullptr) cudaStreamSynchronize(compute_stream_);
   for (Slot& slot : slots_) {
     if (slot.pinned != nullptr) cudaFreeHost(slot.pinned);
@@ -71,7 +76,9 @@ StagingRing::~StagingRing() {
     if (slot.copied != nullptr) cudaEventDestroy(slot.copied);
     if (slot.done != nullptr) cudaEventDestroy(slot.done);
   }
-  if (copy_stream_ != nullptr) cudaStreamDestroy(copy_stream_);
+  for (cudaStream_t stream : copy_streams_) {
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
   if (compute_stream_ != nullptr) cudaStreamDestroy(compute_stream_);
   if (pinned_ledger_ != nullptr) pinned_ledger_->Release(pinned_bytes_);
 }
@@ -142,19 +149,19 @@ void StagingRing::FillUnpinned(const Staged& s) {
   if (s.pinned_end < s.n) Fill(s.staged + s.pinned_end, s.src + s.pinned_end, s.n - s.pinned_end);
 }
 
-cudaError_t StagingRing::EnqueueLocked(const Staged& s) {
+cudaError_t StagingRing::EnqueueLocked(const Staged& s, cudaStream_t stream) {
   stats_.h2d_bytes += s.n;
-  if (s.pinned_begin == s.pinned_end) return cudaMemcpyAsync(s.dst, s.staged, s.n, cudaMemcpyHostToDevice, copy_stream_);
+  if (s.pinned_begin == s.pinned_end) return cudaMemcpyAsync(s.dst, s.staged, s.n, cudaMemcpyHostToDevice, stream);
   stats_.in_place_bytes += s.pinned_end - s.pinned_begin;
   cudaError_t error = cudaSuccess;
-  if (s.pinned_begin > 0) error = cudaMemcpyAsync(s.dst, s.staged, s.pinned_begin, cudaMemcpyHostToDevice, copy_stream_);
+  if (s.pinned_begin > 0) error = cudaMemcpyAsync(s.dst, s.staged, s.pinned_begin, cudaMemcpyHostToDevice, stream);
   if (error == cudaSuccess) {
     error = cudaMemcpyAsync(s.dst + s.pinned_begin, s.src + s.pinned_begin, s.pinned_end - s.pinned_begin,
-                            cudaMemcpyHostToDevice, copy_stream_);
+                            cudaMemcpyHostToDevice, stream);
   }
   if (error == cudaSuccess && s.pinned_end < s.n) {
     error = cudaMemcpyAsync(s.dst + s.pinned_end, s.staged + s.pinned_end, s.n - s.pinned_end,
-                            cudaMemcpyHostToDevice, copy_stream_);
+                            cudaMemcpyHostToDevice, stream);
   }
   return error;
 }
@@ -171,7 +178,8 @@ absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes, PinnedSpan
   {
     std::lock_guard<std::mutex> lock(mu_);
     error = EnqueueLocked(Staged{dst + whole.pinned_begin, src + whole.pinned_begin, nullptr,
-                                 whole.pinned_end - whole.pinned_begin, 0, whole.pinned_end - whole.pinned_begin});
+                                 whole.pinned_end - whole.pinned_begin, 0, whole.pinned_end - whole.pinned_begin},
+                          TakeCopyStreamLocked());
   }
   if (error != cudaSuccess) return CudaError(error, "cudaMemcpyAsync(pinned source)", __FILE__, __LINE__);
   return WriteThroughSlots(dst + whole.pinned_end, src + whole.pinned_end, bytes.size() - whole.pinned_end);
@@ -187,8 +195,9 @@ absl::Status StagingRing::WriteThroughSlots(uint8_t* dst, const uint8_t* src, ui
     cudaError_t error;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      error = cudaMemcpyAsync(dst + done, (*slot)->pinned, n, cudaMemcpyHostToDevice, copy_stream_);
-      if (error == cudaSuccess) error = cudaEventRecord((*slot)->done, copy_stream_);
+      cudaStream_t stream = TakeCopyStreamLocked();
+      error = cudaMemcpyAsync(dst + done, (*slot)->pinned, n, cudaMemcpyHostToDevice, stream);
+      if (error == cudaSuccess) error = cudaEventRecord((*slot)->done, stream);
       stats_.h2d_bytes += n;
     }
     Return(*slot);
@@ -200,18 +209,26 @@ absl::Status StagingRing::WriteThroughSlots(uint8_t* dst, const uint8_t* src, ui
 
 void StagingRing::FenceCopies() {
   cudaSetDevice(device_);
-  cudaEvent_t fence = nullptr;
-  if (cudaEventCreateWithFlags(&fence, cudaEventDisableTiming) != cudaSuccess) {
-    cudaGetLastError();
-    cudaStreamSynchronize(copy_stream_);
-    return;
-  }
+  std::vector<cudaEvent_t> fences(copy_streams_.size(), nullptr);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    cudaEventRecord(fence, copy_stream_);
+    for (size_t i = 0; i < copy_streams_.size(); ++i) {
+      if (cudaEventCreateWithFlags(&fences[i], cudaEventDisableTiming) != cudaSuccess ||
+          cudaEventRecord(fences[i], copy_streams_[i]) != cudaSuccess) {
+        cudaGetLastError();
+        if (fences[i] != nullptr) cudaEventDestroy(fences[i]);
+        fences[i] = nullptr;
+      }
+    }
   }
-  cudaEventSynchronize(fence);
-  cudaEventDestroy(fence);
+  for (size_t i = 0; i < fences.size(); ++i) {
+    if (fences[i] == nullptr) {
+      cudaStreamSynchronize(copy_streams_[i]);  // no event: wait for the whole stream
+      continue;
+    }
+    cudaEventSynchronize(fences[i]);
+    cudaEventDestroy(fences[i]);
+  }
 }
 
 absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const void* src,
@@ -236,13 +253,14 @@ absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const voi
     cudaError_t error;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      error = EnqueueLocked(staged);
+      cudaStream_t stream = TakeCopyStreamLocked();
+      error = EnqueueLocked(staged, stream);
       stats_.h2d_bytes += scale_count * sizeof(float);
       if (error == cudaSuccess) {
         error = cudaMemcpyAsync(s.device + slot_data_bytes_, s.pinned + slot_data_bytes_, scale_count * sizeof(float),
-                                cudaMemcpyHostToDevice, copy_stream_);
+                                cudaMemcpyHostToDevice, stream);
       }
-      if (error == cudaSuccess) error = cudaEventRecord(s.copied, copy_stream_);
+      if (error == cudaSuccess) error = cudaEventRecord(s.copied, stream);
       if (error == cudaSuccess) error = cudaStreamWaitEvent(compute_stream_, s.copied, 0);
       if (error == cudaSuccess) {
         error = static_cast<cudaError_t>(kernels::cuda::LaunchQuantize(
@@ -260,7 +278,7 @@ absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const voi
 
 absl::Status StagingRing::Synchronize() {
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
-  WEIGHTD_CUDA_CHECK(cudaStreamSynchronize(copy_stream_));
+  for (cudaStream_t stream : copy_streams_) WEIGHTD_CUDA_CHECK(cudaStreamSynchronize(stream));
   WEIGHTD_CUDA_CHECK(cudaStreamSynchronize(compute_stream_));
   return absl::OkStatus();
 }

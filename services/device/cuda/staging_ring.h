@@ -30,8 +30,11 @@ class StagingRing {
  public:
   // `ring_bytes` of device memory (and as much pinned host memory), in `slots`.
   // Every pinned buffer is counted in `pinned` (may be null) while it exists.
+  // `copy_streams` host-to-device streams take the chunks' copies in turn (one
+  // stream keeps copies in order; several let the copy engines overlap them).
   static absl::StatusOr<std::unique_ptr<StagingRing>> Create(int device, uint64_t ring_bytes, int slots,
-                                                             HostPinnedAccounting* pinned = nullptr);
+                                                             HostPinnedAccounting* pinned = nullptr,
+                                                             int copy_streams = 1);
   ~StagingRing();
 
   // Copies host `bytes` to device address `dst` (through pinned slots; the copy
@@ -91,8 +94,10 @@ class StagingRing {
   static Staged Split(uint8_t* dst, const uint8_t* src, uint64_t n, uint8_t* staged, PinnedSpan pinned);
   // Fills the unpinned parts into the slot (outside the lock).
   void FillUnpinned(const Staged& s);
-  // Enqueues the copies on the copy stream. Needs mu_.
-  cudaError_t EnqueueLocked(const Staged& s);
+  // Enqueues the copies on `stream`. Needs mu_.
+  cudaError_t EnqueueLocked(const Staged& s, cudaStream_t stream);
+  // The copy stream for the next chunk, in turn. Needs mu_.
+  cudaStream_t TakeCopyStreamLocked() { return copy_streams_[next_copy_++ % copy_streams_.size()]; }
 
   int device_;
   uint64_t device_bytes_ = 0;
@@ -100,7 +105,8 @@ class StagingRing {
   HostPinnedAccounting* pinned_ledger_;
   uint64_t slot_data_bytes_ = 0;   // source bytes per slot
   uint64_t slot_scale_bytes_ = 0;  // scales per slot, after the data
-  cudaStream_t copy_stream_ = nullptr;
+  std::vector<cudaStream_t> copy_streams_;
+  size_t next_copy_ = 0;  // guarded by mu_
   cudaStream_t compute_stream_ = nullptr;
   std::vector<Slot> slots_;
 
