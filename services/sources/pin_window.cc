@@ -46,11 +46,12 @@ PinWindow::PinWindow(DeviceBackend& backend, std::vector<const MappedFile*> file
       window_bytes_ = std::max(window_bytes_, bytes + block_bytes);
     }
   }
-  if (threads <= 0 || !backend_.pins_sources()) {
+  if (threads <= 0 || !backend_.pins_sources() || blocks_.empty()) {
     for (Block& b : blocks_) b.decided = true;  // nothing is pinned: no block to wait for
     next_block_ = blocks_.size();
+    return;
   }
-  for (int t = 0; t < threads && next_block_ < blocks_.size(); ++t) pinners_.emplace_back([this] { Pinner(); });
+  for (int t = 0; t < threads; ++t) pinners_.emplace_back([this] { Pinner(); });
 }
 
 PinWindow::~PinWindow() {

@@ -117,6 +117,11 @@ TEST(PathMemoryE2ETest, AColdCheckpointIsReadOnceAndLeftOutOfThePageCache) {
   daemon.Start({"--read-threads=2", "--log-level=debug"});
   CommandResult load = daemon.Ctl({"load", "m", "--path=small"});
   ASSERT_EQ(load.exit_code, 0) << load.err;
+  // The read threads log their totals once they are done, which may be just after
+  // the load is READY.
+  for (int i = 0; i < 600 && daemon.log().find("\"cold_segments\"") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_NE(daemon.log().find("\"cold_segments\""), std::string::npos);
   EXPECT_EQ(daemon.log().find("\"cold_segments\":0"), std::string::npos) << "no segment was read cold";
   for (const std::string& f : shards) {
