@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/open_fds.h"
 
 namespace weightd {
 namespace {
@@ -41,13 +42,7 @@ std::string ReadAll(int fd) {
   return out;
 }
 
-int OpenFdCount() {
-  int count = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (::readdir(dir) != nullptr) ++count;
-  ::closedir(dir);
-  return count;
-}
+using ::weightd::testing::OpenFdCount;
 
 void WriteRaw(int fd, const std::string& bytes) {
   ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));

@@ -13,6 +13,7 @@
 
 #include "base/fd_passing.h"
 #include "gtest/gtest.h"
+#include "tests/open_fds.h"
 
 namespace weightd {
 namespace {
@@ -33,13 +34,7 @@ UniqueFd MemfdWith(const std::string& content) {
   return fd;
 }
 
-int OpenFdCount() {
-  int count = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (::readdir(dir) != nullptr) ++count;
-  ::closedir(dir);
-  return count;
-}
+using ::weightd::testing::OpenFdCount;
 
 std::string Pattern(size_t size) {
   std::string s(size, '\0');

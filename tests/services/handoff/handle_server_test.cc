@@ -19,6 +19,7 @@
 #include "client/cpp/lease.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "tests/open_fds.h"
 
 namespace weightd::handoff {
 namespace {
@@ -82,13 +83,7 @@ bool Eventually(const std::function<bool()>& condition) {
   return condition();
 }
 
-int OpenFdCount() {
-  int count = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (::readdir(dir) != nullptr) ++count;
-  ::closedir(dir);
-  return count;
-}
+using ::weightd::testing::OpenFdCount;
 
 UniqueFd ConnectRaw(const std::string& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
