@@ -51,10 +51,16 @@ ABSL_FLAG(int, staging_slots, 8,
 ABSL_FLAG(int, staging_copy_streams, 1,
           "Host-to-device streams per GPU that the staging ring's copies take in turn, e.g. "
           "--staging-copy-streams=4");
+ABSL_FLAG(bool, staging_blocking_waits, false,
+          "Threads waiting for a free staging slot sleep until the GPU is done with it instead of spinning on "
+          "a core, e.g. --staging-blocking-waits=true");
 ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
           "slower so far (docs/performance.md), e.g. --pin-path-sources=true");
+ABSL_FLAG(int, pin_threads, 4,
+          "With --pin-path-sources: threads pinning the blocks of a path load ahead of its readers, e.g. "
+          "--pin-threads=8");
 ABSL_FLAG(std::string, device_memory_limit, "0",
           "Most device memory weightd may hold per device, e.g. 70GiB; 0 means the device's capacity");
 ABSL_FLAG(std::string, host_memory_limit, "auto",
@@ -173,6 +179,7 @@ Flags take --dashed-names or --underscored_names.)");
   options.staging_ring_bytes = *ring;
   options.staging_slots = absl::GetFlag(FLAGS_staging_slots);
   options.staging_copy_streams = absl::GetFlag(FLAGS_staging_copy_streams);
+  options.staging_blocking_waits = absl::GetFlag(FLAGS_staging_blocking_waits);
   if (options.staging_slots < 1 || options.staging_copy_streams < 1) {
     return Fail("--staging-slots and --staging-copy-streams must be at least 1");
   }
@@ -202,6 +209,8 @@ Flags take --dashed-names or --underscored_names.)");
   options.host_write_bytes_per_second = *bandwidth;
   options.model_root = absl::GetFlag(FLAGS_model_root);
   options.path_read.read_threads = absl::GetFlag(FLAGS_read_threads);
+  options.path_read.pin_threads = absl::GetFlag(FLAGS_pin_threads);
+  if (options.path_read.pin_threads < 1) return Fail("--pin-threads must be at least 1");
   if (options.path_read.read_threads == 0) {
     // Measured on a 16-core H200 host: 16 threads load the 8B-shaped model 8% faster than 8.
     options.path_read.read_threads = std::clamp(options.limits.cpus, 2, 16);

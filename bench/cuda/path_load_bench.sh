@@ -55,10 +55,10 @@ PY
   stop_daemon
 done
 done
-grep -E '"event":"(path_read|staging_ring|load_finished)"' "$out/weightd-path.log" | tail -n 18
+grep -E '"event":"(path_read|staging_ring|load_landed|load_finished)"' "$out/weightd-path.log" | tail -n 24
 
 if [ "${COLD:-1}" = 1 ]; then
-echo "== cold page cache: a per-tensor load against the disk's sequential read (dd iflag=direct)"
+echo "== cold page cache: a per-tensor load against the disk's sequential read (fio, dd iflag=direct)"
 evict() {
   sync
   echo 3 >/proc/sys/vm/drop_caches 2>/dev/null
@@ -67,15 +67,29 @@ for f in sys.argv[1:]:
     fd = os.open(f, os.O_RDONLY); os.fdatasync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' \
     "$work"/models/big/*.safetensors
 }
-evict
-t0=$(date +%s.%N)
-for f in "$work"/models/big/*.safetensors; do dd if="$f" of=/dev/null bs=16M iflag=direct status=none; done
-t1=$(date +%s.%N)
-evict
-t2=$(date +%s.%N)
-for f in "$work"/models/big/*.safetensors; do dd if="$f" of=/dev/null bs=16M iflag=direct status=none & done
-wait
-t3=$(date +%s.%N)
+timed() { local t0 t1; t0=$(date +%s.%N); "$@"; t1=$(date +%s.%N); python3 -c "print($bytes / ($t1 - $t0) / 1e9)"; }
+dd_serial() { for f in "$work"/models/big/*.safetensors; do dd if="$f" of=/dev/null bs=16M iflag=direct status=none; done; }
+dd_parallel() {
+  for f in "$work"/models/big/*.safetensors; do dd if="$f" of=/dev/null bs=16M iflag=direct status=none & done
+  wait
+}
+# fio (scripts/pack-gpu-run packs a static build where scripts/build-fio made one): O_DIRECT
+# sequential reads of every shard, one job per shard, 16 MiB requests, with psync (one
+# request in flight per job) and io_uring (8 in flight per job); the best is the disk's figure.
+fio_read() {  # ENGINE DEPTH -> GB/s, or 0 when fio is missing or the engine is refused
+  [ -x "$bin/fio" ] || { echo 0; return; }
+  local jobs=() f
+  for f in "$work"/models/big/*.safetensors; do jobs+=(--name="$(basename "$f")" --filename="$f"); done
+  "$bin/fio" --output-format=json --group_reporting --rw=read --bs=16M --direct=1 --ioengine="$1" \
+    --iodepth="$2" "${jobs[@]}" 2>>"$out/fio.err" | tee -a "$out/fio.json" \
+    | python3 -c 'import json,sys
+try: print(json.load(sys.stdin)["jobs"][0]["read"]["bw_bytes"] / 1e9)
+except Exception: print(0)'
+}
+evict; dd1=$(timed dd_serial)
+evict; dd4=$(timed dd_parallel)
+evict; fio_sync=$(fio_read psync 1)
+evict; fio_uring=$(fio_read io_uring 8)
 evict
 start_daemon --backend=cuda --read-threads="$threads"
 t4=$(date +%s.%N); ctl load cold --path=big --scheme=per-tensor >/dev/null; t5=$(date +%s.%N)
@@ -83,13 +97,17 @@ stop_daemon
 # What the cold load left in the page cache (util-linux fincore; -1 where it is missing).
 cached=$(fincore --bytes --noheadings --output RES "$work"/models/big/*.safetensors 2>/dev/null \
   | awk '{s += $1} END {print NR ? s : -1}')
-python3 - "$bytes" "$t0" "$t1" "$t2" "$t3" "$t4" "$t5" "$cached" <<'PY' | tee -a "$out/path_load_bench.jsonl"
+python3 - "$bytes" "$dd1" "$dd4" "$fio_sync" "$fio_uring" "$t4" "$t5" "$cached" <<'PY' | tee -a "$out/path_load_bench.jsonl"
 import json, sys
-b = int(sys.argv[1]); t = [float(x) for x in sys.argv[2:8]]; cached = int(sys.argv[8])
-dd1, dd4, load = b / (t[1] - t[0]) / 1e9, b / (t[3] - t[2]) / 1e9, b / (t[5] - t[4]) / 1e9
+b = int(sys.argv[1]); dd1, dd4, fsync, furing = (float(x) for x in sys.argv[2:6])
+t4, t5, cached = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
+load = b / (t5 - t4) / 1e9
+fio = max(fsync, furing)
 print(json.dumps({"cold": True, "scheme": "per-tensor", "checkpoint_bytes": b,
                   "dd_direct_one_stream_gbps": round(dd1, 2), "dd_direct_one_per_shard_gbps": round(dd4, 2),
-                  "load_seconds": round(t[5] - t[4], 3), "load_gbps": round(load, 2),
+                  "fio_psync_gbps": round(fsync, 2), "fio_io_uring_depth8_gbps": round(furing, 2),
+                  "load_seconds": round(t5 - t4, 3), "load_gbps": round(load, 2),
+                  "ratio_to_fio": round(load / fio, 3) if fio > 0 else None,
                   "ratio_to_best_dd": round(load / max(dd1, dd4), 3), "page_cache_bytes_after": cached}))
 PY
 grep -E '"event":"path_read"' "$out/weightd-path.log" | tail -n 1

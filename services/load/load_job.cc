@@ -271,8 +271,12 @@ void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
     placer = placer_;
     arenas = arenas_;
   }
+  const double read_seconds = progress_.seconds();
   const absl::Status landed = Land(*layout, *placer);
   ++activity_;
+  LogEvent(LogLevel::kDebug, "load_landed",
+           {{"model", model_id_}, {"read_seconds", read_seconds}, {"land_seconds", progress_.seconds() - read_seconds},
+            {"scale_seconds_all_threads", placer->scale_seconds()}});
   absl::StatusOr<ResidentModel> result;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,6 +1,7 @@
 #include "services/load/tensor_placer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -164,8 +165,12 @@ absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetens
     }
     if (scales[r].empty()) {  // the slice's own scales
       scales[r].resize(part.tiling.num_tiles());
-      WEIGHTD_RETURN_IF_ERROR(
-          kernels::TileScalesFast(task.scheme, t.dtype, bytes, part.tiling, policy, scales[r].data()));
+      const auto start = std::chrono::steady_clock::now();
+      const absl::Status taken =
+          kernels::TileScalesFast(task.scheme, t.dtype, bytes, part.tiling, policy, scales[r].data());
+      scale_nanos_ += static_cast<uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+      WEIGHTD_RETURN_IF_ERROR(taken);
     }
     {
       std::shared_lock<std::shared_mutex> lock(arenas_mu_);

@@ -11,6 +11,7 @@
 // own tensors.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -85,6 +86,9 @@ class TensorPlacer {
   // inside a placer call.
   void Release();
 
+  // Host time the load's threads spent taking amaxes for scales (all threads together).
+  double scale_seconds() const { return static_cast<double>(scale_nanos_.load()) * 1e-9; }
+
  private:
   std::vector<size_t> WritingRanks(const TensorTask& task) const;
   bool Released();
@@ -108,6 +112,7 @@ class TensorPlacer {
   // takes it exclusively. Collectives never hold it across a call.
   std::shared_mutex arenas_mu_;
   bool released_ = false;
+  std::atomic<uint64_t> scale_nanos_{0};  // host time taking tile amaxes, all threads
 };
 
 }  // namespace weightd

@@ -32,6 +32,7 @@ struct DaemonOptions {
   uint64_t staging_ring_bytes = 64ull << 20;
   int staging_slots = 8;
   int staging_copy_streams = 1;
+  bool staging_blocking_waits = false;
   bool pin_path_sources = false;
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity

@@ -38,7 +38,8 @@ Chunk NextChunk(const kernels::Tiling& t, uint64_t begin, uint64_t total, uint64
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uint64_t ring_bytes, int slots,
-                                                                  HostPinnedAccounting* pinned, int copy_streams) {
+                                                                  HostPinnedAccounting* pinned, int copy_streams,
+                                                                  bool blocking_waits) {
   std::unique_ptr<StagingRing> ring(new StagingRing(device, pinned));
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device));
   const uint64_t slot_bytes = ring_bytes / static_cast<uint64_t>(std::max(1, slots)) / kAlignment * kAlignment;
@@ -59,7 +60,8 @@ absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uin
     if (pinned != nullptr) pinned->Add(slot_bytes);
     WEIGHTD_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&slot.device), slot_bytes));
     WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
-    WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(&slot.done, cudaEventDisableTiming));
+    WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(
+        &slot.done, cudaEventDisableTiming | (blocking_waits ? cudaEventBlockingSync : 0u)));
   }
   return ring;
 }

@@ -32,9 +32,10 @@ class StagingRing {
   // Every pinned buffer is counted in `pinned` (may be null) while it exists.
   // `copy_streams` host-to-device streams take the chunks' copies in turn (one
   // stream keeps copies in order; several let the copy engines overlap them).
+  // `blocking_waits`: a thread waiting for a slot sleeps instead of spinning.
   static absl::StatusOr<std::unique_ptr<StagingRing>> Create(int device, uint64_t ring_bytes, int slots,
                                                              HostPinnedAccounting* pinned = nullptr,
-                                                             int copy_streams = 1);
+                                                             int copy_streams = 1, bool blocking_waits = false);
   ~StagingRing();
 
   // Copies host `bytes` to device address `dst` (through pinned slots; the copy
