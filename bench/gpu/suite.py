@@ -84,10 +84,32 @@ class Suite:
             if os.path.exists(path):
                 os.unlink(path)
 
+    @staticmethod
+    def host_state():
+        """What the kernel's memory management did, to compare one step across runs: a
+        step that is slower inside the full suite than alone shows here whether the
+        host reclaimed, compacted or fell back from huge pages meanwhile."""
+        state = {}
+        try:
+            for line in open("/proc/meminfo"):
+                key, value = line.split(":", 1)
+                if key in ("MemFree", "MemAvailable", "Cached", "Dirty", "Writeback", "AnonPages", "AnonHugePages",
+                           "Mlocked"):
+                    state["meminfo_" + key + "_kib"] = int(value.split()[0])
+            for line in open("/proc/vmstat"):
+                key, value = line.split()
+                if key.startswith(("pgscan", "pgsteal", "compact_", "thp_fault", "allocstall", "pgmajfault",
+                                   "pgfault", "nr_dirty", "workingset_refault", "kswapd")):
+                    state[key] = int(value)
+        except OSError:
+            pass
+        return state
+
     def timed_load(self, label, load):
         """A fresh daemon, the driver's view sampled around `load()`; keeps the daemon up."""
         self.stop_daemon()
         self.start_daemon()
+        before = self.host_state()
         sample_file = os.path.join(self.work, label + ".mem.json")
         sampler = subprocess.Popen([sys.executable, os.path.join(HERE, "devmem.py"), sample_file],
                                    stdout=subprocess.PIPE, text=True)
@@ -104,6 +126,10 @@ class Suite:
                    daemon_peak_bytes=sum(int(d.get("peak_bytes", 0)) for d in status.get("devices", [])),
                    resident_bytes=sum(int(m.get("resident_bytes", 0)) for m in status.get("models", [])),
                    source_bytes=sum(int(m.get("source_bytes", 0)) for m in status.get("models", [])))
+        after = self.host_state()
+        run["host_before"] = {k: v for k, v in before.items() if k.startswith("meminfo_")}
+        run["host_delta"] = {k: after[k] - before[k] for k in before
+                             if k in after and not k.startswith("meminfo_") and after[k] != before[k]}
         run["peak_growth_bytes"] = run["driver"].get("peak_growth_bytes", run["daemon_peak_bytes"])
         run["peak_source"] = "driver" if "peak_growth_bytes" in run["driver"] else "daemon"
         self.results["runs"][label] = run

@@ -154,10 +154,11 @@ std::pair<uint64_t, uint64_t> SegmentBytes(const ShardFile& shard, const Segment
 
 // A segment's tensors as views of the mapped file: tensors that are gathered
 // (quantized, or sliced off dim 0) whole, others in pieces of `chunk_bytes`. Its
-// blocks are pinned for the devices first, where the backend gains by it
-// (PinWindow): the GPU then copies them from the page cache in place.
+// blocks that the PinWindow has pinned by now (where the backend pins sources) are
+// copied by the GPU from the page cache in place, the rest through the staging ring.
 absl::Status ReadSegment(ShardFile& shard, const Segment& segment, size_t index, PinWindow& window,
                          ShardWriter& writer, LoadJob& job, const SourceHooks& hooks, size_t chunk_bytes) {
+  window.Start(index);  // pins go ahead of what is being read
   const safetensors::ShardHeader& header = shard.parser->header();
   const auto [begin, end] = SegmentBytes(shard, segment);
   if (end > shard.map.size()) {
@@ -202,7 +203,6 @@ absl::Status ReadSegment(ShardFile& shard, const Segment& segment, size_t index,
       if (cold) map.Drop(begin, end - begin);
     }
   };
-  window.Acquire(index, [&job] { return job.failed(); });
   Done done{window, index, shard.map, cold, begin, end};
   for (size_t i = segment.first; i < segment.last; ++i) {
     const safetensors::TensorHeader& t = header.tensors[i];
@@ -349,11 +349,13 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
   worker();
   for (std::thread& t : pool) t.join();
+  const PinWindow::Stats pins = window.stats();
   LogEvent(LogLevel::kDebug, "path_read",
            {{"model", job->model_id()}, {"threads", threads}, {"segments", segments.size()},
             {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
-            {"pin_seconds_all_threads", window.pin_seconds()}, {"unpin_seconds_all_threads", window.unpin_seconds()},
-            {"cold_segments", cold_segments.load() - cold_before}});
+            {"pinned_blocks", pins.pinned_blocks}, {"pinned_bytes", pins.pinned_bytes},
+            {"passed_blocks", pins.passed_blocks}, {"pin_seconds_all_threads", pins.pin_seconds},
+            {"unpin_seconds_all_threads", pins.unpin_seconds}, {"cold_segments", cold_segments.load() - cold_before}});
 }
 
 }  // namespace weightd

@@ -16,7 +16,8 @@ PinWindow::PinWindow(DeviceBackend& backend, std::vector<const MappedFile*> file
   block_bytes = std::max<uint64_t>(block_bytes, 1);
   // Blocks in the order segments first touch them; each is block_bytes of its file, aligned.
   std::vector<std::vector<size_t>> block_index(files_.size());  // by file: block number -> index + 1
-  for (const Range& r : segments) {
+  for (size_t s = 0; s < segments.size(); ++s) {
+    const Range& r = segments[s];
     if (r.end <= r.begin) {
       segment_blocks_.push_back({1, 0});  // none
       continue;
@@ -28,27 +29,23 @@ PinWindow::PinWindow(DeviceBackend& backend, std::vector<const MappedFile*> file
     for (uint64_t b = first; b <= last; ++b) {
       if (index[b] == 0) {
         const uint64_t begin = b * block_bytes;
-        blocks_.push_back(Block{r.file, begin, std::min(begin + block_bytes, files_[r.file]->size()), 0, false, nullptr});
+        Block block;
+        block.file = r.file;
+        block.begin = begin;
+        block.end = std::min(begin + block_bytes, files_[r.file]->size());
+        blocks_.push_back(std::move(block));
         index[b] = blocks_.size();
       }
       const size_t i = index[b] - 1;
       ++blocks_[i].segments_left;
+      blocks_[i].last_segment = std::max(blocks_[i].last_segment, s);
       span.first = std::min(span.first, i);
       span.second = std::max(span.second, i);
     }
     segment_blocks_.push_back(span);
   }
-  // Room for the widest segment's blocks, whatever the window.
-  for (const auto& [first, last] : segment_blocks_) {
-    if (first <= last) {
-      uint64_t bytes = 0;
-      for (size_t b = first; b <= last; ++b) bytes += blocks_[b].end - blocks_[b].begin;
-      window_bytes_ = std::max(window_bytes_, bytes + block_bytes);
-    }
-  }
   if (threads <= 0 || !backend_.pins_sources() || blocks_.empty()) {
-    for (Block& b : blocks_) b.decided = true;  // nothing is pinned: no block to wait for
-    next_block_ = blocks_.size();
+    next_block_ = blocks_.size();  // nothing is pinned
     return;
   }
   for (int t = 0; t < threads; ++t) pinners_.emplace_back([this] { Pinner(); });
@@ -61,19 +58,53 @@ PinWindow::~PinWindow() {
   }
   changed_.notify_all();
   for (std::thread& t : pinners_) t.join();
-  for (Block& b : blocks_) b.pin.reset();
+  for (Block& b : blocks_) b.pin.reset();  // waits for the copies from each, then unpins
+}
+
+PinWindow::Block* PinWindow::NextBlockLocked() {
+  while (next_block_ < blocks_.size()) {
+    Block& b = blocks_[next_block_];
+    if (b.last_segment >= started_) return &b;
+    b.state = State::kPassed;  // every segment that needs it has been started
+    ++stats_.passed_blocks;
+    ++next_block_;
+  }
+  return nullptr;
+}
+
+void PinWindow::QueueUnpinLocked(Block& block) {
+  block.state = State::kUnpinned;
+  unpin_.push_back(&block);
+  changed_.notify_all();
 }
 
 void PinWindow::Pinner() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
+    Block* next = nullptr;
     changed_.wait(lock, [&] {
-      if (stopping_ || next_block_ >= blocks_.size()) return true;
-      const Block& b = blocks_[next_block_];
-      return pinned_bytes_ == 0 || pinned_bytes_ + (b.end - b.begin) <= window_bytes_;
+      if (stopping_ || !unpin_.empty()) return true;
+      next = NextBlockLocked();
+      return next != nullptr && (pinned_bytes_ == 0 || pinned_bytes_ + (next->end - next->begin) <= window_bytes_);
     });
-    if (stopping_ || next_block_ >= blocks_.size()) return;
-    Block& block = blocks_[next_block_++];
+    if (stopping_) return;
+    if (!unpin_.empty()) {  // frees room in the window first
+      Block* done = unpin_.back();
+      unpin_.pop_back();
+      std::unique_ptr<SourcePin> pin = std::move(done->pin);
+      lock.unlock();
+      const auto start = std::chrono::steady_clock::now();
+      pin.reset();  // waits for the copies from its pages, then unpins
+      const double took = SecondsSince(start);
+      lock.lock();
+      stats_.unpin_seconds += took;
+      pinned_bytes_ -= done->end - done->begin;
+      changed_.notify_all();
+      continue;
+    }
+    Block& block = *next;
+    ++next_block_;
+    block.state = State::kPinning;
     pinned_bytes_ += block.end - block.begin;
     lock.unlock();
     const auto start = std::chrono::steady_clock::now();
@@ -84,56 +115,42 @@ void PinWindow::Pinner() {
     }
     const double took = SecondsSince(start);
     lock.lock();
-    pin_seconds_ += took;
+    stats_.pin_seconds += took;
+    if (pin == nullptr) {
+      block.state = State::kPassed;
+      ++stats_.passed_blocks;
+      pinned_bytes_ -= block.end - block.begin;
+      changed_.notify_all();
+      continue;
+    }
+    ++stats_.pinned_blocks;
+    stats_.pinned_bytes += block.end - block.begin;
     block.pin = std::move(pin);
-    block.decided = true;
-    changed_.notify_all();
+    block.state = State::kPinned;
+    if (block.segments_left == 0) QueueUnpinLocked(block);  // its segments were all read meanwhile
   }
 }
 
-void PinWindow::Acquire(size_t i, const std::function<bool()>& stop) {
-  const auto [first, last] = segment_blocks_[i];
-  std::unique_lock<std::mutex> lock(mu_);
-  for (size_t b = first; b <= last && b < blocks_.size(); ++b) {
-    while (!blocks_[b].decided && !stopping_) {
-      if (stop()) return;
-      changed_.wait_for(lock, std::chrono::milliseconds(5));
-    }
+void PinWindow::Start(size_t i) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    started_ = std::max(started_, i + 1);
   }
+  changed_.notify_all();  // a pinner waiting for room may pass blocks over now
 }
 
 void PinWindow::Release(size_t i) {
   const auto [first, last] = segment_blocks_[i];
-  std::vector<std::unique_ptr<SourcePin>> done;
-  uint64_t freed = 0;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t b = first; b <= last && b < blocks_.size(); ++b) {
-      if (--blocks_[b].segments_left == 0 && blocks_[b].decided) {
-        done.push_back(std::move(blocks_[b].pin));
-        freed += blocks_[b].end - blocks_[b].begin;
-      }
-    }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t b = first; b <= last && b < blocks_.size(); ++b) {
+    Block& block = blocks_[b];
+    if (--block.segments_left == 0 && block.state == State::kPinned) QueueUnpinLocked(block);
   }
-  const auto start = std::chrono::steady_clock::now();
-  done.clear();  // waits for the blocks' copies, then unpins: outside the lock
-  const double took = SecondsSince(start);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    pinned_bytes_ -= freed;
-    unpin_seconds_ += took;
-  }
-  changed_.notify_all();
 }
 
-double PinWindow::pin_seconds() const {
+PinWindow::Stats PinWindow::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return pin_seconds_;
-}
-
-double PinWindow::unpin_seconds() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return unpin_seconds_;
+  return stats_;
 }
 
 }  // namespace weightd

@@ -2,16 +2,18 @@
 // ahead of the threads that read them (DeviceBackend::PinSource): pinning and
 // unpinning are costly driver calls (on CUDA about 30 GB/s each, and an unpin
 // waits for the copies from its pages), so they are done for large blocks by
-// threads of their own, not for every segment by the reading threads. A block is
-// pinned only if all of its pages are in the page cache (pinning a cold block
-// would read it from disk on one thread); at most `window_bytes` are pinned at
-// once, and a block is unpinned once every segment that overlaps it is done.
-// Thread-safe.
+// threads of their own, never by the reading threads. Readers never wait for a
+// pin: what is pinned when a segment is read is copied from the page cache in
+// place, the rest through the staging ring, so the two paths share the load by
+// their speeds. A block is pinned only while a segment that needs it has not been
+// started (pinning what the readers have passed is wasted), only if all of its
+// pages are in the page cache (pinning a cold block would read it from disk on one
+// thread), at most `window_bytes` at once, and unpinned, by the pinning threads,
+// once every segment that overlaps it is done. Thread-safe.
 #pragma once
 
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -35,25 +37,35 @@ class PinWindow {
   PinWindow(const PinWindow&) = delete;
   PinWindow& operator=(const PinWindow&) = delete;
 
-  // Waits until every block of segment `i` has been pinned or passed over, or
-  // `stop` returns true (checked every few milliseconds).
-  void Acquire(size_t i, const std::function<bool()>& stop);
-  // Segment `i` is done (its copies issued): a block whose segments are all done is unpinned.
+  // Segment `i` is being read now (never waits): blocks that no later segment needs
+  // are passed over.
+  void Start(size_t i);
+  // Segment `i` is done (its copies issued): a block whose segments are all done is
+  // unpinned by the pinning threads.
   void Release(size_t i);
 
-  // Seconds the pinning threads spent in PinSource, and in unpinning (all threads).
-  double pin_seconds() const;
-  double unpin_seconds() const;
+  struct Stats {
+    double pin_seconds = 0, unpin_seconds = 0;  // in the driver, all pinning threads
+    uint64_t pinned_blocks = 0, pinned_bytes = 0;
+    uint64_t passed_blocks = 0;  // never pinned: reached by the readers first, or not in the page cache
+  };
+  Stats stats() const;
 
  private:
+  enum class State { kWaiting, kPinning, kPinned, kPassed, kUnpinned };
   struct Block {
     size_t file = 0;
     uint64_t begin = 0, end = 0;
     int segments_left = 0;
-    bool decided = false;  // pinned, or passed over (cold, or the backend declined)
+    size_t last_segment = 0;  // the last segment that overlaps it
+    State state = State::kWaiting;
     std::unique_ptr<SourcePin> pin;
   };
   void Pinner();
+  // The next block worth pinning, passing over those the readers have reached; null if none. Needs mu_.
+  Block* NextBlockLocked();
+  // Hands a pinned block whose segments are all done to the pinning threads. Needs mu_.
+  void QueueUnpinLocked(Block& block);
 
   DeviceBackend& backend_;
   std::vector<const MappedFile*> files_;
@@ -63,10 +75,12 @@ class PinWindow {
 
   mutable std::mutex mu_;
   std::condition_variable changed_;
-  size_t next_block_ = 0;       // the next block a pinner takes
+  size_t next_block_ = 0;       // the next block a pinner looks at
+  size_t started_ = 0;          // segments [0, started_) have been started
   uint64_t pinned_bytes_ = 0;   // blocks taken by a pinner and not yet unpinned
+  std::vector<Block*> unpin_;   // pinned blocks whose segments are all done
   bool stopping_ = false;
-  double pin_seconds_ = 0, unpin_seconds_ = 0;
+  Stats stats_;
   std::vector<std::thread> pinners_;
 };
 
