@@ -100,7 +100,7 @@ absl::Status CudaBackend::Synchronize(int device) {
   LogEvent(LogLevel::kDebug, "staging_ring",
            {{"device", device}, {"chunks", stats.chunks}, {"h2d_bytes", stats.h2d_bytes},
             {"in_place_bytes", stats.in_place_bytes}, {"wait_seconds", stats.wait_seconds},
-            {"fill_seconds", stats.fill_seconds}});
+            {"fill_seconds", stats.fill_seconds}, {"enqueue_seconds", stats.enqueue_seconds}});
   LogDriverMemory(device, "load_landed", "");
   return status;
 }

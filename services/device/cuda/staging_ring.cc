@@ -12,6 +12,10 @@ namespace weightd::cuda {
 namespace {
 
 constexpr uint64_t kAlignment = 256;
+
+double SecondsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
 constexpr uint64_t kElementAlignment = 16;  // keeps chunk starts 16-byte aligned for the kernel
 
 // The chunk of a tensor that one slot carries: elements [begin, end) and the tile
@@ -178,10 +182,12 @@ absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes, PinnedSpan
   WEIGHTD_RETURN_IF_ERROR(WriteThroughSlots(dst, src, whole.pinned_begin));
   cudaError_t error;
   {
+    const auto asked = std::chrono::steady_clock::now();
     std::lock_guard<std::mutex> lock(mu_);
     error = EnqueueLocked(Staged{dst + whole.pinned_begin, src + whole.pinned_begin, nullptr,
                                  whole.pinned_end - whole.pinned_begin, 0, whole.pinned_end - whole.pinned_begin},
                           TakeCopyStreamLocked());
+    stats_.enqueue_seconds += SecondsSince(asked);
   }
   if (error != cudaSuccess) return CudaError(error, "cudaMemcpyAsync(pinned source)", __FILE__, __LINE__);
   return WriteThroughSlots(dst + whole.pinned_end, src + whole.pinned_end, bytes.size() - whole.pinned_end);
@@ -196,11 +202,13 @@ absl::Status StagingRing::WriteThroughSlots(uint8_t* dst, const uint8_t* src, ui
     Fill((*slot)->pinned, src + done, n);
     cudaError_t error;
     {
+      const auto asked = std::chrono::steady_clock::now();
       std::lock_guard<std::mutex> lock(mu_);
       cudaStream_t stream = TakeCopyStreamLocked();
       error = cudaMemcpyAsync(dst + done, (*slot)->pinned, n, cudaMemcpyHostToDevice, stream);
       if (error == cudaSuccess) error = cudaEventRecord((*slot)->done, stream);
       stats_.h2d_bytes += n;
+      stats_.enqueue_seconds += SecondsSince(asked);
     }
     Return(*slot);
     if (error != cudaSuccess) return CudaError(error, "cudaMemcpyAsync(write)", __FILE__, __LINE__);
@@ -254,6 +262,7 @@ absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const voi
     std::memcpy(s.pinned + slot_data_bytes_, scales + chunk.first_tile_row * grid_cols, scale_count * sizeof(float));
     cudaError_t error;
     {
+      const auto asked = std::chrono::steady_clock::now();
       std::lock_guard<std::mutex> lock(mu_);
       cudaStream_t stream = TakeCopyStreamLocked();
       error = EnqueueLocked(staged, stream);
@@ -270,6 +279,7 @@ absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const voi
             chunk.end, dst + chunk.begin, compute_stream_));
       }
       if (error == cudaSuccess) error = cudaEventRecord(s.done, compute_stream_);
+      stats_.enqueue_seconds += SecondsSince(asked);
     }
     Return(&s);
     if (error != cudaSuccess) return CudaError(error, "quantize chunk", __FILE__, __LINE__);

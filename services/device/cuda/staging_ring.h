@@ -54,12 +54,13 @@ class StagingRing {
   void FenceCopies();
 
   // Since the last call (and resets): the bytes copied to the device, and where the
-  // feeding threads spent their time: waiting for a free slot, copying into pinned slots.
+  // feeding threads spent their time: waiting for a free slot, copying into pinned slots,
+  // enqueueing copies and kernels (the ring's lock and the driver's calls).
   struct Stats {
     uint64_t chunks = 0;
     uint64_t h2d_bytes = 0;  // host-to-device bytes copied
     uint64_t in_place_bytes = 0;  // of those, copied straight from pinned sources
-    double wait_seconds = 0, fill_seconds = 0;
+    double wait_seconds = 0, fill_seconds = 0, enqueue_seconds = 0;
   };
   Stats TakeStats();
 
