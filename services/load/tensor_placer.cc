@@ -188,8 +188,10 @@ absl::StatusOr<std::vector<float>> TensorPlacer::FusedAmax(const TensorTask& tas
                                                            const char* src, kernels::NonFinitePolicy policy,
                                                            std::optional<float> amax) {
   if (task.reduce_amax) {  // scale scope `tensor`: the whole tensor's amax on every rank
-    if (!amax) {
-      WEIGHTD_ASSIGN_OR_RETURN(amax, kernels::AbsMax(t.dtype, src, static_cast<size_t>(t.num_elements()), policy));
+    if (!amax) {  // the vectorized pass of SliceAmax over the whole tensor (the reference runs at a fifth of it)
+      std::vector<float> whole;
+      WEIGHTD_RETURN_IF_ERROR(SliceAmax(t.dtype, src, SliceBytes{0, 1, t.size(), 0}, false, policy, whole));
+      amax = whole.empty() ? 0.0f : whole[0];
     }
     return std::vector<float>(task.parts.size(), *amax);
   }
