@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 #include <system_error>
+#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -136,10 +137,17 @@ void ForRowRanges(size_t rows, size_t parts, Fn&& fn) {
 
 }  // namespace
 
+namespace {
+std::atomic<int> default_threads{0};  // 0: the machine's cores
+}  // namespace
+
 int DefaultQuantizeThreads() {
-  static const int threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  return threads;
+  static const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  const int set = default_threads.load(std::memory_order_relaxed);
+  return set > 0 ? set : cores;
 }
+
+void SetDefaultQuantizeThreads(int threads) { default_threads.store(std::max(0, threads), std::memory_order_relaxed); }
 
 size_t FindNonFinite(DType dtype, const void* src, size_t n) {
   const uint8_t* bytes = static_cast<const uint8_t*>(src);

@@ -18,8 +18,12 @@
 
 namespace weightd::kernels {
 
-// Worker threads a call uses when given `threads` <= 0: the machine's cores.
+// Worker threads a call uses when given `threads` <= 0: the machine's cores, or
+// what SetDefaultQuantizeThreads set. A loader whose own threads already run many
+// calls at once (a path load's read threads) may want fewer per call.
 int DefaultQuantizeThreads();
+// `threads` <= 0: back to the machine's cores. Process-wide; set before loads start.
+void SetDefaultQuantizeThreads(int threads);
 
 // As TileScales (the same scales, the same error message for the first non-finite
 // element in row-major order under kFail). `threads` <= 0: DefaultQuantizeThreads().

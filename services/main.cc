@@ -20,6 +20,7 @@
 #include "base/byte_size.h"
 #include "base/container_limits.h"
 #include "base/log.h"
+#include "kernels/quantize_fast.h"
 #include "services/server/daemon.h"
 
 ABSL_FLAG(std::string, listen, "unix:/run/weightd/weightd.sock",
@@ -54,6 +55,9 @@ ABSL_FLAG(int, staging_copy_streams, 1,
 ABSL_FLAG(bool, staging_blocking_waits, false,
           "Threads waiting for a free staging slot sleep until the GPU is done with it instead of spinning on "
           "a core, e.g. --staging-blocking-waits=true");
+ABSL_FLAG(int, quantize_threads, 0,
+          "Threads one scale (amax) pass or host quantization of a tensor may use; 0: one per core. A path "
+          "load's read threads each run such passes at once, e.g. --quantize-threads=1");
 ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
@@ -210,6 +214,8 @@ Flags take --dashed-names or --underscored_names.)");
   options.model_root = absl::GetFlag(FLAGS_model_root);
   options.path_read.read_threads = absl::GetFlag(FLAGS_read_threads);
   options.path_read.pin_threads = absl::GetFlag(FLAGS_pin_threads);
+  if (absl::GetFlag(FLAGS_quantize_threads) < 0) return Fail("--quantize-threads must be at least 0");
+  weightd::kernels::SetDefaultQuantizeThreads(absl::GetFlag(FLAGS_quantize_threads));
   if (options.path_read.pin_threads < 1) return Fail("--pin-threads must be at least 1");
   if (options.path_read.read_threads == 0) {
     // Measured on a 16-core H200 host: 16 threads load the 8B-shaped model 8% faster than 8.

@@ -146,6 +146,23 @@ TEST(QuantizeFast, LargeTensorSplitAcrossThreads) {
   }
 }
 
+TEST(QuantizeFast, TheDefaultThreadCountCanBeSetAndGivesTheSameBytes) {
+  const int cores = DefaultQuantizeThreads();
+  const size_t rows = 1031, cols = 1543;
+  std::vector<uint8_t> src = RandomBytes(DType::kBF16, rows * cols, 7);
+  for (int threads : {1, 3}) {
+    SetDefaultQuantizeThreads(threads);
+    EXPECT_EQ(DefaultQuantizeThreads(), threads);
+    for (Scheme scheme : kSchemes) {
+      ExpectSame(RunRef(scheme, DType::kBF16, src, rows, cols, NonFinitePolicy::kFail),
+                 RunFast(scheme, DType::kBF16, src, rows, cols, NonFinitePolicy::kFail, 0),
+                 absl::StrCat(SchemeName(scheme), " default threads ", threads));
+    }
+  }
+  SetDefaultQuantizeThreads(0);
+  EXPECT_EQ(DefaultQuantizeThreads(), cores);
+}
+
 TEST(QuantizeFast, AllZeroTensorsAndRows) {
   for (DType dtype : kDTypes) {
     std::vector<uint8_t> src = RandomBytes(dtype, 300 * 257, 7);
