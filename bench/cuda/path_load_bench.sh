@@ -2,13 +2,15 @@
 # A local-path load into FP8 on one GPU against the floors measured in the same run
 # (docs/performance.md, "Path loads"): plain pinned host-to-device copies of the same
 # bytes, and what the host side can feed the GPU each way (weightd-bench-source-floor).
-# Loads every scheme with the mapped segments pinned (the default) and without
-# (--pin-path-sources=false: every byte through the ring's pinned slots), and checks
-# that a pinned load's bytes equal the host backend's (the CPU reference).
+# Loads every scheme with --pin-path-sources=true (blocks of the mapped files pinned
+# ahead of the readers, copied in place) and false (the default: every byte through the
+# ring's pinned slots); with COLD=1 (the default) a cold-cache load against the disk's
+# sequential read by fio (where scripts/build-fio made one) and dd; and checks that a
+# CUDA load's bytes equal the host backend's (the CPU reference).
 #   bench/cuda/path_load_bench.sh BIN_DIR LIB_DIR OUT_DIR [LAYERS] [READ_THREADS]
 # Environment: PINS (default "true false"), COLD=0 skips the cold-cache part, RINGS: daemon
-# flags for the staging ring, one set per word, commas for spaces (default: the defaults;
-# e.g. RINGS="--staging-slots=8 --staging-slots=32,--staging-copy-streams=4").
+# flags for the staging ring (or any daemon flags), one set per word, commas for spaces
+# (default: the defaults; e.g. RINGS="--staging-slots=8 --staging-slots=32,--staging-copy-streams=4").
 # Writes OUT_DIR/path_load_bench.jsonl and the daemons' logs.
 set -u
 bin=$(realpath "$1"); lib=$(realpath "$2"); out=$(realpath -m "$3"); layers=${4:-32}; threads=${5:-16}
