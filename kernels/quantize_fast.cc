@@ -5,11 +5,11 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cstdint>
 #include <limits>
 #include <system_error>
-#include <atomic>
 #include <thread>
 #include <vector>
 
@@ -135,10 +135,8 @@ void ForRowRanges(size_t rows, size_t parts, Fn&& fn) {
   for (std::thread& w : workers) w.join();
 }
 
-}  // namespace
+std::atomic<int> default_threads{0};  // set by SetDefaultQuantizeThreads; 0: the machine's cores
 
-namespace {
-std::atomic<int> default_threads{0};  // 0: the machine's cores
 }  // namespace
 
 int DefaultQuantizeThreads() {

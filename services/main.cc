@@ -214,9 +214,9 @@ Flags take --dashed-names or --underscored_names.)");
   options.model_root = absl::GetFlag(FLAGS_model_root);
   options.path_read.read_threads = absl::GetFlag(FLAGS_read_threads);
   options.path_read.pin_threads = absl::GetFlag(FLAGS_pin_threads);
+  if (options.path_read.pin_threads < 1) return Fail("--pin-threads must be at least 1");
   if (absl::GetFlag(FLAGS_quantize_threads) < 0) return Fail("--quantize-threads must be at least 0");
   weightd::kernels::SetDefaultQuantizeThreads(absl::GetFlag(FLAGS_quantize_threads));
-  if (options.path_read.pin_threads < 1) return Fail("--pin-threads must be at least 1");
   if (options.path_read.read_threads == 0) {
     // Measured on a 16-core H200 host: 16 threads load the 8B-shaped model 8% faster than 8.
     options.path_read.read_threads = std::clamp(options.limits.cpus, 2, 16);

@@ -116,6 +116,7 @@ absl::Status TensorPlacer::ScalesOf(const TensorTask& task, const safetensors::T
                                     kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales) {
   const bool per_row = task.scheme == kernels::Scheme::kPerChannel;
   std::vector<std::vector<float>> amax(task.parts.size());
+  const auto start = std::chrono::steady_clock::now();
   for (size_t r = 0; r < task.parts.size(); ++r) {
     const SliceBytes slice = SliceOf(task, r, t);
     if (per_row && slice.segments != task.parts[r].tiling.rows) {
@@ -123,12 +124,18 @@ absl::Status TensorPlacer::ScalesOf(const TensorTask& task, const safetensors::T
     }
     WEIGHTD_RETURN_IF_ERROR(SliceAmax(t.dtype, src, slice, per_row, policy, amax[r]));
   }
+  CountScaleTime(start);
   WEIGHTD_RETURN_IF_ERROR(collective_->AllReduceMax(amax));
   for (size_t r = 0; r < task.parts.size(); ++r) {
     scales[r].resize(amax[r].size());
     std::transform(amax[r].begin(), amax[r].end(), scales[r].begin(), kernels::ScaleFromAmax);
   }
   return absl::OkStatus();
+}
+
+void TensorPlacer::CountScaleTime(std::chrono::steady_clock::time_point start) {
+  scale_nanos_ += static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
 }
 
 bool TensorPlacer::TakesWholeAmax(const TensorTask& task) {
@@ -168,8 +175,7 @@ absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetens
       const auto start = std::chrono::steady_clock::now();
       const absl::Status taken =
           kernels::TileScalesFast(task.scheme, t.dtype, bytes, part.tiling, policy, scales[r].data());
-      scale_nanos_ += static_cast<uint64_t>(
-          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+      CountScaleTime(start);
       WEIGHTD_RETURN_IF_ERROR(taken);
     }
     {
@@ -191,7 +197,7 @@ absl::StatusOr<std::vector<float>> TensorPlacer::FusedAmax(const TensorTask& tas
     if (!amax) {  // the vectorized pass of SliceAmax over the whole tensor (the reference runs at a fifth of it)
       std::vector<float> whole;
       WEIGHTD_RETURN_IF_ERROR(SliceAmax(t.dtype, src, SliceBytes{0, 1, t.size(), 0}, false, policy, whole));
-      amax = whole.empty() ? 0.0f : whole[0];
+      amax = whole[0];
     }
     return std::vector<float>(task.parts.size(), *amax);
   }

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -86,12 +87,15 @@ class TensorPlacer {
   // inside a placer call.
   void Release();
 
-  // Host time the load's threads spent taking amaxes for scales (all threads together).
+  // Host time the load's threads spent taking amaxes for scales (all threads together;
+  // the amax a push takes while gathering a tensor is not counted).
   double scale_seconds() const { return static_cast<double>(scale_nanos_.load()) * 1e-9; }
 
  private:
   std::vector<size_t> WritingRanks(const TensorTask& task) const;
   bool Released();
+  // Adds the time since `start` to the host time taken for scales.
+  void CountScaleTime(std::chrono::steady_clock::time_point start);
   absl::Status Write(size_t rank, size_t tensor, uint64_t offset, std::string_view bytes);
   // Each writing rank's slice quantized with `scales[rank]` (where empty: the
   // slice's own tile scales, under `policy`), and the scales written.

@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
+#include "base/seconds_since.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "services/safetensors/parser.h"
@@ -352,7 +353,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   const PinWindow::Stats pins = window.stats();
   LogEvent(LogLevel::kDebug, "path_read",
            {{"model", job->model_id()}, {"threads", threads}, {"segments", segments.size()},
-            {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()},
+            {"seconds", SecondsSince(start)},
             {"pinned_blocks", pins.pinned_blocks}, {"pinned_bytes", pins.pinned_bytes},
             {"passed_blocks", pins.passed_blocks}, {"pin_seconds_all_threads", pins.pin_seconds},
             {"unpin_seconds_all_threads", pins.unpin_seconds}, {"cold_segments", cold_segments.load() - cold_before}});

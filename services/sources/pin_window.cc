@@ -3,12 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include "base/seconds_since.h"
+
 namespace weightd {
-namespace {
-double SecondsSince(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-}  // namespace
 
 PinWindow::PinWindow(DeviceBackend& backend, std::vector<const MappedFile*> files, const std::vector<Range>& segments,
                      uint64_t block_bytes, uint64_t window_bytes, int threads)
@@ -65,15 +62,13 @@ PinWindow::Block* PinWindow::NextBlockLocked() {
   while (next_block_ < blocks_.size()) {
     Block& b = blocks_[next_block_];
     if (b.last_segment >= started_) return &b;
-    b.state = State::kPassed;  // every segment that needs it has been started
-    ++stats_.passed_blocks;
+    ++stats_.passed_blocks;  // every segment that needs it has been started
     ++next_block_;
   }
   return nullptr;
 }
 
 void PinWindow::QueueUnpinLocked(Block& block) {
-  block.state = State::kUnpinned;
   unpin_.push_back(&block);
   changed_.notify_all();
 }
@@ -104,7 +99,6 @@ void PinWindow::Pinner() {
     }
     Block& block = *next;
     ++next_block_;
-    block.state = State::kPinning;
     pinned_bytes_ += block.end - block.begin;
     lock.unlock();
     const auto start = std::chrono::steady_clock::now();
@@ -117,7 +111,6 @@ void PinWindow::Pinner() {
     lock.lock();
     stats_.pin_seconds += took;
     if (pin == nullptr) {
-      block.state = State::kPassed;
       ++stats_.passed_blocks;
       pinned_bytes_ -= block.end - block.begin;
       changed_.notify_all();
@@ -126,7 +119,6 @@ void PinWindow::Pinner() {
     ++stats_.pinned_blocks;
     stats_.pinned_bytes += block.end - block.begin;
     block.pin = std::move(pin);
-    block.state = State::kPinned;
     if (block.segments_left == 0) QueueUnpinLocked(block);  // its segments were all read meanwhile
   }
 }
@@ -144,7 +136,7 @@ void PinWindow::Release(size_t i) {
   std::lock_guard<std::mutex> lock(mu_);
   for (size_t b = first; b <= last && b < blocks_.size(); ++b) {
     Block& block = blocks_[b];
-    if (--block.segments_left == 0 && block.state == State::kPinned) QueueUnpinLocked(block);
+    if (--block.segments_left == 0 && block.pin != nullptr) QueueUnpinLocked(block);
   }
 }
 

@@ -52,14 +52,12 @@ class PinWindow {
   Stats stats() const;
 
  private:
-  enum class State { kWaiting, kPinning, kPinned, kPassed, kUnpinned };
   struct Block {
     size_t file = 0;
     uint64_t begin = 0, end = 0;
     int segments_left = 0;
     size_t last_segment = 0;  // the last segment that overlaps it
-    State state = State::kWaiting;
-    std::unique_ptr<SourcePin> pin;
+    std::unique_ptr<SourcePin> pin;  // set once pinned, until a pinning thread takes it to unpin
   };
   void Pinner();
   // The next block worth pinning, passing over those the readers have reached; null if none. Needs mu_.

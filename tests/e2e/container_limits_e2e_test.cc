@@ -4,6 +4,9 @@
 // line and its device capacity show what it derived from them.
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "tests/e2e/daemon_process.h"
@@ -76,6 +79,21 @@ TEST_F(ContainerLimitsE2ETest, AGarbledFileIsAWarningAndTheNodesFigures) {
   EXPECT_EQ(ready["memory_limit_source"], "node");
   EXPECT_NE(daemon_.log().find("\"event\":\"cgroup_unreadable\""), std::string::npos) << daemon_.log();
   EXPECT_NE(daemon_.log().find("memory.max 'plenty' is not a positive number"), std::string::npos);
+}
+
+TEST_F(ContainerLimitsE2ETest, ThreadAndRingFlagsOutOfRangeAreRefusedNamingTheFlag) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--pin-threads=0", "--pin-threads must be at least 1"},
+      {"--quantize-threads=-1", "--quantize-threads must be at least 0"},
+      {"--staging-slots=0", "--staging-slots and --staging-copy-streams must be at least 1"},
+  };
+  for (const auto& [flag, message] : cases) {
+    CommandResult run = RunCommand({BinPath("weightd"), flag, "--listen=unix:" + daemon_.dir() + "/w.sock",
+                                    "--handle-socket=" + daemon_.handle_socket(), "--metrics-address=",
+                                    "--backend=host"});
+    EXPECT_EQ(run.exit_code, 2) << flag << ": " << run.err;
+    EXPECT_NE(run.err.find(message), std::string::npos) << flag << ": " << run.err;
+  }
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/seconds_since.h"
 #include "base/status_macros.h"
 #include "kernels/quantize_cuda.h"
 #include "services/device/cuda/cuda_check.h"
@@ -12,10 +13,6 @@ namespace weightd::cuda {
 namespace {
 
 constexpr uint64_t kAlignment = 256;
-
-double SecondsSince(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 constexpr uint64_t kElementAlignment = 16;  // keeps chunk starts 16-byte aligned for the kernel
 
 // The chunk of a tensor that one slot carries: elements [begin, end) and the tile
@@ -100,7 +97,7 @@ absl::StatusOr<StagingRing::Slot*> StagingRing::Acquire() {
   }
   cudaSetDevice(device_);
   cudaError_t error = cudaEventSynchronize(slot->done);
-  const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double waited = SecondsSince(start);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.wait_seconds += waited;
@@ -124,7 +121,7 @@ void StagingRing::Return(Slot* slot) {
 void StagingRing::Fill(uint8_t* pinned, const void* src, uint64_t n) {
   const auto start = std::chrono::steady_clock::now();
   std::memcpy(pinned, src, n);
-  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double took = SecondsSince(start);
   std::lock_guard<std::mutex> lock(mu_);
   stats_.fill_seconds += took;
 }
