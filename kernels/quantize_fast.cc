@@ -108,7 +108,7 @@ void EncodeRow(DType dtype, const uint8_t* src, size_t cols, size_t tile_cols, c
 }
 
 size_t PartsFor(size_t rows, size_t cols, int threads) {
-  const size_t wanted = static_cast<size_t>(threads > 0 ? threads : DefaultQuantizeThreads());
+  const size_t wanted = static_cast<size_t>(threads);
   const size_t by_work = std::max<size_t>(1, rows * cols / kMinElementsPerThread);
   return std::max<size_t>(1, std::min({wanted, by_work, rows}));
 }
@@ -135,15 +135,26 @@ void ForRowRanges(size_t rows, size_t parts, Fn&& fn) {
   for (std::thread& w : workers) w.join();
 }
 
-std::atomic<int> default_threads{0};  // set by SetDefaultQuantizeThreads; 0: the machine's cores
+std::atomic<int> default_threads{0};  // set by SetDefaultQuantizeThreads; 0: share the cores
+std::atomic<int> passes_in_flight{0};  // HostPass objects alive
+
+int Cores() {
+  static const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return cores;
+}
+
+int ThreadsFor(int passes) {
+  const int set = default_threads.load(std::memory_order_relaxed);
+  return set > 0 ? set : std::max(1, Cores() / std::max(1, passes));
+}
 
 }  // namespace
 
-int DefaultQuantizeThreads() {
-  static const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-  const int set = default_threads.load(std::memory_order_relaxed);
-  return set > 0 ? set : cores;
-}
+int DefaultQuantizeThreads() { return ThreadsFor(passes_in_flight.load(std::memory_order_relaxed)); }
+
+HostPass::HostPass() : threads_(ThreadsFor(passes_in_flight.fetch_add(1, std::memory_order_relaxed) + 1)) {}
+
+HostPass::~HostPass() { passes_in_flight.fetch_sub(1, std::memory_order_relaxed); }
 
 void SetDefaultQuantizeThreads(int threads) { default_threads.store(std::max(0, threads), std::memory_order_relaxed); }
 
@@ -177,7 +188,8 @@ absl::Status TileScalesFast(Scheme scheme, DType dtype, const void* src, const T
     std::vector<uint32_t> tiles;
     size_t first_bad = std::numeric_limits<size_t>::max();
   };
-  const size_t parts = rows == 0 || cols == 0 ? 0 : PartsFor(rows, cols, threads);
+  const HostPass pass;
+  const size_t parts = rows == 0 || cols == 0 ? 0 : PartsFor(rows, cols, threads > 0 ? threads : pass.threads());
   std::vector<Part> results(parts);
   if (parts > 0) {
     ForRowRanges(rows, parts, [&](size_t p, size_t begin, size_t end) {
@@ -218,7 +230,8 @@ void QuantizeRowsFast(DType dtype, const void* src, const Tiling& tiling, const 
   const size_t rows = row_end - row_begin, cols = tiling.cols, grid_cols = tiling.grid_cols();
   const size_t row_bytes = cols * DTypeSize(dtype);
   const uint8_t* bytes = static_cast<const uint8_t*>(src);
-  ForRowRanges(rows, PartsFor(rows, cols, threads), [&](size_t, size_t begin, size_t end) {
+  const HostPass pass;
+  ForRowRanges(rows, PartsFor(rows, cols, threads > 0 ? threads : pass.threads()), [&](size_t, size_t begin, size_t end) {
     std::vector<float> inv(grid_cols);
     size_t cached_tile_row = std::numeric_limits<size_t>::max();
     for (size_t r = begin; r < end; ++r) {

@@ -18,12 +18,30 @@
 
 namespace weightd::kernels {
 
-// Worker threads a call uses when given `threads` <= 0: the machine's cores, or
-// what SetDefaultQuantizeThreads set. A loader whose own threads already run many
-// calls at once (a path load's read threads) may want fewer per call.
+// Worker threads a call uses when given `threads` <= 0: what SetDefaultQuantizeThreads
+// set, or, where it set nothing, the machine's cores shared among the host passes
+// running at once (see HostPass): a path load's 16 read threads each get about one,
+// a single push stream all of them.
 int DefaultQuantizeThreads();
-// `threads` <= 0: back to the machine's cores. Process-wide; set before loads start.
+// `threads` <= 0: back to sharing the machine's cores. Process-wide; set before loads start.
 void SetDefaultQuantizeThreads(int threads);
+
+// One host pass (a scale or quantization pass over a tensor) in flight while alive;
+// threads() is the workers it may use: SetDefaultQuantizeThreads' figure where one is
+// set, else the machine's cores divided by the passes in flight when it began (at
+// least one). Passes started by many threads at once then share the cores instead
+// of each starting one worker per core.
+class HostPass {
+ public:
+  HostPass();
+  ~HostPass();
+  HostPass(const HostPass&) = delete;
+  HostPass& operator=(const HostPass&) = delete;
+  int threads() const { return threads_; }
+
+ private:
+  int threads_;
+};
 
 // As TileScales (the same scales, the same error message for the first non-finite
 // element in row-major order under kFail). `threads` <= 0: DefaultQuantizeThreads().

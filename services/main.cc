@@ -56,8 +56,8 @@ ABSL_FLAG(bool, staging_blocking_waits, false,
           "Threads waiting for a free staging slot sleep until the GPU is done with it instead of spinning on "
           "a core, e.g. --staging-blocking-waits=true");
 ABSL_FLAG(int, quantize_threads, 0,
-          "Threads one scale (amax) pass or host quantization of a tensor may use; 0: one per core. A path "
-          "load's read threads each run such passes at once, e.g. --quantize-threads=1");
+          "Threads one scale (amax) pass or host quantization of a tensor may use; 0: the cores shared "
+          "among the passes running at once (a path load's read threads each run one), e.g. --quantize-threads=1");
 ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "

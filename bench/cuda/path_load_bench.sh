@@ -77,21 +77,29 @@ dd_parallel() {
 }
 # fio (scripts/pack-gpu-run packs a static build where scripts/build-fio made one): O_DIRECT
 # sequential reads of every shard, one job per shard, 16 MiB requests, with psync (one
-# request in flight per job) and io_uring (8 in flight per job); the best is the disk's figure.
-fio_read() {  # ENGINE DEPTH -> GB/s, or 0 when fio is missing or the engine is refused
+# request in flight per job) and io_uring (8 in flight per job), and with 16 psync jobs (four
+# per shard, the load's concurrency); the best is the disk's figure. For comparison, 16
+# buffered (page cache) psync jobs with 4 MiB requests.
+fio_read() {  # ENGINE DEPTH DIRECT BS [FIO OPTIONS] -> GB/s, or 0 when fio is missing or the engine is refused
   [ -x "$bin/fio" ] || { echo 0; return; }
-  local jobs=() f
+  local engine=$1 depth=$2 direct=$3 bs=$4 jobs=() f
+  shift 4
   for f in "$work"/models/big/*.safetensors; do jobs+=(--name="$(basename "$f")" --filename="$f"); done
-  "$bin/fio" --output-format=json --group_reporting --rw=read --bs=16M --direct=1 --ioengine="$1" \
-    --iodepth="$2" "${jobs[@]}" 2>>"$out/fio.err" | tee -a "$out/fio.json" \
+  "$bin/fio" --output-format=json --group_reporting --rw=read --bs="$bs" --direct="$direct" --ioengine="$engine" \
+    --iodepth="$depth" "$@" "${jobs[@]}" 2>>"$out/fio.err" | tee -a "$out/fio.json" \
     | python3 -c 'import json,sys
 try: print(json.load(sys.stdin)["jobs"][0]["read"]["bw_bytes"] / 1e9)
 except Exception: print(0)'
 }
+# Four jobs per shard, each a quarter of it: the load's 16 readers' concurrency.
+quarters=(--numjobs=4 --size=25% --offset_increment=25%)
 evict; dd1=$(timed dd_serial)
 evict; dd4=$(timed dd_parallel)
-evict; fio_sync=$(fio_read psync 1)
-evict; fio_uring=$(fio_read io_uring 8)
+evict; fio_sync=$(fio_read psync 1 1 16M)
+evict; fio_uring=$(fio_read io_uring 8 1 16M)
+evict; fio_sync16=$(fio_read psync 1 1 16M "${quarters[@]}")
+evict; fio_buffered16=$(fio_read psync 1 0 4M "${quarters[@]}")
+echo "fio: psync $fio_sync io_uring-8 $fio_uring; 16 jobs: O_DIRECT psync 16M $fio_sync16, buffered psync 4M $fio_buffered16"
 evict
 start_daemon --backend=cuda --read-threads="$threads"
 t4=$(date +%s.%N); ctl load cold --path=big --scheme=per-tensor >/dev/null; t5=$(date +%s.%N)
@@ -99,15 +107,17 @@ stop_daemon
 # What the cold load left in the page cache (util-linux fincore; -1 where it is missing).
 cached=$(fincore --bytes --noheadings --output RES "$work"/models/big/*.safetensors 2>/dev/null \
   | awk '{s += $1} END {print NR ? s : -1}')
-python3 - "$bytes" "$dd1" "$dd4" "$fio_sync" "$fio_uring" "$t4" "$t5" "$cached" <<'PY' | tee -a "$out/path_load_bench.jsonl"
+python3 - "$bytes" "$dd1" "$dd4" "$fio_sync" "$fio_uring" "$t4" "$t5" "$cached" "$fio_sync16" "$fio_buffered16" <<'PY' | tee -a "$out/path_load_bench.jsonl"
 import json, sys
 b = int(sys.argv[1]); dd1, dd4, fsync, furing = (float(x) for x in sys.argv[2:6])
 t4, t5, cached = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
+fsync16, fbuffered16 = float(sys.argv[9]), float(sys.argv[10])
 load = b / (t5 - t4) / 1e9
-fio = max(fsync, furing)
+fio = max(fsync, furing, fsync16)
 print(json.dumps({"cold": True, "scheme": "per-tensor", "checkpoint_bytes": b,
                   "dd_direct_one_stream_gbps": round(dd1, 2), "dd_direct_one_per_shard_gbps": round(dd4, 2),
                   "fio_psync_gbps": round(fsync, 2), "fio_io_uring_depth8_gbps": round(furing, 2),
+                  "fio_psync_16_jobs_gbps": round(fsync16, 2), "fio_buffered_16_jobs_gbps": round(fbuffered16, 2),
                   "load_seconds": round(t5 - t4, 3), "load_gbps": round(load, 2),
                   "ratio_to_fio": round(load / fio, 3) if fio > 0 else None,
                   "ratio_to_best_dd": round(load / max(dd1, dd4), 3), "page_cache_bytes_after": cached}))

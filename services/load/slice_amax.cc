@@ -95,8 +95,9 @@ absl::Status SliceAmax(kernels::DType dtype, const char* tensor, const SliceByte
   }
   amax.assign(per_segment ? slice.segments : 1, 0.0f);
   const uint64_t total = slice.size() / element;
+  const kernels::HostPass pass;
   const int threads = static_cast<int>(std::clamp<uint64_t>(total / kMinElementsPerThread, 1,
-                                                           static_cast<uint64_t>(kernels::DefaultQuantizeThreads())));
+                                                           static_cast<uint64_t>(pass.threads())));
   std::atomic<size_t> next{0};
   std::mutex mu;
   absl::Status first_error;

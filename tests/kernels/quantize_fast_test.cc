@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -161,6 +162,27 @@ TEST(QuantizeFast, TheDefaultThreadCountCanBeSetAndGivesTheSameBytes) {
   }
   SetDefaultQuantizeThreads(0);
   EXPECT_EQ(DefaultQuantizeThreads(), cores);
+}
+
+TEST(QuantizeFast, PassesInFlightShareTheCoresUnlessACountIsSet) {
+  const int cores = DefaultQuantizeThreads();
+  {
+    const HostPass first;
+    EXPECT_EQ(first.threads(), cores);
+    const HostPass second;
+    EXPECT_EQ(second.threads(), std::max(1, cores / 2));
+    std::vector<std::unique_ptr<HostPass>> many;
+    for (int i = 0; i < 2 * cores; ++i) many.push_back(std::make_unique<HostPass>());
+    EXPECT_EQ(many.back()->threads(), 1);  // never none
+    EXPECT_EQ(DefaultQuantizeThreads(), 1);
+  }
+  EXPECT_EQ(HostPass().threads(), cores);  // the passes above are done: all cores again
+  SetDefaultQuantizeThreads(3);
+  {
+    const HostPass a, b;
+    EXPECT_EQ(b.threads(), 3);  // a set count is per pass, however many run
+  }
+  SetDefaultQuantizeThreads(0);
 }
 
 TEST(QuantizeFast, AllZeroTensorsAndRows) {
