@@ -62,6 +62,10 @@ ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
           "slower so far (docs/performance.md), e.g. --pin-path-sources=true");
+ABSL_FLAG(bool, direct_cold_reads, true,
+          "Path loads read checkpoint segments that are not in the page cache with O_DIRECT (past the page "
+          "cache, several requests in flight per read thread, a buffer of at most 128 MiB per read thread); "
+          "false: through the page cache, dropped again after, e.g. --direct-cold-reads=false");
 ABSL_FLAG(int, pin_threads, 4,
           "With --pin-path-sources: threads pinning the blocks of a path load ahead of its readers, e.g. "
           "--pin-threads=8");
@@ -214,6 +218,7 @@ Flags take --dashed-names or --underscored_names.)");
   options.model_root = absl::GetFlag(FLAGS_model_root);
   options.path_read.read_threads = absl::GetFlag(FLAGS_read_threads);
   options.path_read.pin_threads = absl::GetFlag(FLAGS_pin_threads);
+  options.path_read.direct_cold_reads = absl::GetFlag(FLAGS_direct_cold_reads);
   if (options.path_read.pin_threads < 1) return Fail("--pin-threads must be at least 1");
   if (absl::GetFlag(FLAGS_quantize_threads) < 0) return Fail("--quantize-threads must be at least 0");
   weightd::kernels::SetDefaultQuantizeThreads(absl::GetFlag(FLAGS_quantize_threads));

@@ -4,7 +4,8 @@
 # bytes, and what the host side can feed the GPU each way (weightd-bench-source-floor).
 # Loads every scheme with --pin-path-sources=true (blocks of the mapped files pinned
 # ahead of the readers, copied in place) and false (the default: every byte through the
-# ring's pinned slots); with COLD=1 (the default) a cold-cache load against the disk's
+# ring's pinned slots); with COLD=1 (the default) cold-cache loads (O_DIRECT, the default,
+# and through the page cache) against the disk's
 # sequential read by fio (where scripts/build-fio made one) and dd; and checks that a
 # CUDA load's bytes equal the host backend's (the CPU reference).
 #   bench/cuda/path_load_bench.sh BIN_DIR LIB_DIR OUT_DIR [LAYERS] [READ_THREADS]
@@ -60,7 +61,7 @@ done
 grep -E '"event":"(path_read|staging_ring|load_landed|load_finished)"' "$out/weightd-path.log" | tail -n 24
 
 if [ "${COLD:-1}" = 1 ]; then
-echo "== cold page cache: a per-tensor load against the disk's sequential read (fio, dd iflag=direct)"
+echo "== cold page cache: a per-tensor load (O_DIRECT, then through the page cache) against the disk's sequential read (fio, dd iflag=direct)"
 evict() {
   sync
   echo 3 >/proc/sys/vm/drop_caches 2>/dev/null
@@ -100,21 +101,22 @@ evict; fio_uring=$(fio_read io_uring 8 1 16M)
 evict; fio_sync16=$(fio_read psync 1 1 16M "${quarters[@]}")
 evict; fio_buffered16=$(fio_read psync 1 0 4M "${quarters[@]}")
 echo "fio: psync $fio_sync io_uring-8 $fio_uring; 16 jobs: O_DIRECT psync 16M $fio_sync16, buffered psync 4M $fio_buffered16"
+for direct in true false; do
 evict
-start_daemon --backend=cuda --read-threads="$threads"
+start_daemon --backend=cuda --read-threads="$threads" --direct-cold-reads=$direct
 t4=$(date +%s.%N); ctl load cold --path=big --scheme=per-tensor >/dev/null; t5=$(date +%s.%N)
 stop_daemon
 # What the cold load left in the page cache (util-linux fincore; -1 where it is missing).
 cached=$(fincore --bytes --noheadings --output RES "$work"/models/big/*.safetensors 2>/dev/null \
   | awk '{s += $1} END {print NR ? s : -1}')
-python3 - "$bytes" "$dd1" "$dd4" "$fio_sync" "$fio_uring" "$t4" "$t5" "$cached" "$fio_sync16" "$fio_buffered16" <<'PY' | tee -a "$out/path_load_bench.jsonl"
+python3 - "$bytes" "$dd1" "$dd4" "$fio_sync" "$fio_uring" "$t4" "$t5" "$cached" "$fio_sync16" "$fio_buffered16" "$direct" <<'PY' | tee -a "$out/path_load_bench.jsonl"
 import json, sys
 b = int(sys.argv[1]); dd1, dd4, fsync, furing = (float(x) for x in sys.argv[2:6])
 t4, t5, cached = float(sys.argv[6]), float(sys.argv[7]), int(sys.argv[8])
 fsync16, fbuffered16 = float(sys.argv[9]), float(sys.argv[10])
 load = b / (t5 - t4) / 1e9
 fio = max(fsync, furing, fsync16)
-print(json.dumps({"cold": True, "scheme": "per-tensor", "checkpoint_bytes": b,
+print(json.dumps({"cold": True, "direct_cold_reads": sys.argv[11], "scheme": "per-tensor", "checkpoint_bytes": b,
                   "dd_direct_one_stream_gbps": round(dd1, 2), "dd_direct_one_per_shard_gbps": round(dd4, 2),
                   "fio_psync_gbps": round(fsync, 2), "fio_io_uring_depth8_gbps": round(furing, 2),
                   "fio_psync_16_jobs_gbps": round(fsync16, 2), "fio_buffered_16_jobs_gbps": round(fbuffered16, 2),
@@ -123,6 +125,7 @@ print(json.dumps({"cold": True, "scheme": "per-tensor", "checkpoint_bytes": b,
                   "ratio_to_best_dd": round(load / max(dd1, dd4), 3), "page_cache_bytes_after": cached}))
 PY
 grep -E '"event":"path_read"' "$out/weightd-path.log" | tail -n 1
+done
 fi
 
 echo "== a pinned load's bytes against the host backend's (CPU reference)"

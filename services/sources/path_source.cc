@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "services/safetensors/parser.h"
+#include "services/sources/direct_read.h"
 #include "services/sources/mapped_file.h"
 #include "services/sources/pin_window.h"
 
@@ -27,8 +29,10 @@ namespace {
 
 // The pieces a segment outside the page cache is read in before it is used.
 constexpr uint64_t kWarmPiece = uint64_t{4} << 20;
-// Segments found outside the page cache (debug log of each load).
+// Segments found outside the page cache, and those of them read past it with
+// O_DIRECT (debug log of each load).
 std::atomic<uint64_t> cold_segments{0};
+std::atomic<uint64_t> direct_segments{0};
 
 // Reads up to `size` bytes at `offset` into `out`; `*got` is how many arrived
 // (fewer only at the end of the file).
@@ -62,6 +66,7 @@ struct ShardFile {
   uint64_t file_size = 0;
   std::unique_ptr<safetensors::ShardParser> parser;
   MappedFile map;  // the whole file, once its header is read
+  std::optional<DirectFile> direct;  // the same file opened with O_DIRECT, where cold reads use it
 };
 
 // Header phase: 8 bytes, then exactly the header, so no data byte is read twice.
@@ -140,6 +145,17 @@ absl::Status ShortRead(const ShardFile& shard, const safetensors::TensorHeader& 
                                           ", ", header.data_start() + t.end, ")"));
 }
 
+// A segment whose file ends at byte offset `file_end`: DATA_LOSS naming its first
+// tensor that goes past it; OK if none does.
+absl::Status CheckSegmentEnd(const ShardFile& shard, const Segment& segment, uint64_t file_end) {
+  const safetensors::ShardHeader& header = shard.parser->header();
+  for (size_t i = segment.first; i < segment.last; ++i) {
+    const safetensors::TensorHeader& t = header.tensors[i];
+    if (header.data_start() + t.end > file_end) return ShortRead(shard, t, file_end);
+  }
+  return absl::OkStatus();
+}
+
 // The file bytes [begin, end) of a segment.
 std::pair<uint64_t, uint64_t> SegmentBytes(const ShardFile& shard, const Segment& segment) {
   const safetensors::ShardHeader& header = shard.parser->header();
@@ -153,64 +169,77 @@ std::pair<uint64_t, uint64_t> SegmentBytes(const ShardFile& shard, const Segment
   return {begin, end};
 }
 
-// A segment's tensors as views of the mapped file: tensors that are gathered
+// A cold segment read through the page cache: all of it requested at once, then
+// pread in pieces (a disk error is a status naming the file and offset, not a
+// SIGBUS when the mapping is touched); its pages are dropped once it has landed.
+absl::Status ReadThroughPageCache(ShardFile& shard, const Segment& segment, uint64_t begin, uint64_t end,
+                                  LoadJob& job) {
+  shard.map.WillNeed(begin, end - begin);
+  thread_local std::vector<char> scratch(kWarmPiece);
+  for (uint64_t at = begin; at < end; at += kWarmPiece) {
+    if (job.failed()) return job.status();
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(kWarmPiece, end - at));
+    size_t got = 0;
+    WEIGHTD_RETURN_IF_ERROR(ReadInto(shard.fd.get(), at, want, scratch.data(), &got, shard.file));
+    if (got < want) WEIGHTD_RETURN_IF_ERROR(CheckSegmentEnd(shard, segment, at + got));
+  }
+  return absl::OkStatus();
+}
+
+// A segment's tensors as views of the mapped file, or, for a segment outside the
+// page cache read with O_DIRECT, of the reader's buffer: tensors that are gathered
 // (quantized, or sliced off dim 0) whole, others in pieces of `chunk_bytes`. Its
 // blocks that the PinWindow has pinned by now (where the backend pins sources) are
 // copied by the GPU from the page cache in place, the rest through the staging ring.
 absl::Status ReadSegment(ShardFile& shard, const Segment& segment, size_t index, PinWindow& window,
-                         ShardWriter& writer, LoadJob& job, const SourceHooks& hooks, size_t chunk_bytes) {
+                         ShardWriter& writer, LoadJob& job, const SourceHooks& hooks,
+                         const PathSourceOptions& options, DirectBuffer& buffer) {
   window.Start(index);  // pins go ahead of what is being read
   const safetensors::ShardHeader& header = shard.parser->header();
   const auto [begin, end] = SegmentBytes(shard, segment);
-  if (end > shard.map.size()) {
-    // The parser bounds tensors by the file's size; a file that shrank since is caught here.
-    for (size_t i = segment.first; i < segment.last; ++i) {
-      const safetensors::TensorHeader& t = header.tensors[i];
-      if (header.data_start() + t.end > shard.map.size()) return ShortRead(shard, t, shard.map.size());
-    }
-  }
-  // A segment not in the page cache is read from disk once, all of it requested at
-  // once, and its pages dropped again once it has landed (see Landed below). It is
-  // read with pread first (into a small scratch buffer), so a disk error is a status
-  // naming the file and offset, not a SIGBUS when the mapping is touched.
-  const bool cold = !shard.map.Cached(begin, end - begin);
+  // The parser bounds tensors by the file's size; a file that shrank since is caught here.
+  if (end > shard.map.size()) WEIGHTD_RETURN_IF_ERROR(CheckSegmentEnd(shard, segment, shard.map.size()));
+  // A segment not in the page cache is read from disk once: with O_DIRECT into the
+  // reader's buffer where the file allows it and the segment fits the buffer, else
+  // through the page cache (its pages dropped again once it has landed).
+  const bool cold = end > begin && !shard.map.Cached(begin, end - begin);
+  const char* direct = nullptr;  // the segment's first byte in `buffer`
   if (cold) {
     ++cold_segments;
-    shard.map.WillNeed(begin, end - begin);
-    thread_local std::vector<char> scratch(kWarmPiece);
-    for (uint64_t at = begin; at < end; at += kWarmPiece) {
-      if (job.failed()) return job.status();
-      const size_t want = static_cast<size_t>(std::min<uint64_t>(kWarmPiece, end - at));
-      size_t got = 0;
-      WEIGHTD_RETURN_IF_ERROR(ReadInto(shard.fd.get(), at, want, scratch.data(), &got, shard.file));
-      if (got < want) {
-        for (size_t i = segment.first; i < segment.last; ++i) {
-          const safetensors::TensorHeader& t = header.tensors[i];
-          if (header.data_start() + t.end > at + got) return ShortRead(shard, t, at + got);
-        }
-      }
+    if (shard.direct && end - begin <= options.direct_buffer_bytes) {
+      auto read = shard.direct->ReadRange(begin, end - begin, buffer, options.direct_piece_bytes,
+                                          options.direct_in_flight);
+      if (!read.ok()) return read.status();
+      if (read->got < end - begin) WEIGHTD_RETURN_IF_ERROR(CheckSegmentEnd(shard, segment, begin + read->got));
+      direct = read->bytes;
+      ++direct_segments;
+    } else {
+      WEIGHTD_RETURN_IF_ERROR(ReadThroughPageCache(shard, segment, begin, end, job));
     }
   }
+  auto view = [&](uint64_t at, uint64_t n) {
+    return direct != nullptr ? std::string_view(direct + (at - begin), n) : shard.map.view(at, n);
+  };
   // Once its copies are issued, the segment lets its blocks go (unpinned when their
-  // last segment is done); a cold segment's pages are dropped again.
+  // last segment is done); a segment read cold through the page cache is dropped again.
   struct Done {
     PinWindow& window;
     size_t index;
     const MappedFile& map;
-    bool cold;
+    bool drop;
     uint64_t begin, end;
     ~Done() {
       window.Release(index);
-      if (cold) map.Drop(begin, end - begin);
+      if (drop) map.Drop(begin, end - begin);
     }
   };
-  Done done{window, index, shard.map, cold, begin, end};
+  Done done{window, index, shard.map, cold && direct == nullptr, begin, end};
   for (size_t i = segment.first; i < segment.last; ++i) {
     const safetensors::TensorHeader& t = header.tensors[i];
     const uint64_t at = header.data_start() + t.begin;
     if (segment.byte_begin == 0 && !job.StreamsTensor(shard.file, i)) {
       if (job.failed()) return job.status();
-      const std::string_view whole = shard.map.view(at, t.size());
+      const std::string_view whole = view(at, t.size());
       if (hooks.received) hooks.received(whole.size());
       WEIGHTD_RETURN_IF_ERROR(writer.OnWholeTensor(i, whole));
       if (hooks.progress) hooks.progress();
@@ -219,9 +248,9 @@ absl::Status ReadSegment(ShardFile& shard, const Segment& segment, size_t index,
     const uint64_t tensor_end = std::min(t.size(), segment.byte_end);
     for (uint64_t offset = segment.byte_begin; offset < tensor_end;) {
       if (job.failed()) return job.status();
-      const uint64_t want = std::min<uint64_t>(chunk_bytes, tensor_end - offset);
+      const uint64_t want = std::min<uint64_t>(options.chunk_bytes, tensor_end - offset);
       if (hooks.received) hooks.received(want);
-      WEIGHTD_RETURN_IF_ERROR(writer.OnTensorBytes(i, offset, shard.map.view(at + offset, want)));
+      WEIGHTD_RETURN_IF_ERROR(writer.OnTensorBytes(i, offset, view(at + offset, want)));
       if (hooks.progress) hooks.progress();
       offset += want;
     }
@@ -283,6 +312,10 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
       return;
     }
     shards[i].map = std::move(*map);
+    if (options.direct_cold_reads) {
+      auto direct = DirectFile::Open(shards[i].fd.get(), shards[i].file);
+      if (direct.ok()) shards[i].direct = std::move(*direct);  // else: cold segments go through the page cache
+    }
   }
   absl::Status map_ok = CheckWeightMap(files, shards);
   if (!map_ok.ok()) {
@@ -325,12 +358,13 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
                    options.pin_threads);
   std::atomic<size_t> next{0};
   auto worker = [&] {
+    DirectBuffer buffer;  // this reader's cold segments read with O_DIRECT; freed when the load's reads are done
     for (size_t i = next++; i < segments.size(); i = next++) {
       const Segment& segment = segments[i];
       ShardFile& shard = shards[segment.shard];
       ShardWriter* writer = job->Writer(shard.file);
       absl::Status s = writer == nullptr ? job->status()
-                                         : ReadSegment(shard, segment, i, window, *writer, *job, hooks, options.chunk_bytes);
+                                         : ReadSegment(shard, segment, i, window, *writer, *job, hooks, options, buffer);
       bool last = false;
       absl::Status done;
       {
@@ -344,7 +378,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
     }
   };
   int threads = std::max(1, std::min<int>(options.read_threads, static_cast<int>(segments.size())));
-  const uint64_t cold_before = cold_segments.load();
+  const uint64_t cold_before = cold_segments.load(), direct_before = direct_segments.load();
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
@@ -356,7 +390,8 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
             {"seconds", SecondsSince(start)},
             {"pinned_blocks", pins.pinned_blocks}, {"pinned_bytes", pins.pinned_bytes},
             {"passed_blocks", pins.passed_blocks}, {"pin_seconds_all_threads", pins.pin_seconds},
-            {"unpin_seconds_all_threads", pins.unpin_seconds}, {"cold_segments", cold_segments.load() - cold_before}});
+            {"unpin_seconds_all_threads", pins.unpin_seconds}, {"cold_segments", cold_segments.load() - cold_before},
+            {"direct_segments", direct_segments.load() - direct_before}});
 }
 
 }  // namespace weightd

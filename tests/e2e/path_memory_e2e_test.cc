@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <vector>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -96,10 +97,20 @@ void Evict(const std::string& path) {
   ::close(fd);
 }
 
+// The number after `"key":` in the last line of `log` that has it; -1 if none.
+long LastLogNumber(const std::string& log, const std::string& key) {
+  const std::string needle = "\"" + key + "\":";
+  const size_t at = log.rfind(needle);
+  if (at == std::string::npos) return -1;
+  return std::strtol(log.c_str() + at + needle.size(), nullptr, 10);
+}
+
 // A checkpoint that is not in the page cache (a node's first load of a model) is
 // read from disk once and does not stay in the page cache: a model read once must
-// not push out what the node had cached. Its bytes are the CPU reference's.
-TEST(PathMemoryE2ETest, AColdCheckpointIsReadOnceAndLeftOutOfThePageCache) {
+// not push out what the node had cached. Its bytes are the CPU reference's. By
+// default the segments are read with O_DIRECT (past the page cache); with
+// --direct-cold-reads=false through it, and dropped after.
+void LoadColdCheckpoint(bool direct) {
   DaemonProcess daemon;
   const std::string checkpoint = daemon.model_root() + "/small";
   ASSERT_EQ(daemon.GenerateTiny("small", {"--preset=small", "--shards=2"}).exit_code, 0);
@@ -114,16 +125,22 @@ TEST(PathMemoryE2ETest, AColdCheckpointIsReadOnceAndLeftOutOfThePageCache) {
     // Some file systems (tmpfs) keep every page: nothing to test there.
     if (cached * 2 > pages) GTEST_SKIP() << f << ": the kernel keeps " << cached << " of " << pages << " pages";
   }
-  daemon.Start({"--read-threads=2", "--log-level=debug"});
+  daemon.Start({"--read-threads=2", "--log-level=debug", direct ? "--direct-cold-reads=true" : "--direct-cold-reads=false"});
   CommandResult load = daemon.Ctl({"load", "m", "--path=small"});
   ASSERT_EQ(load.exit_code, 0) << load.err;
   // The read threads log their totals once they are done, which may be just after
   // the load is READY.
-  for (int i = 0; i < 600 && daemon.log().find("\"cold_segments\"") == std::string::npos; ++i) {
+  for (int i = 0; i < 600 && daemon.log().find("\"direct_segments\"") == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  EXPECT_NE(daemon.log().find("\"cold_segments\""), std::string::npos);
-  EXPECT_EQ(daemon.log().find("\"cold_segments\":0"), std::string::npos) << "no segment was read cold";
+  const long cold = LastLogNumber(daemon.log(), "cold_segments");
+  const long read_direct = LastLogNumber(daemon.log(), "direct_segments");
+  EXPECT_GT(cold, 0) << "no segment was read cold";
+  if (direct) {
+    EXPECT_EQ(read_direct, cold) << "every cold segment of this small checkpoint fits a reader's buffer";
+  } else {
+    EXPECT_EQ(read_direct, 0);
+  }
   for (const std::string& f : shards) {
     auto [cached, pages] = CachedPages(f);
     // The headers and the partial pages at the ends of segments may stay.
@@ -133,6 +150,10 @@ TEST(PathMemoryE2ETest, AColdCheckpointIsReadOnceAndLeftOutOfThePageCache) {
   CommandResult verify = daemon.Ctl({"verify", checkpoint, daemon.dir() + "/out"});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
 }
+
+TEST(PathMemoryE2ETest, AColdCheckpointIsReadOnceWithODirectPastThePageCache) { LoadColdCheckpoint(true); }
+
+TEST(PathMemoryE2ETest, AColdCheckpointReadThroughThePageCacheIsDroppedFromItAfter) { LoadColdCheckpoint(false); }
 
 }  // namespace
 }  // namespace weightd::testing
