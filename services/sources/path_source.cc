@@ -217,8 +217,8 @@ absl::Status ReadSegment(ShardFile& shard, const Segment& segment, size_t index,
       WEIGHTD_RETURN_IF_ERROR(ReadThroughPageCache(shard, segment, begin, end, job));
     }
   }
-  auto view = [&](uint64_t at, uint64_t n) {
-    return direct != nullptr ? std::string_view(direct + (at - begin), n) : shard.map.view(at, n);
+  auto view = [&, first = begin](uint64_t at, uint64_t n) {
+    return direct != nullptr ? std::string_view(direct + (at - first), n) : shard.map.view(at, n);
   };
   // Once its copies are issued, the segment lets its blocks go (unpinned when their
   // last segment is done); a segment read cold through the page cache is dropped again.
