@@ -11,6 +11,7 @@
 #include <limits>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -143,14 +144,20 @@ int Cores() {
   return cores;
 }
 
+thread_local int declared_callers = 1;  // ConcurrentCallers of this thread
+
 int ThreadsFor(int passes) {
   const int set = default_threads.load(std::memory_order_relaxed);
-  return set > 0 ? set : std::max(1, Cores() / std::max(1, passes));
+  return set > 0 ? set : std::max(1, Cores() / std::max({1, passes, declared_callers}));
 }
 
 }  // namespace
 
 int DefaultQuantizeThreads() { return ThreadsFor(passes_in_flight.load(std::memory_order_relaxed)); }
+
+ConcurrentCallers::ConcurrentCallers(int callers) : previous_(std::exchange(declared_callers, std::max(1, callers))) {}
+
+ConcurrentCallers::~ConcurrentCallers() { declared_callers = previous_; }
 
 HostPass::HostPass() : threads_(ThreadsFor(passes_in_flight.fetch_add(1, std::memory_order_relaxed) + 1)) {}
 

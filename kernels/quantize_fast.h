@@ -28,9 +28,10 @@ void SetDefaultQuantizeThreads(int threads);
 
 // One host pass (a scale or quantization pass over a tensor) in flight while alive;
 // threads() is the workers it may use: SetDefaultQuantizeThreads' figure where one is
-// set, else the machine's cores divided by the passes in flight when it began (at
-// least one). Passes started by many threads at once then share the cores instead
-// of each starting one worker per core.
+// set, else the machine's cores divided by the passes in flight when it began, or by
+// the callers its thread declared (ConcurrentCallers), whichever is more (at least
+// one). Passes started by many threads at once then share the cores instead of each
+// starting one worker per core.
 class HostPass {
  public:
   HostPass();
@@ -41,6 +42,21 @@ class HostPass {
 
  private:
   int threads_;
+};
+
+// While alive, the calling thread is one of `callers` threads that run host passes at
+// once (a path load's read threads): its passes take at most cores / callers workers,
+// even before the others' passes have started (counting passes in flight alone lets
+// the first of many readers take every core). Nests; thread-local.
+class ConcurrentCallers {
+ public:
+  explicit ConcurrentCallers(int callers);
+  ~ConcurrentCallers();
+  ConcurrentCallers(const ConcurrentCallers&) = delete;
+  ConcurrentCallers& operator=(const ConcurrentCallers&) = delete;
+
+ private:
+  int previous_;
 };
 
 // As TileScales (the same scales, the same error message for the first non-finite

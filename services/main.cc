@@ -62,10 +62,11 @@ ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
           "slower so far (docs/performance.md), e.g. --pin-path-sources=true");
-ABSL_FLAG(bool, direct_cold_reads, true,
+ABSL_FLAG(bool, direct_cold_reads, false,
           "Path loads read checkpoint segments that are not in the page cache with O_DIRECT (past the page "
-          "cache, several requests in flight per read thread, a buffer of at most 128 MiB per read thread); "
-          "false: through the page cache, dropped again after, e.g. --direct-cold-reads=false");
+          "cache, two 8 MiB requests in flight per read thread, a buffer of at most 128 MiB per read thread) "
+          "instead of through the page cache (dropped again after); measured slower on the disks tried so far "
+          "(docs/performance.md), e.g. --direct-cold-reads=true");
 ABSL_FLAG(int, pin_threads, 4,
           "With --pin-path-sources: threads pinning the blocks of a path load ahead of its readers, e.g. "
           "--pin-threads=8");

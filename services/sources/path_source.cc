@@ -19,6 +19,7 @@
 #include "base/seconds_since.h"
 #include "base/status_macros.h"
 #include "base/unique_fd.h"
+#include "kernels/quantize_fast.h"
 #include "services/safetensors/parser.h"
 #include "services/sources/direct_read.h"
 #include "services/sources/mapped_file.h"
@@ -357,7 +358,11 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
   PinWindow window(job->backend(), std::move(maps), ranges, options.pin_block_bytes, options.pin_window_bytes,
                    options.pin_threads);
   std::atomic<size_t> next{0};
+  const int threads = std::max(1, std::min<int>(options.read_threads, static_cast<int>(segments.size())));
   auto worker = [&] {
+    // The readers' scale passes share the cores from the first one (one thread each on
+    // as many cores as readers: measured faster than passes that take more).
+    const kernels::ConcurrentCallers share(threads);
     DirectBuffer buffer;  // this reader's cold segments read with O_DIRECT; freed when the load's reads are done
     for (size_t i = next++; i < segments.size(); i = next++) {
       const Segment& segment = segments[i];
@@ -377,7 +382,6 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
       if (last) job->OnShardDone(shard.file, done);
     }
   };
-  int threads = std::max(1, std::min<int>(options.read_threads, static_cast<int>(segments.size())));
   const uint64_t cold_before = cold_segments.load(), direct_before = direct_segments.load();
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> pool;

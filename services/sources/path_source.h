@@ -7,10 +7,11 @@
 // shard's writer: gathered tensors whole, streamed ones in pieces of `chunk_bytes`.
 // Where the backend pins sources, a PinWindow pins blocks ahead of the readers (the
 // GPU then copies them from the page cache in place). A segment outside the page
-// cache is read from disk once: with O_DIRECT into a buffer of its reader (at most
-// `direct_buffer_bytes` each; services/sources/direct_read.h), or, for a larger
-// segment or a file system without O_DIRECT, through the page cache with pread
-// first and its pages dropped after it has landed. No tensor is copied into a host
+// cache is read from disk once: through the page cache with pread first and its
+// pages dropped after it has landed, or, with `direct_cold_reads`, with O_DIRECT
+// into a buffer of its reader (at most `direct_buffer_bytes` each; larger segments
+// and file systems without O_DIRECT still go through the page cache;
+// services/sources/direct_read.h). No tensor is copied into a host
 // buffer otherwise, so host memory does not grow with tensor size. A file that is shorter than its header says
 // fails with DATA_LOSS naming the tensor and byte offset. Runs on a loader thread;
 // blocks until the load has finished or failed. Thread-safe (no shared state).
@@ -34,10 +35,11 @@ struct PathSourceOptions {
   uint64_t pin_block_bytes = uint64_t{512} << 20;
   uint64_t pin_window_bytes = uint64_t{4} << 30;
   int pin_threads = 4;
-  // Segments outside the page cache: read with O_DIRECT where the segment fits
-  // `direct_buffer_bytes` (one such buffer per read thread, while the load reads),
-  // in requests of `direct_piece_bytes`, `direct_in_flight` at once per reader.
-  bool direct_cold_reads = true;
+  // Segments outside the page cache: with `direct_cold_reads`, read with O_DIRECT
+  // where the segment fits `direct_buffer_bytes` (one such buffer per read thread,
+  // while the load reads), in requests of `direct_piece_bytes`, `direct_in_flight`
+  // at once per reader; otherwise through the page cache.
+  bool direct_cold_reads = false;
   uint64_t direct_buffer_bytes = 128u << 20;
   uint64_t direct_piece_bytes = 8u << 20;
   int direct_in_flight = 2;

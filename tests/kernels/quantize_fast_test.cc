@@ -12,6 +12,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -183,6 +184,25 @@ TEST(QuantizeFast, PassesInFlightShareTheCoresUnlessACountIsSet) {
     EXPECT_EQ(b.threads(), 3);  // a set count is per pass, however many run
   }
   SetDefaultQuantizeThreads(0);
+}
+
+TEST(QuantizeFast, AThreadThatIsOneOfManyCallersTakesItsShareFromItsFirstPass) {
+  const int cores = DefaultQuantizeThreads();
+  {
+    const ConcurrentCallers readers(4);
+    EXPECT_EQ(HostPass().threads(), std::max(1, cores / 4));  // alone in flight, still a quarter
+    {
+      const ConcurrentCallers all(2 * cores);
+      EXPECT_EQ(HostPass().threads(), 1);
+    }
+    EXPECT_EQ(HostPass().threads(), std::max(1, cores / 4));
+  }
+  EXPECT_EQ(HostPass().threads(), cores);
+  // Another thread is not one of them.
+  const ConcurrentCallers readers(cores);
+  int elsewhere = 0;
+  std::thread([&] { elsewhere = HostPass().threads(); }).join();
+  EXPECT_EQ(elsewhere, cores);
 }
 
 TEST(QuantizeFast, AllZeroTensorsAndRows) {
