@@ -11,7 +11,8 @@
 #   bench/cuda/path_load_bench.sh BIN_DIR LIB_DIR OUT_DIR [LAYERS] [READ_THREADS]
 # Environment: PINS (default "true false"), COLD=0 skips the cold-cache part, RINGS: daemon
 # flags for the staging ring (or any daemon flags), one set per word, commas for spaces
-# (default: the defaults; e.g. RINGS="--staging-slots=8 --staging-slots=32,--staging-copy-streams=4").
+# (default: the defaults; e.g. RINGS="--staging-slots=8 --staging-slots=32,--staging-copy-streams=4");
+# CHECK_FLAGS: daemon flags for the byte check against the host backend (e.g. --scales-from-slots=true).
 # Writes OUT_DIR/path_load_bench.jsonl and the daemons' logs.
 set -u
 bin=$(realpath "$1"); lib=$(realpath "$2"); out=$(realpath -m "$3"); layers=${4:-32}; threads=${5:-16}
@@ -131,7 +132,8 @@ fi
 echo "== a pinned load's bytes against the host backend's (CPU reference)"
 ok=1
 for backend in cuda host; do
-  start_daemon --backend=$backend --read-threads="$threads"
+  # shellcheck disable=SC2086
+  start_daemon --backend=$backend --read-threads="$threads" ${CHECK_FLAGS:-}
   for scheme in per-tensor per-channel block; do
     ctl load "c-$scheme" --path=check --scheme=$scheme >/dev/null && ctl export "c-$scheme" "$work/x-$backend-$scheme" >/dev/null || ok=0
   done

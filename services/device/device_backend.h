@@ -63,6 +63,19 @@ class DeviceBackend {
   // (kernels::QuantizeRows semantics). `src` may be reused once this returns.
   virtual absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                                 const kernels::Tiling& tiling, const float* scales) = 0;
+  // Whether QuantizeTakingScales may take scales while it copies (else callers take
+  // them first and call Quantize).
+  virtual bool takes_scales_while_copying() const { return false; }
+  // As Quantize, with the scales of `scheme` (kernels::TileScales semantics under
+  // `policy`) taken on the way, from the backend's own copy of the bytes, into
+  // `scales` (tiling.num_tiles()). FAILED_PRECONDITION, with nothing done, where it
+  // cannot for this tensor (a tile row larger than its copies, a per-tensor scale):
+  // take the scales first then.
+  virtual absl::Status QuantizeTakingScales(DeviceAllocation& alloc, uint64_t offset, kernels::Scheme scheme,
+                                            kernels::DType dtype, const void* src, const kernels::Tiling& tiling,
+                                            kernels::NonFinitePolicy policy, float* scales) {
+    return absl::FailedPreconditionError("this backend takes no scales while copying");
+  }
   // Lets the devices copy host bytes [data, +size) (a mapped checkpoint file) in
   // place: until the pin goes, Write and Quantize read the pinned part of their
   // source without a host copy. Null where the backend has nothing to gain or

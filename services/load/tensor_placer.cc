@@ -170,20 +170,32 @@ absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetens
       GatherSlice(slice, src, buffer.data());
       bytes = buffer.data();
     }
+    const uint64_t offset = plan_.ranks[r].tensors[part.output].offset + part.output_offset;
+    bool quantized = false;
     if (scales[r].empty()) {  // the slice's own scales
       scales[r].resize(part.tiling.num_tiles());
-      const auto start = std::chrono::steady_clock::now();
-      const absl::Status taken =
-          kernels::TileScalesFast(task.scheme, t.dtype, bytes, part.tiling, policy, scales[r].data());
-      CountScaleTime(start);
-      WEIGHTD_RETURN_IF_ERROR(taken);
+      if (backend_.takes_scales_while_copying() && task.scheme != kernels::Scheme::kPerTensor) {
+        // Taken from the backend's copies on the way: the bytes are read once.
+        std::shared_lock<std::shared_mutex> lock(arenas_mu_);
+        if (released_) return absl::AbortedError("load aborted");
+        const absl::Status taken = backend_.QuantizeTakingScales(arenas_[r]->allocation(), offset, task.scheme,
+                                                                 t.dtype, bytes, part.tiling, policy, scales[r].data());
+        if (!taken.ok() && !absl::IsFailedPrecondition(taken)) return taken;
+        quantized = taken.ok();
+      }
+      if (!quantized) {
+        const auto start = std::chrono::steady_clock::now();
+        const absl::Status taken =
+            kernels::TileScalesFast(task.scheme, t.dtype, bytes, part.tiling, policy, scales[r].data());
+        CountScaleTime(start);
+        WEIGHTD_RETURN_IF_ERROR(taken);
+      }
     }
-    {
+    if (!quantized) {
       std::shared_lock<std::shared_mutex> lock(arenas_mu_);
       if (released_) return absl::AbortedError("load aborted");
-      WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(arenas_[r]->allocation(),
-                                                plan_.ranks[r].tensors[part.output].offset + part.output_offset,
-                                                t.dtype, bytes, part.tiling, scales[r].data()));
+      WEIGHTD_RETURN_IF_ERROR(
+          backend_.Quantize(arenas_[r]->allocation(), offset, t.dtype, bytes, part.tiling, scales[r].data()));
     }
     WEIGHTD_RETURN_IF_ERROR(Write(r, part.scale, part.scale_offset, AsBytes(scales[r])));
   }

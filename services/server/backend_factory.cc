@@ -38,6 +38,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateCuda(const BackendOptions& 
   cuda_options.staging_slots = options.staging_slots;
   cuda_options.staging_copy_streams = options.staging_copy_streams;
   cuda_options.staging_blocking_waits = options.staging_blocking_waits;
+  cuda_options.scales_from_slots = options.scales_from_slots;
   cuda_options.pin_sources = options.pin_path_sources;
   cuda_options.nccl_min_ranks = options.nccl_min_ranks;
   cuda_options.pinned = options.pinned;

@@ -24,6 +24,7 @@ struct BackendOptions {
   int staging_slots = 8;
   int staging_copy_streams = 1;
   bool staging_blocking_waits = false;
+  bool scales_from_slots = false;
   bool pin_path_sources = false;  // cuda: CudaBackendOptions::pin_sources
   int nccl_min_ranks = 2;
   HostPinnedAccounting* pinned = nullptr;  // page-locked staging memory is counted here

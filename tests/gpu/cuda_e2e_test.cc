@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 #include <random>
@@ -67,6 +68,36 @@ TEST_P(CudaE2ETest, PathAndPushLoadsExportBytesEqualToTheCpuReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Handles, CudaE2ETest, ::testing::Values("vmm", "ipc"));
+
+// --scales-from-slots: per-channel and block scales taken from the staging slots'
+// copies (a small ring, so tensors are many chunks of whole tile rows; tile rows
+// that do not fit a slot take their scales first). The bytes are the CPU reference's.
+class CudaScalesFromSlotsTest : public CudaE2ETest {};
+
+TEST_P(CudaScalesFromSlotsTest, PerChannelAndBlockLoadsExportTheCpuReference) {
+  const std::string checkpoint = daemon_.model_root() + "/tiny";
+  ExpectOk(RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint, "--shards=3", "--dtype=mixed"}));
+  daemon_.Start({"--backend=cuda", "--scales-from-slots=true", "--staging-ring-bytes=1MiB", "--staging-slots=4",
+                 "--log-level=debug"});
+  for (const char* scheme : {"per-channel", "block"}) {
+    SCOPED_TRACE(scheme);
+    const std::string model = std::string("m-") + scheme;
+    ExpectOk(daemon_.Ctl({"load", model, "--path=tiny", std::string("--scheme=") + scheme}));
+    ExpectOk(daemon_.Ctl({"export", model, daemon_.dir() + "/" + model}));
+    CommandResult verify = daemon_.Ctl({"verify", checkpoint, daemon_.dir() + "/" + model});
+    ExpectOk(verify);
+    ExpectOk(daemon_.Ctl({"unload", model}));
+  }
+  // The scales were taken in the slots: a ring's log line counts time for them.
+  const std::string log = daemon_.log(), key = "\"scale_seconds\":";
+  bool taken = false;
+  for (size_t at = log.find(key); at != std::string::npos; at = log.find(key, at + 1)) {
+    taken = taken || std::strtod(log.c_str() + at + key.size(), nullptr) > 0;
+  }
+  EXPECT_TRUE(taken) << "no scale was taken in a slot";
+}
+
+INSTANTIATE_TEST_SUITE_P(Slots, CudaScalesFromSlotsTest, ::testing::Values("vmm"));
 
 class CudaIpcTest : public CudaE2ETest {};
 

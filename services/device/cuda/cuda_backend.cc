@@ -86,6 +86,16 @@ absl::Status CudaBackend::Quantize(DeviceAllocation& alloc, uint64_t offset, ker
                                                  pinned_sources_.Find(src, source_bytes));
 }
 
+absl::Status CudaBackend::QuantizeTakingScales(DeviceAllocation& alloc, uint64_t offset, kernels::Scheme scheme,
+                                               kernels::DType dtype, const void* src, const kernels::Tiling& tiling,
+                                               kernels::NonFinitePolicy policy, float* scales) {
+  auto dst = Region(alloc, offset, static_cast<uint64_t>(tiling.rows) * tiling.cols);
+  if (!dst.ok()) return dst.status();
+  const uint64_t source_bytes = static_cast<uint64_t>(tiling.rows) * tiling.cols * kernels::DTypeSize(dtype);
+  return devices_[alloc.device()].ring->QuantizeTakingScales(*dst, scheme, dtype, src, tiling, policy, scales,
+                                                             pinned_sources_.Find(src, source_bytes));
+}
+
 std::unique_ptr<SourcePin> CudaBackend::PinSource(const void* data, uint64_t size) {
   if (!pin_sources_) return nullptr;
   // Any device may copy from it (tensor parallelism): every ring's copies are waited for.
@@ -100,7 +110,8 @@ absl::Status CudaBackend::Synchronize(int device) {
   LogEvent(LogLevel::kDebug, "staging_ring",
            {{"device", device}, {"chunks", stats.chunks}, {"h2d_bytes", stats.h2d_bytes},
             {"in_place_bytes", stats.in_place_bytes}, {"wait_seconds", stats.wait_seconds},
-            {"fill_seconds", stats.fill_seconds}, {"enqueue_seconds", stats.enqueue_seconds}});
+            {"fill_seconds", stats.fill_seconds}, {"enqueue_seconds", stats.enqueue_seconds},
+            {"scale_seconds", stats.scale_seconds}});
   LogDriverMemory(device, "load_landed", "");
   return status;
 }

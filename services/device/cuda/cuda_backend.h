@@ -31,6 +31,8 @@ struct CudaBackendOptions {
   // Path loads pin their mapped checkpoint segments (PinSource) so the copy engines
   // read the page cache in place; false copies every byte through the ring's slots.
   bool pin_sources = false;
+  // QuantizeTakingScales takes per-channel and block scales from the ring's slots.
+  bool scales_from_slots = false;
 };
 
 // Number of GPUs the runtime sees; 0 without a driver or a device.
@@ -49,6 +51,10 @@ class CudaBackend : public DeviceBackend {
   absl::Status Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) override;
   absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                         const kernels::Tiling& tiling, const float* scales) override;
+  bool takes_scales_while_copying() const override { return options_.scales_from_slots; }
+  absl::Status QuantizeTakingScales(DeviceAllocation& alloc, uint64_t offset, kernels::Scheme scheme,
+                                    kernels::DType dtype, const void* src, const kernels::Tiling& tiling,
+                                    kernels::NonFinitePolicy policy, float* scales) override;
   absl::Status Synchronize(int device) override;
   std::unique_ptr<SourcePin> PinSource(const void* data, uint64_t size) override;
   bool pins_sources() const override { return pin_sources_; }

@@ -7,6 +7,7 @@
 #include "base/seconds_since.h"
 #include "base/status_macros.h"
 #include "kernels/quantize_cuda.h"
+#include "services/device/chunk_scales.h"
 #include "services/device/cuda/cuda_check.h"
 
 namespace weightd::cuda {
@@ -238,6 +239,36 @@ void StagingRing::FenceCopies() {
   }
 }
 
+absl::Status StagingRing::EnqueueChunk(Slot& s, const Staged& staged, const float* chunk_scales, uint64_t scale_count,
+                                       kernels::DType dtype, const kernels::Tiling& tiling, uint64_t begin,
+                                       uint64_t end, uint8_t* dst) {
+  std::memcpy(s.pinned + slot_data_bytes_, chunk_scales, scale_count * sizeof(float));
+  cudaError_t error;
+  {
+    const auto asked = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    cudaStream_t stream = TakeCopyStreamLocked();
+    error = EnqueueLocked(staged, stream);
+    stats_.h2d_bytes += scale_count * sizeof(float);
+    if (error == cudaSuccess) {
+      error = cudaMemcpyAsync(s.device + slot_data_bytes_, s.pinned + slot_data_bytes_, scale_count * sizeof(float),
+                              cudaMemcpyHostToDevice, stream);
+    }
+    if (error == cudaSuccess) error = cudaEventRecord(s.copied, stream);
+    if (error == cudaSuccess) error = cudaStreamWaitEvent(compute_stream_, s.copied, 0);
+    if (error == cudaSuccess) {
+      error = static_cast<cudaError_t>(kernels::cuda::LaunchQuantize(
+          dtype, s.device, tiling, reinterpret_cast<const float*>(s.device + slot_data_bytes_), begin, end,
+          dst + begin, compute_stream_));
+    }
+    if (error == cudaSuccess) error = cudaEventRecord(s.done, compute_stream_);
+    stats_.enqueue_seconds += SecondsSince(asked);
+  }
+  Return(&s);
+  if (error != cudaSuccess) return CudaError(error, "quantize chunk", __FILE__, __LINE__);
+  return absl::OkStatus();
+}
+
 absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const void* src,
                                    const kernels::Tiling& tiling, const float* scales, PinnedSpan pinned) {
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
@@ -249,38 +280,57 @@ absl::Status StagingRing::Quantize(uint8_t* dst, kernels::DType dtype, const voi
   for (uint64_t begin = 0; begin < total;) {
     Chunk chunk = NextChunk(tiling, begin, total, max_elements, max_scales);
     const uint64_t data_bytes = (chunk.end - chunk.begin) * element_size;
-    const uint64_t scale_count = chunk.tile_rows * grid_cols;
     auto slot = Acquire();
     if (!slot.ok()) return slot.status();
     Slot& s = **slot;
     const Staged staged = Split(s.device, static_cast<const uint8_t*>(src) + chunk.begin * element_size, data_bytes,
                                 s.pinned, pinned);
     FillUnpinned(staged);
-    std::memcpy(s.pinned + slot_data_bytes_, scales + chunk.first_tile_row * grid_cols, scale_count * sizeof(float));
-    cudaError_t error;
-    {
-      const auto asked = std::chrono::steady_clock::now();
-      std::lock_guard<std::mutex> lock(mu_);
-      cudaStream_t stream = TakeCopyStreamLocked();
-      error = EnqueueLocked(staged, stream);
-      stats_.h2d_bytes += scale_count * sizeof(float);
-      if (error == cudaSuccess) {
-        error = cudaMemcpyAsync(s.device + slot_data_bytes_, s.pinned + slot_data_bytes_, scale_count * sizeof(float),
-                                cudaMemcpyHostToDevice, stream);
-      }
-      if (error == cudaSuccess) error = cudaEventRecord(s.copied, stream);
-      if (error == cudaSuccess) error = cudaStreamWaitEvent(compute_stream_, s.copied, 0);
-      if (error == cudaSuccess) {
-        error = static_cast<cudaError_t>(kernels::cuda::LaunchQuantize(
-            dtype, s.device, tiling, reinterpret_cast<const float*>(s.device + slot_data_bytes_), chunk.begin,
-            chunk.end, dst + chunk.begin, compute_stream_));
-      }
-      if (error == cudaSuccess) error = cudaEventRecord(s.done, compute_stream_);
-      stats_.enqueue_seconds += SecondsSince(asked);
-    }
-    Return(&s);
-    if (error != cudaSuccess) return CudaError(error, "quantize chunk", __FILE__, __LINE__);
+    WEIGHTD_RETURN_IF_ERROR(EnqueueChunk(s, staged, scales + chunk.first_tile_row * grid_cols,
+                                         chunk.tile_rows * grid_cols, dtype, tiling, chunk.begin, chunk.end, dst));
     begin = chunk.end;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status StagingRing::QuantizeTakingScales(uint8_t* dst, kernels::Scheme scheme, kernels::DType dtype,
+                                               const void* src, const kernels::Tiling& tiling,
+                                               kernels::NonFinitePolicy policy, float* scales, PinnedSpan pinned) {
+  const uint64_t element_size = kernels::DTypeSize(dtype);
+  const uint64_t total = static_cast<uint64_t>(tiling.rows) * tiling.cols;
+  const uint8_t* bytes = static_cast<const uint8_t*>(src);
+  const uint64_t per_slot = TileRowsPerChunk(dtype, tiling, slot_data_bytes_, slot_scale_bytes_ / sizeof(float));
+  const bool in_place = !pinned.empty() && pinned.begin < bytes + total * element_size && pinned.end > bytes;
+  if (per_slot == 0 || in_place || total == 0) {
+    return absl::FailedPreconditionError("the scales cannot be taken from the ring's slots for this tensor");
+  }
+  WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
+  const uint64_t grid_cols = tiling.grid_cols();
+  const uint64_t tile_row_elements = static_cast<uint64_t>(tiling.tile_rows) * tiling.cols;
+  for (uint64_t tile_row = 0; tile_row * tile_row_elements < total; tile_row += per_slot) {
+    const uint64_t begin = tile_row * tile_row_elements;
+    const uint64_t end = std::min(total, (tile_row + per_slot) * tile_row_elements);
+    const uint64_t chunk_tile_rows = std::min<uint64_t>(per_slot, tiling.grid_rows() - tile_row);
+    auto slot = Acquire();
+    if (!slot.ok()) return slot.status();
+    Slot& s = **slot;
+    const Staged staged = Split(s.device, bytes + begin * element_size, (end - begin) * element_size, s.pinned,
+                                PinnedSpan{});
+    FillUnpinned(staged);
+    // The chunk's scales from the copy just made, in cache.
+    const auto start = std::chrono::steady_clock::now();
+    absl::Status taken = ChunkScales(scheme, dtype, tiling, tile_row, chunk_tile_rows, s.pinned, src, policy,
+                                     scales + tile_row * grid_cols);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.scale_seconds += SecondsSince(start);
+    }
+    if (!taken.ok()) {
+      Return(&s);
+      return taken;
+    }
+    WEIGHTD_RETURN_IF_ERROR(EnqueueChunk(s, staged, scales + tile_row * grid_cols, chunk_tile_rows * grid_cols,
+                                         dtype, tiling, begin, end, dst));
   }
   return absl::OkStatus();
 }

@@ -47,6 +47,16 @@ class StagingRing {
   // in `pinned` go to the slot's device buffer straight from where they lie.
   absl::Status Quantize(uint8_t* dst, kernels::DType dtype, const void* src, const kernels::Tiling& tiling,
                         const float* scales, PinnedSpan pinned = {});
+  // As Quantize, with the scales of `scheme` (kernels::TileScales semantics under
+  // `policy`) taken on the host from each chunk's copy in its pinned slot, written to
+  // `scales` (tiling.num_tiles()): a chunk is then whole tile rows, and the source is
+  // read once instead of once for its scales and once for the copy.
+  // FAILED_PRECONDITION, with nothing enqueued, where that cannot be: a tile row
+  // larger than a slot (a per-tensor scale, mostly), or a source the GPU copies in
+  // place (`pinned`); take the scales first and call Quantize then.
+  absl::Status QuantizeTakingScales(uint8_t* dst, kernels::Scheme scheme, kernels::DType dtype, const void* src,
+                                    const kernels::Tiling& tiling, kernels::NonFinitePolicy policy, float* scales,
+                                    PinnedSpan pinned = {});
   // Waits for everything enqueued; returns the first asynchronous error.
   absl::Status Synchronize();
   // Waits for the host-to-device copies enqueued so far (not the kernels): their
@@ -61,6 +71,7 @@ class StagingRing {
     uint64_t h2d_bytes = 0;  // host-to-device bytes copied
     uint64_t in_place_bytes = 0;  // of those, copied straight from pinned sources
     double wait_seconds = 0, fill_seconds = 0, enqueue_seconds = 0;
+    double scale_seconds = 0;  // taking scales from the slots (QuantizeTakingScales)
   };
   Stats TakeStats();
 
@@ -96,6 +107,12 @@ class StagingRing {
   static Staged Split(uint8_t* dst, const uint8_t* src, uint64_t n, uint8_t* staged, PinnedSpan pinned);
   // Fills the unpinned parts into the slot (outside the lock).
   void FillUnpinned(const Staged& s);
+  // Copies `scale_count` scales into the slot after its data, enqueues the slot's
+  // copies and the kernel for elements [begin, end) of the tensor at `dst`, and
+  // returns the slot.
+  absl::Status EnqueueChunk(Slot& s, const Staged& staged, const float* chunk_scales, uint64_t scale_count,
+                            kernels::DType dtype, const kernels::Tiling& tiling, uint64_t begin, uint64_t end,
+                            uint8_t* dst);
   // Enqueues the copies on `stream`. Needs mu_.
   cudaError_t EnqueueLocked(const Staged& s, cudaStream_t stream);
   // The copy stream for the next chunk, in turn. Needs mu_.

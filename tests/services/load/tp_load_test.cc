@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/quantize.h"
+#include "services/device/chunk_scales.h"
 #include "services/device/host_backend.h"
 #include "services/load/load_job.h"
 #include "services/load/output_layout.h"
@@ -116,9 +118,47 @@ struct LoadOptions {
   std::vector<v1::ShardingRule> rules;
 };
 
+// Host devices that, when `while_copying`, take per-channel and block scales from
+// copies of chunks of whole tile rows (as the CUDA staging ring does from its pinned
+// slots, with the same helpers), in chunks of at most 300 KiB so that a tensor is
+// many chunks and tile rows larger than that are refused (the caller takes the
+// scales first then).
+class ScalesWhileCopyingBackend : public HostBackend {
+ public:
+  static constexpr uint64_t kChunkBytes = 300 << 10;
+  ScalesWhileCopyingBackend(bool while_copying) : HostBackend(kDevices, kCapacity), while_copying_(while_copying) {}
+  bool takes_scales_while_copying() const override { return while_copying_; }
+  absl::Status QuantizeTakingScales(DeviceAllocation& alloc, uint64_t offset, kernels::Scheme scheme,
+                                    kernels::DType dtype, const void* src, const kernels::Tiling& tiling,
+                                    kernels::NonFinitePolicy policy, float* scales) override {
+    const uint64_t per_chunk = TileRowsPerChunk(dtype, tiling, kChunkBytes, 1 << 12);
+    if (per_chunk == 0) {
+      ++refused;
+      return absl::FailedPreconditionError("a tile row is larger than a chunk");
+    }
+    const uint64_t row_bytes = tiling.cols * kernels::DTypeSize(dtype);
+    for (uint64_t tile_row = 0; tile_row < tiling.grid_rows(); tile_row += per_chunk) {
+      const uint64_t first_row = tile_row * tiling.tile_rows;
+      const uint64_t rows = std::min<uint64_t>(tiling.rows, first_row + per_chunk * tiling.tile_rows) - first_row;
+      const std::string copy(static_cast<const char*>(src) + first_row * row_bytes, rows * row_bytes);
+      const uint64_t tile_rows = std::min<uint64_t>(per_chunk, tiling.grid_rows() - tile_row);
+      absl::Status taken = ChunkScales(scheme, dtype, tiling, tile_row, tile_rows, copy.data(), src, policy,
+                                       scales + tile_row * tiling.grid_cols());
+      if (!taken.ok()) return taken;
+      ++chunks;
+    }
+    return Quantize(alloc, offset, dtype, src, tiling, scales);
+  }
+  std::atomic<int> chunks{0}, refused{0};
+
+ private:
+  bool while_copying_;
+};
+
 class TpLoad {
  public:
-  TpLoad() : backend_(kDevices, kCapacity), accounting_(std::vector<uint64_t>(kDevices, kCapacity)) {}
+  explicit TpLoad(bool scales_while_copying = false)
+      : backend_(scales_while_copying), accounting_(std::vector<uint64_t>(kDevices, kCapacity)) {}
 
   absl::StatusOr<ResidentModel> Load(const TpCheckpoint& checkpoint, const LoadOptions& options) {
     const std::string path = absl::StrCat("m", loads_++);
@@ -157,11 +197,11 @@ class TpLoad {
     return out;
   }
 
-  HostBackend& backend() { return backend_; }
+  ScalesWhileCopyingBackend& backend() { return backend_; }
   DeviceAccounting& accounting() { return accounting_; }
 
  private:
-  HostBackend backend_;
+  ScalesWhileCopyingBackend backend_;
   DeviceAccounting accounting_;
   TempDir dir_;
   int loads_ = 0;
@@ -207,9 +247,7 @@ using Case = std::tuple<int, v1::Scheme, v1::ScaleScope>;
 
 class TpLoadTest : public ::testing::TestWithParam<Case> {};
 
-TEST_P(TpLoadTest, EveryRankHoldsItsSliceOfTheReference) {
-  const auto [tp, scheme, scope] = GetParam();
-  TpLoad load;
+void ExpectEveryRankHoldsItsSliceOfTheReference(TpLoad& load, int tp, v1::Scheme scheme, v1::ScaleScope scope) {
   const TpCheckpoint checkpoint = MakeTpCheckpoint();
   auto model = load.Load(checkpoint, {scheme, scope, FirstDevices(tp), {}});
   ASSERT_TRUE(model.ok()) << model.status();
@@ -284,6 +322,32 @@ TEST_P(TpLoadTest, EveryRankHoldsItsSliceOfTheReference) {
   model = absl::CancelledError("dropped");
   for (int d = 0; d < kDevices; ++d) EXPECT_EQ(load.accounting().usage(d).used, 0u);
 }
+
+TEST_P(TpLoadTest, EveryRankHoldsItsSliceOfTheReference) {
+  const auto [tp, scheme, scope] = GetParam();
+  TpLoad load;
+  ExpectEveryRankHoldsItsSliceOfTheReference(load, tp, scheme, scope);
+}
+
+// Scales taken from copies of the tensors' chunks (--scales-from-slots on the CUDA
+// backend): the same bytes and scales, and the chunks really were used.
+class TpLoadTakingScalesWhileCopyingTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TpLoadTakingScalesWhileCopyingTest, EveryRankHoldsItsSliceOfTheReference) {
+  const auto [tp, scheme, scope] = GetParam();
+  TpLoad load(/*scales_while_copying=*/true);
+  ExpectEveryRankHoldsItsSliceOfTheReference(load, tp, scheme, scope);
+  EXPECT_GT(load.backend().chunks.load(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Tp, TpLoadTakingScalesWhileCopyingTest,
+    ::testing::Combine(::testing::Values(1, 2), ::testing::Values(v1::SCHEME_PER_CHANNEL, v1::SCHEME_BLOCK),
+                       ::testing::Values(v1::SCALE_SCOPE_TENSOR, v1::SCALE_SCOPE_SHARD)),
+    [](const ::testing::TestParamInfo<Case>& info) {
+      return absl::StrCat("tp", std::get<0>(info.param), "_", v1::Scheme_Name(std::get<1>(info.param)), "_",
+                          v1::ScaleScope_Name(std::get<2>(info.param)));
+    });
 
 INSTANTIATE_TEST_SUITE_P(
     Tp, TpLoadTest,
@@ -430,6 +494,25 @@ TEST(TpLoad, ANonFiniteValueIsNamedByItsIndexInTheWholeTensor) {
   EXPECT_NE(messages[0].find("tensor 'model.layers.0.self_attn.q_proj.weight': non-finite value at element 179205 "),
             std::string::npos)
       << messages[0];
+  EXPECT_EQ(messages[0], messages[1]);
+}
+
+TEST(TpLoad, ANonFiniteValueInAChunkIsNamedByItsIndexInTheWholeTensor) {
+  TpCheckpoint checkpoint = MakeTpCheckpoint();
+  for (TpTensor& t : checkpoint.tensors) {
+    if (t.name != "model.layers.0.self_attn.q_proj.weight") continue;
+    const uint16_t nan = 0x7FC0;
+    std::memcpy(&t.bytes[(700 * 256 + 5) * 2], &nan, 2);
+  }
+  std::string messages[2];
+  for (bool while_copying : {false, true}) {
+    TpLoad load(while_copying);
+    auto model = load.Load(checkpoint, {v1::SCHEME_PER_CHANNEL, v1::SCALE_SCOPE_TENSOR, FirstDevices(1), {}});
+    EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+    messages[while_copying] = std::string(model.status().message());
+    if (while_copying) EXPECT_GT(load.backend().chunks.load(), 0);
+  }
+  EXPECT_NE(messages[0].find("non-finite value at element 179205"), std::string::npos) << messages[0];
   EXPECT_EQ(messages[0], messages[1]);
 }
 

@@ -1,0 +1,31 @@
+// Scales taken from copies of a tensor's chunks (a staging slot's pinned bytes)
+// instead of in a pass over the whole tensor before it is copied: a chunk of whole
+// tile rows holds everything its tiles' scales need, and its copy is in cache, so
+// the host reads the tensor once. Per-channel (one row per tile row) and block
+// (128 rows) scales; a per-tensor scale is one tile row of the whole tensor.
+// Thread-safe (pure functions).
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "kernels/dtype.h"
+#include "kernels/quantize.h"
+
+namespace weightd {
+
+// Whole tile rows of `tiling` per chunk of at most `max_bytes` of `dtype` elements
+// and `max_scales` scales; 0 where not even one fits.
+uint64_t TileRowsPerChunk(kernels::DType dtype, const kernels::Tiling& tiling, uint64_t max_bytes,
+                          uint64_t max_scales);
+
+// The scales of tile rows [first_tile_row, +tile_rows) of the tensor (its elements
+// from first_tile_row * tile_rows * cols on, to the end of the tensor at most),
+// from `copy`, a copy of those elements, into `scales` (tile_rows * grid_cols).
+// Where a value is not finite under kFail: the error kernels::TileScales gives for
+// the whole tensor at `src`, so the message names the element as it would.
+absl::Status ChunkScales(kernels::Scheme scheme, kernels::DType dtype, const kernels::Tiling& tiling,
+                         uint64_t first_tile_row, uint64_t tile_rows, const void* copy, const void* src,
+                         kernels::NonFinitePolicy policy, float* scales);
+
+}  // namespace weightd
