@@ -476,13 +476,19 @@ TEST(TpLoad, ACheckpointAlreadyInFp8LoadsWithOneRankOnly) {
             "F8_E4M3: checkpoints in FP8 load with tp_size 1 only");
 }
 
-TEST(TpLoad, ANonFiniteValueIsNamedByItsIndexInTheWholeTensor) {
+// The test checkpoint with a NaN in q_proj at element 179205 (row 700, column 5).
+TpCheckpoint CheckpointWithANaN() {
   TpCheckpoint checkpoint = MakeTpCheckpoint();
   for (TpTensor& t : checkpoint.tensors) {
     if (t.name != "model.layers.0.self_attn.q_proj.weight") continue;
     const uint16_t nan = 0x7FC0;
     std::memcpy(&t.bytes[(700 * 256 + 5) * 2], &nan, 2);
   }
+  return checkpoint;
+}
+
+TEST(TpLoad, ANonFiniteValueIsNamedByItsIndexInTheWholeTensor) {
+  const TpCheckpoint checkpoint = CheckpointWithANaN();
   std::string messages[2];
   int i = 0;
   for (int tp : {1, 4}) {
@@ -498,12 +504,7 @@ TEST(TpLoad, ANonFiniteValueIsNamedByItsIndexInTheWholeTensor) {
 }
 
 TEST(TpLoad, ANonFiniteValueInAChunkIsNamedByItsIndexInTheWholeTensor) {
-  TpCheckpoint checkpoint = MakeTpCheckpoint();
-  for (TpTensor& t : checkpoint.tensors) {
-    if (t.name != "model.layers.0.self_attn.q_proj.weight") continue;
-    const uint16_t nan = 0x7FC0;
-    std::memcpy(&t.bytes[(700 * 256 + 5) * 2], &nan, 2);
-  }
+  const TpCheckpoint checkpoint = CheckpointWithANaN();
   std::string messages[2];
   for (bool while_copying : {false, true}) {
     TpLoad load(while_copying);
