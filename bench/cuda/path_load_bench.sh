@@ -4,10 +4,10 @@
 # bytes, and what the host side can feed the GPU each way (weightd-bench-source-floor).
 # Loads every scheme with --pin-path-sources=true (blocks of the mapped files pinned
 # ahead of the readers, copied in place) and false (the default: every byte through the
-# ring's pinned slots); with COLD=1 (the default) cold-cache loads (O_DIRECT, the default,
-# and through the page cache) against the disk's
-# sequential read by fio (where scripts/build-fio made one) and dd; and checks that a
-# CUDA load's bytes equal the host backend's (the CPU reference).
+# ring's pinned slots); with COLD=1 (the default) cold-cache loads (--direct-cold-reads=true,
+# and through the page cache, the default) against the disk's sequential read by fio
+# (where scripts/build-fio made one) and dd; and checks that a CUDA load's bytes equal
+# the host backend's (the CPU reference).
 #   bench/cuda/path_load_bench.sh BIN_DIR LIB_DIR OUT_DIR [LAYERS] [READ_THREADS]
 # Environment: PINS (default "true false"), COLD=0 skips the cold-cache part, RINGS: daemon
 # flags for the staging ring (or any daemon flags), one set per word, commas for spaces

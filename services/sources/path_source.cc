@@ -172,7 +172,7 @@ std::pair<uint64_t, uint64_t> SegmentBytes(const ShardFile& shard, const Segment
 
 // A cold segment read through the page cache: all of it requested at once, then
 // pread in pieces (a disk error is a status naming the file and offset, not a
-// SIGBUS when the mapping is touched); its pages are dropped once it has landed.
+// SIGBUS when the mapping is touched). The caller drops its pages once it has landed.
 absl::Status ReadThroughPageCache(ShardFile& shard, const Segment& segment, uint64_t begin, uint64_t end,
                                   LoadJob& job) {
   shard.map.WillNeed(begin, end - begin);

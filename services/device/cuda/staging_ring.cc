@@ -300,7 +300,8 @@ absl::Status StagingRing::QuantizeTakingScales(uint8_t* dst, kernels::Scheme sch
   const uint64_t total = static_cast<uint64_t>(tiling.rows) * tiling.cols;
   const uint8_t* bytes = static_cast<const uint8_t*>(src);
   const uint64_t per_slot = TileRowsPerChunk(dtype, tiling, slot_data_bytes_, slot_scale_bytes_ / sizeof(float));
-  const bool in_place = !pinned.empty() && pinned.begin < bytes + total * element_size && pinned.end > bytes;
+  const Staged whole = Split(nullptr, bytes, total * element_size, nullptr, pinned);
+  const bool in_place = whole.pinned_begin != whole.pinned_end;
   if (per_slot == 0 || in_place || total == 0) {
     return absl::FailedPreconditionError("the scales cannot be taken from the ring's slots for this tensor");
   }
