@@ -26,7 +26,7 @@ void WriteModel(const std::string& dir, const std::string& shard) {
 CommandResult ExpectRefused(const DaemonProcess& daemon, std::vector<std::string> args, const std::string& code,
                             const std::string& part) {
   CommandResult r = daemon.Ctl(std::move(args));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find(code + ":"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(part), std::string::npos) << r.err;
   return r;
@@ -49,7 +49,7 @@ TEST(SecurityE2ETest, AUidOutsideTheAllowedListIsTurnedAwayOnBothSockets) {
   // Allowed: only a uid that is not ours (the tests run as one uid, often root).
   daemon.Start({"--allowed-uids=" + std::to_string(::geteuid() + 4242)});
   CommandResult list = daemon.Ctl({"list"});
-  EXPECT_EQ(list.exit_code, 1);
+  EXPECT_EQ(list.exit_code, 1) << list.err;
   EXPECT_NE(list.err.find("UNAVAILABLE"), std::string::npos) << list.err;
   auto lease = client::Lease::Attach(daemon.handle_socket(), "m", 0);
   EXPECT_EQ(lease.status().code(), absl::StatusCode::kPermissionDenied) << lease.status();
