@@ -8,6 +8,7 @@
 #include <atomic>
 #include <bit>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <system_error>
 #include <thread>
@@ -16,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/fast_codec.h"
+#include "kernels/float_convert.h"
 #include "kernels/fp8_e4m3.h"
 
 namespace weightd::kernels {
@@ -164,6 +166,64 @@ HostPass::HostPass() : threads_(ThreadsFor(passes_in_flight.fetch_add(1, std::me
 HostPass::~HostPass() { passes_in_flight.fetch_sub(1, std::memory_order_relaxed); }
 
 void SetDefaultQuantizeThreads(int threads) { default_threads.store(std::max(0, threads), std::memory_order_relaxed); }
+
+namespace {
+
+// The largest sign-cleared bit pattern among n elements of `Bits` (vectorized).
+template <typename Bits>
+Bits MaxMagnitude(const uint8_t* src, size_t n, Bits mask) {
+  Bits max = 0;
+  for (size_t i = 0; i < n; ++i) {
+    Bits x;
+    std::memcpy(&x, src + i * sizeof(Bits), sizeof(Bits));
+    max = std::max(max, static_cast<Bits>(x & mask));
+  }
+  return max;
+}
+
+// The largest finite magnitude, and whether some element is NaN or Inf: one
+// vectorized pass, a second, plain one only where a NaN or Inf is present.
+template <typename Bits>
+std::pair<Bits, bool> MaxFiniteMagnitude(const uint8_t* src, size_t n, Bits mask, Bits inf) {
+  const Bits max = MaxMagnitude<Bits>(src, n, mask);
+  if (max < inf) return {max, false};
+  Bits finite = 0;
+  for (size_t i = 0; i < n; ++i) {
+    Bits x;
+    std::memcpy(&x, src + i * sizeof(Bits), sizeof(Bits));
+    const Bits m = x & mask;
+    if (m < inf && m > finite) finite = m;
+  }
+  return {finite, true};
+}
+
+WEIGHTD_CPU_CLONES std::pair<uint16_t, bool> MaxFinite16(const uint8_t* s, size_t n, uint16_t inf) {
+  return MaxFiniteMagnitude<uint16_t>(s, n, 0x7FFF, inf);
+}
+WEIGHTD_CPU_CLONES std::pair<uint32_t, bool> MaxFinite32(const uint8_t* s, size_t n) {
+  return MaxFiniteMagnitude<uint32_t>(s, n, kMagnitudeMask, kInfBits);
+}
+
+}  // namespace
+
+absl::StatusOr<float> AbsMaxFast(DType dtype, const void* src, size_t n, NonFinitePolicy policy) {
+  const uint8_t* bytes = static_cast<const uint8_t*>(src);
+  std::pair<uint32_t, bool> m;
+  switch (dtype) {
+    case DType::kBF16: m = MaxFinite16(bytes, n, 0x7F80); break;
+    case DType::kF16: m = MaxFinite16(bytes, n, 0x7C00); break;
+    case DType::kF32: m = MaxFinite32(bytes, n); break;
+    default: return AbsMax(dtype, src, n, policy);
+  }
+  if (m.second && policy == NonFinitePolicy::kFail) {
+    return absl::InvalidArgumentError(absl::StrCat("non-finite value at element ", FindNonFinite(dtype, src, n)));
+  }
+  switch (dtype) {
+    case DType::kBF16: return std::bit_cast<float>(m.first << 16);
+    case DType::kF16: return FloatFromHalfBits(static_cast<uint16_t>(m.first));
+    default: return std::bit_cast<float>(m.first);
+  }
+}
 
 size_t FindNonFinite(DType dtype, const void* src, size_t n) {
   const uint8_t* bytes = static_cast<const uint8_t*>(src);

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
 
@@ -67,6 +68,11 @@ absl::Status TileScalesFast(Scheme scheme, DType dtype, const void* src, const T
 // As QuantizeRows, byte for byte.
 void QuantizeRowsFast(DType dtype, const void* src, const Tiling& tiling, const float* scales, size_t row_begin,
                       size_t row_end, uint8_t* dst, int threads = 0);
+
+// As AbsMax (max |x| of n elements; non-finite values under `policy`: INVALID_ARGUMENT
+// under kFail, left out under kSaturate), one vectorized pass on the calling thread:
+// the maximum is taken on the sign-cleared bit patterns, which order as the values do.
+absl::StatusOr<float> AbsMaxFast(DType dtype, const void* src, size_t n, NonFinitePolicy policy);
 
 // Index of the first NaN or Inf among the n elements of `src`; n when there is none.
 size_t FindNonFinite(DType dtype, const void* src, size_t n);

@@ -1,68 +1,17 @@
 #include "services/load/slice_amax.h"
 
 #include <algorithm>
-#include <bit>
-#include <cstring>
 #include <atomic>
 #include <mutex>
 #include <thread>
 
-#include "kernels/float_convert.h"
 #include "kernels/quantize_fast.h"
 
 namespace weightd {
 namespace {
 
-// Non-negative IEEE values order as their bit patterns do, so the maximum
-// magnitude is an integer maximum over the sign-cleared bits: exact, branch
-// free, and vectorized by the compiler (this file is built with -O3).
-struct Magnitudes {
-  uint32_t max_finite = 0;
-  bool nonfinite = false;  // some element is NaN or Inf
-};
-
-template <typename Bits>
-Bits MaxMagnitude(const char* src, uint64_t n, Bits mask) {
-  Bits max = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    Bits x;
-    std::memcpy(&x, src + i * sizeof(Bits), sizeof(Bits));
-    max = std::max(max, static_cast<Bits>(x & mask));
-  }
-  return max;
-}
-
-// One vectorized pass; a second, plain one only where a NaN or Inf is present.
-template <typename Bits>
-Magnitudes MaxFiniteMagnitude(const char* src, uint64_t n, Bits mask, Bits inf) {
-  const Bits max = MaxMagnitude<Bits>(src, n, mask);
-  if (max < inf) return {max, false};
-  Bits finite = 0;
-  for (uint64_t i = 0; i < n; ++i) {
-    Bits x;
-    std::memcpy(&x, src + i * sizeof(Bits), sizeof(Bits));
-    const Bits m = x & mask;
-    if (m < inf && m > finite) finite = m;
-  }
-  return {finite, true};
-}
-
-absl::StatusOr<float> AbsMax(kernels::DType dtype, const char* src, uint64_t n, kernels::NonFinitePolicy policy) {
-  Magnitudes m;
-  switch (dtype) {
-    case kernels::DType::kBF16: m = MaxFiniteMagnitude<uint16_t>(src, n, 0x7FFF, 0x7F80); break;
-    case kernels::DType::kF16: m = MaxFiniteMagnitude<uint16_t>(src, n, 0x7FFF, 0x7C00); break;
-    case kernels::DType::kF32: m = MaxFiniteMagnitude<uint32_t>(src, n, 0x7FFFFFFF, 0x7F800000); break;
-    default: return kernels::AbsMax(dtype, src, n, policy);
-  }
-  if (m.nonfinite && policy == kernels::NonFinitePolicy::kFail) {
-    return absl::InvalidArgumentError("non-finite value");
-  }
-  switch (dtype) {
-    case kernels::DType::kBF16: return std::bit_cast<float>(m.max_finite << 16);
-    case kernels::DType::kF16: return kernels::FloatFromHalfBits(static_cast<uint16_t>(m.max_finite));
-    default: return std::bit_cast<float>(m.max_finite);
-  }
+bool Tracked(kernels::DType dtype) {
+  return dtype == kernels::DType::kBF16 || dtype == kernels::DType::kF16 || dtype == kernels::DType::kF32;
 }
 
 // Below this many elements per thread, more threads cost more than they save.
@@ -105,7 +54,7 @@ absl::Status SliceAmax(kernels::DType dtype, const char* tensor, const SliceByte
   auto work = [&](int thread) {
     float* out = threads == 1 ? amax.data() : partial.data() + static_cast<size_t>(thread) * amax.size();
     for (size_t i = next++; i < runs.size(); i = next++) {
-      absl::StatusOr<float> m = AbsMax(dtype, runs[i].src, runs[i].elements, policy);
+      absl::StatusOr<float> m = kernels::AbsMaxFast(dtype, runs[i].src, runs[i].elements, policy);
       if (!m.ok()) {
         std::lock_guard<std::mutex> lock(mu);
         if (first_error.ok()) first_error = m.status();
@@ -131,36 +80,21 @@ void RunningAmax::Scan(const char* tensor, uint64_t bytes) {
   const uint64_t element = kernels::DTypeSize(dtype_);
   const uint64_t whole = bytes / element * element;
   if (whole <= scanned_) return;
-  const char* from = tensor + scanned_;
-  const uint64_t n = (whole - scanned_) / element;
-  switch (dtype_) {
-    case kernels::DType::kBF16:
-    case kernels::DType::kF16:
-      max_bits_ = std::max<uint32_t>(max_bits_, MaxMagnitude<uint16_t>(from, n, 0x7FFF));
-      break;
-    case kernels::DType::kF32:
-      max_bits_ = std::max(max_bits_, MaxMagnitude<uint32_t>(from, n, 0x7FFFFFFF));
-      break;
-    default:
-      break;
+  if (Tracked(dtype_) && finite_) {
+    absl::StatusOr<float> m =
+        kernels::AbsMaxFast(dtype_, tensor + scanned_, (whole - scanned_) / element, kernels::NonFinitePolicy::kFail);
+    if (m.ok()) {
+      max_ = std::max(max_, *m);
+    } else {
+      finite_ = false;
+    }
   }
   scanned_ = whole;
 }
 
 std::optional<float> RunningAmax::amax() const {
-  switch (dtype_) {
-    case kernels::DType::kBF16:
-      if (max_bits_ >= 0x7F80) return std::nullopt;
-      return std::bit_cast<float>(max_bits_ << 16);
-    case kernels::DType::kF16:
-      if (max_bits_ >= 0x7C00) return std::nullopt;
-      return kernels::FloatFromHalfBits(static_cast<uint16_t>(max_bits_));
-    case kernels::DType::kF32:
-      if (max_bits_ >= 0x7F800000) return std::nullopt;
-      return std::bit_cast<float>(max_bits_);
-    default:
-      return std::nullopt;
-  }
+  if (!Tracked(dtype_) || !finite_) return std::nullopt;
+  return max_;
 }
 
 }  // namespace weightd

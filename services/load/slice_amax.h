@@ -37,8 +37,9 @@ class RunningAmax {
 
  private:
   kernels::DType dtype_;
-  uint64_t scanned_ = 0;   // bytes, a whole number of elements
-  uint32_t max_bits_ = 0;  // the largest sign-cleared bit pattern
+  uint64_t scanned_ = 0;  // bytes, a whole number of elements
+  float max_ = 0.0f;      // of the elements scanned
+  bool finite_ = true;    // no NaN or Inf among them
 };
 
 }  // namespace weightd

@@ -253,6 +253,33 @@ TEST(QuantizeFast, SaturateGivesTheReferenceBytesForNaNAndInf) {
   }
 }
 
+TEST(QuantizeFast, AbsMaxFastEqualsTheReferenceUnderBothPolicies) {
+  for (DType dtype : kDTypes) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{31}, size_t{4099}}) {
+      std::vector<uint8_t> src = RandomBytes(dtype, n, 7);
+      for (NonFinitePolicy policy : {NonFinitePolicy::kFail, NonFinitePolicy::kSaturate}) {
+        absl::StatusOr<float> ref = AbsMax(dtype, src.data(), n, policy);
+        absl::StatusOr<float> fast = AbsMaxFast(dtype, src.data(), n, policy);
+        ASSERT_TRUE(ref.ok() && fast.ok()) << DTypeName(dtype) << " n=" << n;
+        EXPECT_EQ(std::bit_cast<uint32_t>(*ref), std::bit_cast<uint32_t>(*fast)) << DTypeName(dtype) << " n=" << n;
+      }
+    }
+  }
+  for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) {
+    std::vector<uint8_t> src = RandomBytes(dtype, 1000, 8);
+    Put(dtype, src, 900, std::numeric_limits<float>::infinity());
+    Put(dtype, src, 700, -std::numeric_limits<float>::quiet_NaN());
+    absl::StatusOr<float> failed = AbsMaxFast(dtype, src.data(), 1000, NonFinitePolicy::kFail);
+    EXPECT_EQ(failed.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(failed.status().message(), HasSubstr("element 700"));
+    absl::StatusOr<float> ref = AbsMax(dtype, src.data(), 1000, NonFinitePolicy::kSaturate);
+    absl::StatusOr<float> fast = AbsMaxFast(dtype, src.data(), 1000, NonFinitePolicy::kSaturate);
+    ASSERT_TRUE(ref.ok() && fast.ok());
+    EXPECT_EQ(*ref, *fast) << DTypeName(dtype);
+    EXPECT_TRUE(std::isfinite(*fast));
+  }
+}
+
 // QuantizeRows with fixed scales, so that every input pattern meets ordinary,
 // saturating, subnormal-producing, and overflowing (Inf) inverses.
 void SweepWithScales(DType dtype, const std::vector<uint8_t>& src, size_t n) {
