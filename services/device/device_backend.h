@@ -76,6 +76,26 @@ class DeviceBackend {
                                             kernels::NonFinitePolicy policy, float* scales) {
     return absl::FailedPreconditionError("this backend takes no scales while copying");
   }
+  // Whether the placer parks per-tensor tensors (services/device/parked_tensor.h):
+  // it then calls WriteTakingAmax and QuantizeStored for them.
+  virtual bool parks_per_tensor() const { return false; }
+  // Stores `bytes` (whole elements of `dtype`) unchanged at `offset`, as Write does,
+  // and returns their amax (kernels::AbsMax under `policy`: INVALID_ARGUMENT for a
+  // NaN or Inf under kFail), taken from the backend's own copy of each piece, in
+  // cache. FAILED_PRECONDITION, with nothing written, where it cannot (a source the
+  // GPU copies in place).
+  virtual absl::StatusOr<float> WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                                std::string_view bytes, kernels::NonFinitePolicy policy) {
+    return absl::FailedPreconditionError("this backend takes no amax while writing");
+  }
+  // Quantizes in place the tiling.rows x tiling.cols elements of `dtype` that Write
+  // or WriteTakingAmax stored at `offset`, all with `scale`: their E4M3 codes then
+  // start at `offset` (ParkedRuns says why the order is safe). FAILED_PRECONDITION,
+  // with nothing done, where the backend cannot.
+  virtual absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                      const kernels::Tiling& tiling, float scale) {
+    return absl::FailedPreconditionError("this backend quantizes no stored bytes");
+  }
   // Lets the devices copy host bytes [data, +size) (a mapped checkpoint file) in
   // place: until the pin goes, Write and Quantize read the pinned part of their
   // source without a host copy. Null where the backend has nothing to gain or

@@ -4,14 +4,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "base/unique_fd.h"
 #include "services/device/in_process_collective.h"
+#include "services/device/parked_tensor.h"
 #include "kernels/quantize_fast.h"
 
 namespace weightd {
@@ -102,6 +105,47 @@ absl::Status HostBackend::Quantize(DeviceAllocation& alloc, uint64_t offset, ker
   if (!dst.ok()) return dst.status();
   kernels::QuantizeRowsFast(dtype, src, tiling, scales, 0, tiling.rows, *dst);
   Throttle(static_cast<uint64_t>(tiling.rows) * tiling.cols);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<float> HostBackend::WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                                   std::string_view bytes, kernels::NonFinitePolicy policy) {
+  auto dst = Region(alloc, offset, bytes.size());
+  if (!dst.ok()) return dst.status();
+  const uint64_t element = kernels::DTypeSize(dtype);
+  const uint64_t piece = std::max<uint64_t>(1, park_piece_bytes_ / element) * element;
+  float amax = 0.0f;
+  for (uint64_t done = 0; done < bytes.size();) {
+    const uint64_t n = std::min<uint64_t>(piece, bytes.size() - done);
+    std::memcpy(*dst + done, bytes.data() + done, n);
+    absl::StatusOr<float> m = kernels::AbsMaxFast(dtype, *dst + done, n / element, policy);
+    if (!m.ok()) return m.status();
+    amax = std::max(amax, *m);
+    done += n;
+  }
+  Throttle(bytes.size());
+  return amax;
+}
+
+absl::Status HostBackend::QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                         const kernels::Tiling& tiling, float scale) {
+  const uint64_t element = kernels::DTypeSize(dtype);
+  const uint64_t rows = tiling.rows, cols = tiling.cols;
+  if (element < 2) return absl::FailedPreconditionError("1-byte elements are not parked");
+  auto stored = Region(alloc, offset, rows * cols * element);
+  if (!stored.ok()) return stored.status();
+  uint8_t* base = *stored;
+  std::vector<uint8_t> buffer;
+  for (const ParkedRun& run : ParkedRuns(rows, park_piece_bytes_ / std::max<uint64_t>(1, cols))) {
+    uint8_t* out = base + run.begin * cols;
+    if (!run.in_place) {
+      buffer.resize((run.end - run.begin) * cols);
+      out = buffer.data();
+    }
+    kernels::QuantizeRowsFast(dtype, base + run.begin * cols * element, tiling, &scale, run.begin, run.end, out);
+    if (!run.in_place) std::memcpy(base + run.begin * cols, buffer.data(), buffer.size());
+  }
+  Throttle(rows * cols);
   return absl::OkStatus();
 }
 

@@ -4,6 +4,7 @@
 // Thread-safe.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "services/device/device_backend.h"
@@ -22,6 +23,14 @@ class HostBackend : public DeviceBackend {
   // or more devices hangs in this operation (services/device/hanging_collective.h).
   // Set before any load.
   void set_test_collective_hang(CollectiveHang hang) { hang_ = hang; }
+  // Per-tensor tensors park (--park-per-tensor): nothing to gain on host devices,
+  // which quantize on the CPU anyway; it runs the placer's parking route without a GPU.
+  // `piece_bytes`: WriteTakingAmax copies and scans this much at a time, QuantizeStored
+  // converts runs of about this many codes (tests cut small tensors into many).
+  void set_park_per_tensor(bool park, uint64_t piece_bytes = uint64_t{4} << 20) {
+    park_ = park;
+    park_piece_bytes_ = std::max<uint64_t>(64, piece_bytes);
+  }
 
   v1::DeviceKind kind() const override { return v1::DEVICE_KIND_HOST; }
   int device_count() const override { return devices_; }
@@ -33,6 +42,12 @@ class HostBackend : public DeviceBackend {
   absl::Status Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) override;
   absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                         const kernels::Tiling& tiling, const float* scales) override;
+  bool parks_per_tensor() const override { return park_; }
+  // The bytes copied a piece at a time, each piece's amax taken from its copy.
+  absl::StatusOr<float> WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                        std::string_view bytes, kernels::NonFinitePolicy policy) override;
+  absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                              const kernels::Tiling& tiling, float scale) override;
   absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;
   // An InProcessCollective: it holds no state worth keeping between loads.
   absl::StatusOr<std::shared_ptr<Collective>> GroupCollective(const std::vector<int>& devices) override;
@@ -43,6 +58,8 @@ class HostBackend : public DeviceBackend {
   void Throttle(uint64_t bytes) const;
   uint64_t write_rate_ = 0;
   CollectiveHang hang_ = CollectiveHang::kNone;
+  bool park_ = false;
+  uint64_t park_piece_bytes_ = uint64_t{4} << 20;
 };
 
 }  // namespace weightd

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/quantize_fast.h"
+#include "services/device/parked_tensor.h"
 #include "services/load/scale_tiles.h"
 #include "services/load/slice_amax.h"
 
@@ -174,7 +175,11 @@ absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetens
     bool quantized = false;
     if (scales[r].empty()) {  // the slice's own scales
       scales[r].resize(part.tiling.num_tiles());
-      if (backend_.takes_scales_while_copying() && task.scheme != kernels::Scheme::kPerTensor) {
+      if (backend_.parks_per_tensor() && task.scheme == kernels::Scheme::kPerTensor) {
+        absl::StatusOr<bool> parked = QuantizeParked(r, part, t.dtype, bytes, offset, policy, scales[r][0]);
+        if (!parked.ok()) return parked.status();
+        quantized = *parked;
+      } else if (backend_.takes_scales_while_copying() && task.scheme != kernels::Scheme::kPerTensor) {
         // Taken from the backend's copies on the way: the bytes are read once.
         std::shared_lock<std::shared_mutex> lock(arenas_mu_);
         if (released_) return absl::AbortedError("load aborted");
@@ -200,6 +205,46 @@ absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetens
     WEIGHTD_RETURN_IF_ERROR(Write(r, part.scale, part.scale_offset, AsBytes(scales[r])));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<bool> TensorPlacer::QuantizeParked(size_t rank, const RankPart& part, kernels::DType dtype,
+                                                  const char* bytes, uint64_t offset, kernels::NonFinitePolicy policy,
+                                                  float& scale) {
+  const uint64_t rows = part.tiling.rows, cols = part.tiling.cols;
+  const uint64_t parked = ParkableRows(dtype, rows);
+  if (parked == 0 || part.tiling.num_tiles() != 1) return false;
+  const uint64_t parked_bytes = parked * cols * kernels::DTypeSize(dtype);
+  const uint64_t rest_bytes = rows * cols * kernels::DTypeSize(dtype) - parked_bytes;
+  absl::StatusOr<float> parked_amax;
+  {
+    std::shared_lock<std::shared_mutex> lock(arenas_mu_);
+    if (released_) return absl::AbortedError("load aborted");
+    parked_amax = backend_.WriteTakingAmax(arenas_[rank]->allocation(), offset, dtype,
+                                           std::string_view(bytes, parked_bytes), policy);
+  }
+  if (absl::IsFailedPrecondition(parked_amax.status())) return false;
+  if (!parked_amax.ok()) return parked_amax.status();
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<float> rest_amax;
+  const absl::Status rest = SliceAmax(dtype, bytes + parked_bytes, SliceBytes{0, 1, rest_bytes, 0}, false, policy,
+                                      rest_amax);
+  CountScaleTime(start);
+  WEIGHTD_RETURN_IF_ERROR(rest);
+  scale = kernels::ScaleFromAmax(std::max(*parked_amax, rest_amax.empty() ? 0.0f : rest_amax[0]));
+  std::shared_lock<std::shared_mutex> lock(arenas_mu_);
+  if (released_) return absl::AbortedError("load aborted");
+  DeviceAllocation& alloc = arenas_[rank]->allocation();
+  const absl::Status converted =
+      backend_.QuantizeStored(alloc, offset, dtype, kernels::TilingFor(kernels::Scheme::kPerTensor, parked, cols), scale);
+  if (absl::IsFailedPrecondition(converted)) {  // the whole slice again, over what was parked
+    WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset, dtype, bytes, part.tiling, &scale));
+    return true;
+  }
+  WEIGHTD_RETURN_IF_ERROR(converted);
+  WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset + parked * cols, dtype, bytes + parked_bytes,
+                                            kernels::TilingFor(kernels::Scheme::kPerTensor, rows - parked, cols),
+                                            &scale));
+  return true;
 }
 
 absl::StatusOr<std::vector<float>> TensorPlacer::FusedAmax(const TensorTask& task, const safetensors::TensorHeader& t,

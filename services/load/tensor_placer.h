@@ -101,6 +101,13 @@ class TensorPlacer {
   // slice's own tile scales, under `policy`), and the scales written.
   absl::Status PlaceQuantized(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                               kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales);
+  // A per-tensor slice with its own scale, parked (services/device/parked_tensor.h):
+  // its first rows stored at `offset` with their amax taken on the way, the amax of
+  // the rest taken on the host, the parked rows quantized in place and the rest
+  // quantized after them; `scale` set. False, with nothing written, where the slice
+  // cannot park (too few rows, 1-byte elements, a backend that declines).
+  absl::StatusOr<bool> QuantizeParked(size_t rank, const RankPart& part, kernels::DType dtype, const char* bytes,
+                                      uint64_t offset, kernels::NonFinitePolicy policy, float& scale);
   absl::Status ScalesOf(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                         kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales);
 

@@ -20,6 +20,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateHost(const BackendOptions& 
   absl::StatusOr<CollectiveHang> hang = ParseCollectiveHang(options.test_hang_collective);
   if (!hang.ok()) return hang.status();
   backend->set_test_collective_hang(*hang);
+  backend->set_park_per_tensor(options.park_per_tensor);
   return std::unique_ptr<DeviceBackend>(std::move(backend));
 }
 
@@ -39,6 +40,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateCuda(const BackendOptions& 
   cuda_options.staging_copy_streams = options.staging_copy_streams;
   cuda_options.staging_blocking_waits = options.staging_blocking_waits;
   cuda_options.scales_from_slots = options.scales_from_slots;
+  cuda_options.park_per_tensor = options.park_per_tensor;
   cuda_options.pin_sources = options.pin_path_sources;
   cuda_options.nccl_min_ranks = options.nccl_min_ranks;
   cuda_options.pinned = options.pinned;

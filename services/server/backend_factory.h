@@ -25,6 +25,7 @@ struct BackendOptions {
   int staging_copy_streams = 1;
   bool staging_blocking_waits = false;
   bool scales_from_slots = false;
+  bool park_per_tensor = false;  // DeviceBackend::parks_per_tensor, either backend
   bool pin_path_sources = false;  // cuda: CudaBackendOptions::pin_sources
   int nccl_min_ranks = 2;
   HostPinnedAccounting* pinned = nullptr;  // page-locked staging memory is counted here

@@ -34,6 +34,7 @@ struct DaemonOptions {
   int staging_copy_streams = 1;
   bool staging_blocking_waits = false;
   bool scales_from_slots = false;  // --scales-from-slots
+  bool park_per_tensor = false;    // --park-per-tensor
   bool pin_path_sources = false;
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity

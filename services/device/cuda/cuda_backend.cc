@@ -96,6 +96,21 @@ absl::Status CudaBackend::QuantizeTakingScales(DeviceAllocation& alloc, uint64_t
                                                              pinned_sources_.Find(src, source_bytes));
 }
 
+absl::StatusOr<float> CudaBackend::WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                                   std::string_view bytes, kernels::NonFinitePolicy policy) {
+  auto dst = Region(alloc, offset, bytes.size());
+  if (!dst.ok()) return dst.status();
+  return devices_[alloc.device()].ring->WriteTakingAmax(*dst, bytes, dtype, policy,
+                                                        pinned_sources_.Find(bytes.data(), bytes.size()));
+}
+
+absl::Status CudaBackend::QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                         const kernels::Tiling& tiling, float scale) {
+  auto stored = Region(alloc, offset, static_cast<uint64_t>(tiling.rows) * tiling.cols * kernels::DTypeSize(dtype));
+  if (!stored.ok()) return stored.status();
+  return devices_[alloc.device()].ring->QuantizeStored(*stored, dtype, tiling, scale);
+}
+
 std::unique_ptr<SourcePin> CudaBackend::PinSource(const void* data, uint64_t size) {
   if (!pin_sources_) return nullptr;
   // Any device may copy from it (tensor parallelism): every ring's copies are waited for.

@@ -33,6 +33,9 @@ struct CudaBackendOptions {
   bool pin_sources = false;
   // QuantizeTakingScales takes per-channel and block scales from the ring's slots.
   bool scales_from_slots = false;
+  // Per-tensor tensors park (services/device/parked_tensor.h): WriteTakingAmax takes
+  // the amax from the ring's slots, QuantizeStored converts on the device.
+  bool park_per_tensor = false;
 };
 
 // Number of GPUs the runtime sees; 0 without a driver or a device.
@@ -55,6 +58,11 @@ class CudaBackend : public DeviceBackend {
   absl::Status QuantizeTakingScales(DeviceAllocation& alloc, uint64_t offset, kernels::Scheme scheme,
                                     kernels::DType dtype, const void* src, const kernels::Tiling& tiling,
                                     kernels::NonFinitePolicy policy, float* scales) override;
+  bool parks_per_tensor() const override { return options_.park_per_tensor; }
+  absl::StatusOr<float> WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                        std::string_view bytes, kernels::NonFinitePolicy policy) override;
+  absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                              const kernels::Tiling& tiling, float scale) override;
   absl::Status Synchronize(int device) override;
   std::unique_ptr<SourcePin> PinSource(const void* data, uint64_t size) override;
   bool pins_sources() const override { return pin_sources_; }

@@ -7,7 +7,9 @@
 #include "base/seconds_since.h"
 #include "base/status_macros.h"
 #include "kernels/quantize_cuda.h"
+#include "kernels/quantize_fast.h"
 #include "services/device/chunk_scales.h"
+#include "services/device/parked_tensor.h"
 #include "services/device/cuda/cuda_check.h"
 
 namespace weightd::cuda {
@@ -54,6 +56,10 @@ absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uin
     WEIGHTD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   }
   WEIGHTD_CUDA_CHECK(cudaStreamCreateWithFlags(&ring->compute_stream_, cudaStreamNonBlocking));
+  ring->copy_fences_.assign(ring->copy_streams_.size(), nullptr);
+  for (cudaEvent_t& fence : ring->copy_fences_) {
+    WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(&fence, cudaEventDisableTiming));
+  }
   ring->slots_.resize(static_cast<size_t>(slots));
   for (Slot& slot : ring->slots_) {
     ring->free_.push_back(&slot);
@@ -82,6 +88,9 @@ StagingRing::~StagingRing() {
   }
   for (cudaStream_t stream : copy_streams_) {
     if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+  for (cudaEvent_t fence : copy_fences_) {
+    if (fence != nullptr) cudaEventDestroy(fence);
   }
   if (compute_stream_ != nullptr) cudaStreamDestroy(compute_stream_);
   if (pinned_ledger_ != nullptr) pinned_ledger_->Release(pinned_bytes_);
@@ -191,13 +200,27 @@ absl::Status StagingRing::Write(uint8_t* dst, std::string_view bytes, PinnedSpan
   return WriteThroughSlots(dst + whole.pinned_end, src + whole.pinned_end, bytes.size() - whole.pinned_end);
 }
 
-absl::Status StagingRing::WriteThroughSlots(uint8_t* dst, const uint8_t* src, uint64_t size) {
+absl::Status StagingRing::WriteThroughSlots(uint8_t* dst, const uint8_t* src, uint64_t size, TakenAmax* amax) {
   const uint64_t slot_bytes = slot_data_bytes_ + slot_scale_bytes_;
   for (uint64_t done = 0; done < size;) {
     const uint64_t n = std::min<uint64_t>(slot_bytes, size - done);
     auto slot = Acquire();
     if (!slot.ok()) return slot.status();
     Fill((*slot)->pinned, src + done, n);
+    if (amax != nullptr) {  // from the copy just made, in cache
+      const auto start = std::chrono::steady_clock::now();
+      absl::StatusOr<float> m =
+          kernels::AbsMaxFast(amax->dtype, (*slot)->pinned, n / kernels::DTypeSize(amax->dtype), amax->policy);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.scale_seconds += SecondsSince(start);
+      }
+      if (!m.ok()) {
+        Return(*slot);
+        return m.status();
+      }
+      amax->value = std::max(amax->value, *m);
+    }
     cudaError_t error;
     {
       const auto asked = std::chrono::steady_clock::now();
@@ -212,6 +235,64 @@ absl::Status StagingRing::WriteThroughSlots(uint8_t* dst, const uint8_t* src, ui
     if (error != cudaSuccess) return CudaError(error, "cudaMemcpyAsync(write)", __FILE__, __LINE__);
     done += n;
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<float> StagingRing::WriteTakingAmax(uint8_t* dst, std::string_view bytes, kernels::DType dtype,
+                                                   kernels::NonFinitePolicy policy, PinnedSpan pinned) {
+  const uint8_t* src = reinterpret_cast<const uint8_t*>(bytes.data());
+  const Staged whole = Split(dst, src, bytes.size(), nullptr, pinned);
+  if (whole.pinned_begin != whole.pinned_end) {
+    return absl::FailedPreconditionError("the amax cannot be taken from the ring's slots for a pinned source");
+  }
+  WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
+  TakenAmax amax{dtype, policy};
+  WEIGHTD_RETURN_IF_ERROR(WriteThroughSlots(dst, src, bytes.size(), &amax));
+  return amax.value;
+}
+
+absl::Status StagingRing::QuantizeStored(uint8_t* stored, kernels::DType dtype, const kernels::Tiling& tiling,
+                                         float scale) {
+  const uint64_t element = kernels::DTypeSize(dtype);
+  const uint64_t rows = tiling.rows, cols = tiling.cols;
+  const uint64_t max_rows = cols == 0 ? 0 : slot_data_bytes_ / cols;  // the first run's codes fit a slot
+  if (element < 2 || max_rows == 0) {
+    return absl::FailedPreconditionError("these stored elements cannot be quantized in place");
+  }
+  if (rows == 0) return absl::OkStatus();
+  WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
+  auto slot = Acquire();
+  if (!slot.ok()) return slot.status();
+  Slot& s = **slot;
+  std::memcpy(s.pinned + slot_data_bytes_, &scale, sizeof(float));
+  const float* device_scale = reinterpret_cast<const float*>(s.device + slot_data_bytes_);
+  cudaError_t error;
+  {
+    const auto asked = std::chrono::steady_clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    error = cudaMemcpyAsync(s.device + slot_data_bytes_, s.pinned + slot_data_bytes_, sizeof(float),
+                            cudaMemcpyHostToDevice, TakeCopyStreamLocked());
+    stats_.h2d_bytes += sizeof(float);
+    // After every copy so far: the stored bytes' (this thread's, enqueued before) and the scale's.
+    for (size_t i = 0; i < copy_streams_.size() && error == cudaSuccess; ++i) {
+      error = cudaEventRecord(copy_fences_[i], copy_streams_[i]);
+      if (error == cudaSuccess) error = cudaStreamWaitEvent(compute_stream_, copy_fences_[i], 0);
+    }
+    for (const ParkedRun& run : ParkedRuns(rows, max_rows)) {
+      if (error != cudaSuccess) break;
+      const uint64_t begin = run.begin * cols, end = run.end * cols;
+      uint8_t* out = run.in_place ? stored + begin : s.device;
+      error = static_cast<cudaError_t>(kernels::cuda::LaunchQuantize(dtype, stored + begin * element, tiling,
+                                                                     device_scale, begin, end, out, compute_stream_));
+      if (error == cudaSuccess && !run.in_place) {
+        error = cudaMemcpyAsync(stored + begin, s.device, end - begin, cudaMemcpyDeviceToDevice, compute_stream_);
+      }
+    }
+    if (error == cudaSuccess) error = cudaEventRecord(s.done, compute_stream_);
+    stats_.enqueue_seconds += SecondsSince(asked);
+  }
+  Return(&s);
+  if (error != cudaSuccess) return CudaError(error, "quantize stored bytes", __FILE__, __LINE__);
   return absl::OkStatus();
 }
 

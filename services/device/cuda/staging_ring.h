@@ -57,6 +57,18 @@ class StagingRing {
   absl::Status QuantizeTakingScales(uint8_t* dst, kernels::Scheme scheme, kernels::DType dtype, const void* src,
                                     const kernels::Tiling& tiling, kernels::NonFinitePolicy policy, float* scales,
                                     PinnedSpan pinned = {});
+  // As Write, with the amax of the bytes (whole elements of `dtype`; kernels::AbsMax
+  // under `policy`) taken on the host from each slot's copy, in cache.
+  // FAILED_PRECONDITION, with nothing enqueued, for a source the GPU copies in place.
+  absl::StatusOr<float> WriteTakingAmax(uint8_t* dst, std::string_view bytes, kernels::DType dtype,
+                                        kernels::NonFinitePolicy policy, PinnedSpan pinned = {});
+  // Quantizes in place, all with `scale`, the tiling.rows x tiling.cols elements of
+  // `dtype` that Write or WriteTakingAmax stored at device address `stored`: their
+  // codes then start at `stored` (services/device/parked_tensor.h). The kernels run
+  // after every copy enqueued so far; one slot holds the scale and the first run's
+  // codes. FAILED_PRECONDITION, with nothing enqueued, for 1-byte elements or a row
+  // of codes larger than a slot.
+  absl::Status QuantizeStored(uint8_t* stored, kernels::DType dtype, const kernels::Tiling& tiling, float scale);
   // Waits for everything enqueued; returns the first asynchronous error.
   absl::Status Synchronize();
   // Waits for the host-to-device copies enqueued so far (not the kernels): their
@@ -92,8 +104,15 @@ class StagingRing {
   void Return(Slot* slot);
   // memcpy into a pinned slot, timed.
   void Fill(uint8_t* pinned, const void* src, uint64_t n);
-  // Writes host bytes to `dst` through slots, one slot at a time.
-  absl::Status WriteThroughSlots(uint8_t* dst, const uint8_t* src, uint64_t n);
+  // The amax WriteThroughSlots takes from each slot's copy, where asked.
+  struct TakenAmax {
+    kernels::DType dtype;
+    kernels::NonFinitePolicy policy;
+    float value = 0.0f;
+  };
+  // Writes host bytes to `dst` through slots, one slot at a time; `amax` (may be
+  // null) takes each slot's amax after its fill.
+  absl::Status WriteThroughSlots(uint8_t* dst, const uint8_t* src, uint64_t n, TakenAmax* amax = nullptr);
   // Host bytes [src, +n) bound for device [dst, +n): the part inside a pinned
   // span is copied from where it lies, the parts before and after it through the
   // slot's pinned buffer `staged` at the same offsets.
@@ -127,6 +146,9 @@ class StagingRing {
   std::vector<cudaStream_t> copy_streams_;
   size_t next_copy_ = 0;  // guarded by mu_
   cudaStream_t compute_stream_ = nullptr;
+  // One per copy stream: recorded there and waited for on the compute stream (under
+  // mu_), so that kernels run after the copies enqueued before them.
+  std::vector<cudaEvent_t> copy_fences_;
   std::vector<Slot> slots_;
 
   std::mutex mu_;

@@ -116,6 +116,7 @@ struct LoadOptions {
   v1::ScaleScope scope = v1::SCALE_SCOPE_TENSOR;
   std::vector<uint32_t> devices;
   std::vector<v1::ShardingRule> rules;
+  v1::NonFinite nonfinite = v1::NONFINITE_FAIL;
 };
 
 // Host devices that, when `while_copying`, take per-channel and block scales from
@@ -126,7 +127,16 @@ struct LoadOptions {
 class ScalesWhileCopyingBackend : public HostBackend {
  public:
   static constexpr uint64_t kChunkBytes = 300 << 10;
-  ScalesWhileCopyingBackend(bool while_copying) : HostBackend(kDevices, kCapacity), while_copying_(while_copying) {}
+  // `park`: per-tensor tensors park (--park-per-tensor), in pieces and runs of 16 KiB.
+  ScalesWhileCopyingBackend(bool while_copying, bool park = false)
+      : HostBackend(kDevices, kCapacity), while_copying_(while_copying) {
+    set_park_per_tensor(park, 16 << 10);
+  }
+  absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                              const kernels::Tiling& tiling, float scale) override {
+    ++parked;
+    return HostBackend::QuantizeStored(alloc, offset, dtype, tiling, scale);
+  }
   bool takes_scales_while_copying() const override { return while_copying_; }
   absl::Status QuantizeTakingScales(DeviceAllocation& alloc, uint64_t offset, kernels::Scheme scheme,
                                     kernels::DType dtype, const void* src, const kernels::Tiling& tiling,
@@ -149,7 +159,7 @@ class ScalesWhileCopyingBackend : public HostBackend {
     }
     return Quantize(alloc, offset, dtype, src, tiling, scales);
   }
-  std::atomic<int> chunks{0}, refused{0};
+  std::atomic<int> chunks{0}, refused{0}, parked{0};
 
  private:
   bool while_copying_;
@@ -157,8 +167,8 @@ class ScalesWhileCopyingBackend : public HostBackend {
 
 class TpLoad {
  public:
-  explicit TpLoad(bool scales_while_copying = false)
-      : backend_(scales_while_copying), accounting_(std::vector<uint64_t>(kDevices, kCapacity)) {}
+  explicit TpLoad(bool scales_while_copying = false, bool park = false)
+      : backend_(scales_while_copying, park), accounting_(std::vector<uint64_t>(kDevices, kCapacity)) {}
 
   absl::StatusOr<ResidentModel> Load(const TpCheckpoint& checkpoint, const LoadOptions& options) {
     const std::string path = absl::StrCat("m", loads_++);
@@ -169,6 +179,7 @@ class TpLoad {
     request.mutable_source()->mutable_path()->set_path(path);
     request.mutable_quantization()->set_scheme(options.scheme);
     request.mutable_quantization()->set_scale_scope(options.scope);
+    request.mutable_quantization()->set_nonfinite(options.nonfinite);
     request.mutable_placement()->set_tp_size(static_cast<uint32_t>(options.devices.size()));
     for (uint32_t d : options.devices) request.mutable_placement()->add_devices(d);
     for (const v1::ShardingRule& rule : options.rules) *request.mutable_placement()->add_sharding_rules() = rule;
@@ -349,6 +360,27 @@ INSTANTIATE_TEST_SUITE_P(
                           v1::ScaleScope_Name(std::get<2>(info.param)));
     });
 
+// Per-tensor tensors parked in their destinations (--park-per-tensor): the first
+// rows stored with their amax taken on the way, converted in place after the amax of
+// the rest, in many 16 KiB runs: the same bytes and scales, and tensors really parked
+// (a rank with its own scale: one rank, scope shard or a replicated tensor).
+class TpLoadParkingTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TpLoadParkingTest, EveryRankHoldsItsSliceOfTheReference) {
+  const auto [tp, scheme, scope] = GetParam();
+  TpLoad load(/*scales_while_copying=*/false, /*park=*/true);
+  ExpectEveryRankHoldsItsSliceOfTheReference(load, tp, scheme, scope);
+  EXPECT_GT(load.backend().parked.load(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Tp, TpLoadParkingTest,
+    ::testing::Combine(::testing::Values(1, 2, 4), ::testing::Values(v1::SCHEME_PER_TENSOR),
+                       ::testing::Values(v1::SCALE_SCOPE_TENSOR, v1::SCALE_SCOPE_SHARD)),
+    [](const ::testing::TestParamInfo<Case>& info) {
+      return absl::StrCat("tp", std::get<0>(info.param), "_", v1::ScaleScope_Name(std::get<2>(info.param)));
+    });
+
 INSTANTIATE_TEST_SUITE_P(
     Tp, TpLoadTest,
     ::testing::Combine(::testing::Values(1, 2, 4, 8),
@@ -515,6 +547,38 @@ TEST(TpLoad, ANonFiniteValueInAChunkIsNamedByItsIndexInTheWholeTensor) {
   }
   EXPECT_NE(messages[0].find("non-finite value at element 179205"), std::string::npos) << messages[0];
   EXPECT_EQ(messages[0], messages[1]);
+}
+
+// Where parking sees a NaN (in the parked rows or in the rest), the load fails with the
+// message of the unparked route; under saturate both routes give the same bytes.
+TEST(TpLoad, ANonFiniteValueInAParkedTensorIsNamedAsWithoutParkingAndSaturatesAlike) {
+  for (int row : {100, 700}) {  // q_proj [1024, 256]: rows 0-511 park
+    SCOPED_TRACE(absl::StrCat("NaN in row ", row));
+    TpCheckpoint checkpoint = MakeTpCheckpoint();
+    for (TpTensor& t : checkpoint.tensors) {
+      if (t.name != "model.layers.0.self_attn.q_proj.weight") continue;
+      const uint16_t nan = 0x7FC0;
+      std::memcpy(&t.bytes[(row * 256 + 5) * 2], &nan, 2);
+    }
+    std::string messages[2];
+    std::map<std::string, std::string> saturated[2];
+    for (bool park : {false, true}) {
+      TpLoad load(false, park);
+      auto failed = load.Load(checkpoint, {v1::SCHEME_PER_TENSOR, v1::SCALE_SCOPE_TENSOR, FirstDevices(1), {}});
+      EXPECT_EQ(failed.status().code(), absl::StatusCode::kInvalidArgument);
+      messages[park] = std::string(failed.status().message());
+      auto model = load.Load(checkpoint, {v1::SCHEME_PER_TENSOR, v1::SCALE_SCOPE_TENSOR, FirstDevices(1), {},
+                                          v1::NONFINITE_SATURATE});
+      ASSERT_TRUE(model.ok()) << model.status();
+      saturated[park] = load.RankTensors(*model, 0);
+      if (park) EXPECT_GT(load.backend().parked.load(), 0);
+    }
+    EXPECT_NE(messages[0].find(absl::StrCat("non-finite value at element ", row * 256 + 5)), std::string::npos)
+        << messages[0];
+    EXPECT_EQ(messages[0], messages[1]);
+    EXPECT_TRUE(saturated[0] == saturated[1]);
+    EXPECT_EQ(saturated[1]["model.layers.0.self_attn.q_proj.weight"][row * 256 + 5], '\x7E');
+  }
 }
 
 }  // namespace
