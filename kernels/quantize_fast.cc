@@ -197,6 +197,24 @@ std::pair<Bits, bool> MaxFiniteMagnitude(const uint8_t* src, size_t n, Bits mask
   return {finite, true};
 }
 
+// As MaxMagnitude, copying the elements to `dst` on the way.
+template <typename Bits>
+Bits CopyMaxMagnitude(uint8_t* __restrict dst, const uint8_t* __restrict src, size_t n, Bits mask) {
+  Bits max = 0;
+  for (size_t i = 0; i < n; ++i) {
+    Bits x;
+    std::memcpy(&x, src + i * sizeof(Bits), sizeof(Bits));
+    std::memcpy(dst + i * sizeof(Bits), &x, sizeof(Bits));
+    max = std::max(max, static_cast<Bits>(x & mask));
+  }
+  return max;
+}
+
+WEIGHTD_CPU_CLONES uint16_t CopyMax16(uint8_t* d, const uint8_t* s, size_t n) { return CopyMaxMagnitude<uint16_t>(d, s, n, 0x7FFF); }
+WEIGHTD_CPU_CLONES uint32_t CopyMax32(uint8_t* d, const uint8_t* s, size_t n) {
+  return CopyMaxMagnitude<uint32_t>(d, s, n, kMagnitudeMask);
+}
+
 WEIGHTD_CPU_CLONES std::pair<uint16_t, bool> MaxFinite16(const uint8_t* s, size_t n, uint16_t inf) {
   return MaxFiniteMagnitude<uint16_t>(s, n, 0x7FFF, inf);
 }
@@ -222,6 +240,27 @@ absl::StatusOr<float> AbsMaxFast(DType dtype, const void* src, size_t n, NonFini
     case DType::kBF16: return std::bit_cast<float>(m.first << 16);
     case DType::kF16: return FloatFromHalfBits(static_cast<uint16_t>(m.first));
     default: return std::bit_cast<float>(m.first);
+  }
+}
+
+absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy) {
+  uint8_t* out = static_cast<uint8_t*>(dst);
+  const uint8_t* in = static_cast<const uint8_t*>(src);
+  uint32_t max = 0, inf = 0;
+  switch (dtype) {
+    case DType::kBF16: max = CopyMax16(out, in, n), inf = 0x7F80; break;
+    case DType::kF16: max = CopyMax16(out, in, n), inf = 0x7C00; break;
+    case DType::kF32: max = CopyMax32(out, in, n), inf = kInfBits; break;
+    default:
+      std::memcpy(dst, src, n * DTypeSize(dtype));
+      return AbsMax(dtype, dst, n, policy);
+  }
+  // A NaN or Inf among them: the finite maximum (or the error) from the copy.
+  if (max >= inf) return AbsMaxFast(dtype, dst, n, policy);
+  switch (dtype) {
+    case DType::kBF16: return std::bit_cast<float>(max << 16);
+    case DType::kF16: return FloatFromHalfBits(static_cast<uint16_t>(max));
+    default: return std::bit_cast<float>(max);
   }
 }
 

@@ -74,6 +74,10 @@ void QuantizeRowsFast(DType dtype, const void* src, const Tiling& tiling, const 
 // the maximum is taken on the sign-cleared bit patterns, which order as the values do.
 absl::StatusOr<float> AbsMaxFast(DType dtype, const void* src, size_t n, NonFinitePolicy policy);
 
+// Copies the n elements of `src` to `dst` (not overlapping) and returns their AbsMaxFast,
+// taken in the same pass: the amax costs little more than the copy.
+absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy);
+
 // Index of the first NaN or Inf among the n elements of `src`; n when there is none.
 size_t FindNonFinite(DType dtype, const void* src, size_t n);
 

@@ -81,8 +81,8 @@ class DeviceBackend {
   virtual bool parks_per_tensor() const { return false; }
   // Stores `bytes` (whole elements of `dtype`) unchanged at `offset`, as Write does,
   // and returns their amax (kernels::AbsMax under `policy`: INVALID_ARGUMENT for a
-  // NaN or Inf under kFail), taken from the backend's own copy of each piece, in
-  // cache. FAILED_PRECONDITION, with nothing written, where it cannot (a source the
+  // NaN or Inf under kFail), taken in the pass that copies them (into the staging
+  // slots). FAILED_PRECONDITION, with nothing written, where it cannot (a source the
   // GPU copies in place).
   virtual absl::StatusOr<float> WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
                                                 std::string_view bytes, kernels::NonFinitePolicy policy) {

@@ -117,8 +117,7 @@ absl::StatusOr<float> HostBackend::WriteTakingAmax(DeviceAllocation& alloc, uint
   float amax = 0.0f;
   for (uint64_t done = 0; done < bytes.size();) {
     const uint64_t n = std::min<uint64_t>(piece, bytes.size() - done);
-    std::memcpy(*dst + done, bytes.data() + done, n);
-    absl::StatusOr<float> m = kernels::AbsMaxFast(dtype, *dst + done, n / element, policy);
+    absl::StatusOr<float> m = kernels::CopyAbsMaxFast(dtype, *dst + done, bytes.data() + done, n / element, policy);
     if (!m.ok()) return m.status();
     amax = std::max(amax, *m);
     done += n;

@@ -43,7 +43,7 @@ class HostBackend : public DeviceBackend {
   absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                         const kernels::Tiling& tiling, const float* scales) override;
   bool parks_per_tensor() const override { return park_; }
-  // The bytes copied a piece at a time, each piece's amax taken from its copy.
+  // The bytes copied a piece at a time, the amax taken in the copy's pass.
   absl::StatusOr<float> WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
                                         std::string_view bytes, kernels::NonFinitePolicy policy) override;
   absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,

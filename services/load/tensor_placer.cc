@@ -45,6 +45,10 @@ absl::Status TensorPlacer::Write(size_t rank, size_t tensor, uint64_t offset, st
   return backend_.Write(arenas_[rank]->allocation(), plan_.ranks[rank].tensors[tensor].offset + offset, bytes);
 }
 
+uint64_t TensorPlacer::OutputOffset(const TensorTask& task, size_t rank) const {
+  return plan_.ranks[rank].tensors[task.parts[rank].output].offset + task.parts[rank].output_offset;
+}
+
 bool TensorPlacer::Streams(const TensorTask& task, const safetensors::TensorHeader& t) {
   if (task.kind != TaskKind::kStore) return false;
   for (size_t r = 0; r < task.parts.size(); ++r) {
@@ -151,6 +155,10 @@ absl::Status TensorPlacer::Quantize(const TensorTask& task, const safetensors::T
                                     kernels::NonFinitePolicy policy, std::optional<float> amax) {
   std::vector<std::vector<float>> scales(task.parts.size());
   const bool whole = amax.has_value() && TakesWholeAmax(task);
+  if (!whole && backend_.parks_per_tensor() && task.scheme == kernels::Scheme::kPerTensor) {
+    absl::StatusOr<bool> parked = QuantizeParked(task, t, src, policy);
+    if (!parked.ok() || *parked) return parked.status();
+  }
   if (whole) {
     for (std::vector<float>& rank : scales) rank.assign(1, kernels::ScaleFromAmax(*amax));
   } else if (task.reduce_amax) {
@@ -171,15 +179,11 @@ absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetens
       GatherSlice(slice, src, buffer.data());
       bytes = buffer.data();
     }
-    const uint64_t offset = plan_.ranks[r].tensors[part.output].offset + part.output_offset;
+    const uint64_t offset = OutputOffset(task, r);
     bool quantized = false;
     if (scales[r].empty()) {  // the slice's own scales
       scales[r].resize(part.tiling.num_tiles());
-      if (backend_.parks_per_tensor() && task.scheme == kernels::Scheme::kPerTensor) {
-        absl::StatusOr<bool> parked = QuantizeParked(r, part, t.dtype, bytes, offset, policy, scales[r][0]);
-        if (!parked.ok()) return parked.status();
-        quantized = *parked;
-      } else if (backend_.takes_scales_while_copying() && task.scheme != kernels::Scheme::kPerTensor) {
+      if (backend_.takes_scales_while_copying() && task.scheme != kernels::Scheme::kPerTensor) {
         // Taken from the backend's copies on the way: the bytes are read once.
         std::shared_lock<std::shared_mutex> lock(arenas_mu_);
         if (released_) return absl::AbortedError("load aborted");
@@ -207,43 +211,78 @@ absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetens
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> TensorPlacer::QuantizeParked(size_t rank, const RankPart& part, kernels::DType dtype,
-                                                  const char* bytes, uint64_t offset, kernels::NonFinitePolicy policy,
-                                                  float& scale) {
-  const uint64_t rows = part.tiling.rows, cols = part.tiling.cols;
-  const uint64_t parked = ParkableRows(dtype, rows);
-  if (parked == 0 || part.tiling.num_tiles() != 1) return false;
-  const uint64_t parked_bytes = parked * cols * kernels::DTypeSize(dtype);
-  const uint64_t rest_bytes = rows * cols * kernels::DTypeSize(dtype) - parked_bytes;
-  absl::StatusOr<float> parked_amax;
-  {
-    std::shared_lock<std::shared_mutex> lock(arenas_mu_);
-    if (released_) return absl::AbortedError("load aborted");
-    parked_amax = backend_.WriteTakingAmax(arenas_[rank]->allocation(), offset, dtype,
-                                           std::string_view(bytes, parked_bytes), policy);
+absl::StatusOr<bool> TensorPlacer::QuantizeParked(const TensorTask& task, const safetensors::TensorHeader& t,
+                                                  const char* src, kernels::NonFinitePolicy policy) {
+  const std::vector<size_t> ranks = WritingRanks(task);
+  const uint64_t element = kernels::DTypeSize(t.dtype);
+  for (size_t r : ranks) {
+    const RankPart& part = task.parts[r];
+    if (part.tiling.num_tiles() != 1 || ParkableRows(t.dtype, part.tiling.rows) == 0 ||
+        !SliceOf(task, r, t).contiguous()) {
+      return false;
+    }
   }
-  if (absl::IsFailedPrecondition(parked_amax.status())) return false;
-  if (!parked_amax.ok()) return parked_amax.status();
+  // Each rank's first rows go to its destination, their amax taken on the way.
+  std::vector<std::vector<float>> amax(task.parts.size(), std::vector<float>(1, 0.0f));
+  for (size_t r : ranks) {
+    const RankPart& part = task.parts[r];
+    const uint64_t parked_bytes = ParkableRows(t.dtype, part.tiling.rows) * part.tiling.cols * element;
+    absl::StatusOr<float> parked;
+    {
+      std::shared_lock<std::shared_mutex> lock(arenas_mu_);
+      if (released_) return absl::AbortedError("load aborted");
+      parked = backend_.WriteTakingAmax(arenas_[r]->allocation(), OutputOffset(task, r), t.dtype,
+                                        std::string_view(src + SliceOf(task, r, t).first, parked_bytes), policy);
+    }
+    // Declined (nothing written for this rank): the usual route writes every byte again.
+    if (absl::IsFailedPrecondition(parked.status())) return false;
+    if (!parked.ok()) return parked.status();
+    amax[r][0] = *parked;
+  }
+  // The rest's amax on the host, then the ranks' maximum where they share one scale.
   const auto start = std::chrono::steady_clock::now();
-  std::vector<float> rest_amax;
-  const absl::Status rest = SliceAmax(dtype, bytes + parked_bytes, SliceBytes{0, 1, rest_bytes, 0}, false, policy,
-                                      rest_amax);
-  CountScaleTime(start);
-  WEIGHTD_RETURN_IF_ERROR(rest);
-  scale = kernels::ScaleFromAmax(std::max(*parked_amax, rest_amax.empty() ? 0.0f : rest_amax[0]));
-  std::shared_lock<std::shared_mutex> lock(arenas_mu_);
-  if (released_) return absl::AbortedError("load aborted");
-  DeviceAllocation& alloc = arenas_[rank]->allocation();
-  const absl::Status converted =
-      backend_.QuantizeStored(alloc, offset, dtype, kernels::TilingFor(kernels::Scheme::kPerTensor, parked, cols), scale);
-  if (absl::IsFailedPrecondition(converted)) {  // the whole slice again, over what was parked
-    WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset, dtype, bytes, part.tiling, &scale));
-    return true;
+  for (size_t r : ranks) {
+    const RankPart& part = task.parts[r];
+    const uint64_t parked_bytes = ParkableRows(t.dtype, part.tiling.rows) * part.tiling.cols * element;
+    const SliceBytes slice = SliceOf(task, r, t);
+    std::vector<float> rest;
+    const absl::Status taken =
+        SliceAmax(t.dtype, src + slice.first + parked_bytes, SliceBytes{0, 1, slice.size() - parked_bytes, 0}, false,
+                  policy, rest);
+    if (!taken.ok()) {
+      CountScaleTime(start);
+      return taken;
+    }
+    if (!rest.empty()) amax[r][0] = std::max(amax[r][0], rest[0]);
   }
-  WEIGHTD_RETURN_IF_ERROR(converted);
-  WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset + parked * cols, dtype, bytes + parked_bytes,
-                                            kernels::TilingFor(kernels::Scheme::kPerTensor, rows - parked, cols),
-                                            &scale));
+  CountScaleTime(start);
+  if (task.reduce_amax) WEIGHTD_RETURN_IF_ERROR(collective_->AllReduceMax(amax));
+  // Each rank: its parked rows converted in place, the rest quantized after them.
+  for (size_t r : ranks) {
+    const RankPart& part = task.parts[r];
+    const uint64_t rows = part.tiling.rows, cols = part.tiling.cols;
+    const uint64_t parked = ParkableRows(t.dtype, rows);
+    const char* bytes = src + SliceOf(task, r, t).first;
+    const uint64_t offset = OutputOffset(task, r);
+    const float scale = kernels::ScaleFromAmax(amax[r][0]);
+    {
+      std::shared_lock<std::shared_mutex> lock(arenas_mu_);
+      if (released_) return absl::AbortedError("load aborted");
+      DeviceAllocation& alloc = arenas_[r]->allocation();
+      const absl::Status converted = backend_.QuantizeStored(
+          alloc, offset, t.dtype, kernels::TilingFor(kernels::Scheme::kPerTensor, parked, cols), scale);
+      if (absl::IsFailedPrecondition(converted)) {  // the whole slice over what was parked
+        WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset, t.dtype, bytes, part.tiling, &scale));
+      } else {
+        WEIGHTD_RETURN_IF_ERROR(converted);
+        WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset + parked * cols, t.dtype, bytes + parked * cols * element,
+                                                  kernels::TilingFor(kernels::Scheme::kPerTensor, rows - parked, cols),
+                                                  &scale));
+        ++parked_;
+      }
+    }
+    WEIGHTD_RETURN_IF_ERROR(Write(r, part.scale, part.scale_offset, AsBytes({scale})));
+  }
   return true;
 }
 

@@ -90,6 +90,8 @@ class TensorPlacer {
   // Host time the load's threads spent taking amaxes for scales (all threads together;
   // the amax a push takes while gathering a tensor is not counted).
   double scale_seconds() const { return static_cast<double>(scale_nanos_.load()) * 1e-9; }
+  // Slices quantized through parking (DeviceBackend::parks_per_tensor).
+  uint64_t parked_tensors() const { return parked_.load(); }
 
  private:
   std::vector<size_t> WritingRanks(const TensorTask& task) const;
@@ -101,13 +103,16 @@ class TensorPlacer {
   // slice's own tile scales, under `policy`), and the scales written.
   absl::Status PlaceQuantized(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                               kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales);
-  // A per-tensor slice with its own scale, parked (services/device/parked_tensor.h):
-  // its first rows stored at `offset` with their amax taken on the way, the amax of
-  // the rest taken on the host, the parked rows quantized in place and the rest
-  // quantized after them; `scale` set. False, with nothing written, where the slice
-  // cannot park (too few rows, 1-byte elements, a backend that declines).
-  absl::StatusOr<bool> QuantizeParked(size_t rank, const RankPart& part, kernels::DType dtype, const char* bytes,
-                                      uint64_t offset, kernels::NonFinitePolicy policy, float& scale);
+  // Where the offset of rank `rank`'s slice of the tensor lies in its arena.
+  uint64_t OutputOffset(const TensorTask& task, size_t rank) const;
+  // A per-tensor tensor parked (services/device/parked_tensor.h): each writing rank's
+  // first rows stored in its destination with their amax taken on the way, the amax
+  // of the rest taken on the host (all-reduced where the ranks share one scale), the
+  // parked rows quantized in place and the rest after them, and the scales written.
+  // False, with nothing written, where the tensor cannot park (a slice that is not one
+  // byte range, too few rows, 1-byte elements, a backend that declines).
+  absl::StatusOr<bool> QuantizeParked(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
+                                      kernels::NonFinitePolicy policy);
   absl::Status ScalesOf(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                         kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales);
 
@@ -124,6 +129,7 @@ class TensorPlacer {
   std::shared_mutex arenas_mu_;
   bool released_ = false;
   std::atomic<uint64_t> scale_nanos_{0};  // host time taking tile amaxes, all threads
+  std::atomic<uint64_t> parked_{0};
 };
 
 }  // namespace weightd

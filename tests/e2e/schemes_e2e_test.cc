@@ -4,6 +4,7 @@
 // scheme carries, a config.json with the scheme's quantization_config, and bytes
 // that `weightctl verify` finds equal to the CPU reference.
 #include <algorithm>
+#include <cstdlib>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -118,6 +119,30 @@ INSTANTIATE_TEST_SUITE_P(EveryScheme, SchemesE2ETest,
                            name.erase(std::remove(name.begin(), name.end(), '-'), name.end());
                            return name;
                          });
+
+// --park-per-tensor: each per-tensor weight's first rows wait unquantized in its own
+// FP8 destination, converted in place once the rest's amax is known (BF16, F16 and F32
+// weights); the export is still the CPU reference, and the daemon says it parked.
+TEST(ParkingE2ETest, APerTensorLoadThatParksExportsTheCpuReference) {
+  DaemonProcess daemon;
+  ASSERT_EQ(RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + daemon.model_root() + "/tiny",
+                        "--shards=3", "--dtype=mixed"})
+                .exit_code,
+            0);
+  daemon.Start({"--park-per-tensor=true", "--log-level=debug"});
+  const std::string out = daemon.dir() + "/export";
+  CommandResult load = daemon.Ctl({"load", "m", "--path=tiny", "--scheme=per-tensor"});
+  ASSERT_EQ(load.exit_code, 0) << load.err;
+  ASSERT_EQ(daemon.Ctl({"export", "m", out}).exit_code, 0);
+  CommandResult verify = daemon.Ctl({"verify", "--scheme=per-tensor", daemon.model_root() + "/tiny", out});
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_NE(verify.out.find("14 quantized equal to the CPU reference"), std::string::npos) << verify.out;
+  daemon.Stop();
+  const std::string log = daemon.log(), key = "\"parked_tensors\":";
+  const size_t at = log.find(key);
+  ASSERT_NE(at, std::string::npos) << log;
+  EXPECT_EQ(std::strtoull(log.c_str() + at + key.size(), nullptr, 10), 14u) << "every quantized weight parks";
+}
 
 }  // namespace
 }  // namespace weightd::testing

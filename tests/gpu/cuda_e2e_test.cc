@@ -99,6 +99,32 @@ TEST_P(CudaScalesFromSlotsTest, PerChannelAndBlockLoadsExportTheCpuReference) {
 
 INSTANTIATE_TEST_SUITE_P(Slots, CudaScalesFromSlotsTest, ::testing::Values("vmm"));
 
+// --park-per-tensor: each per-tensor weight's first rows go to its FP8 destination
+// unquantized (their amax taken from the staging slots) and are converted there in
+// place, in runs of at most a slot (a 256 KiB ring of 64 KiB slots, so most tensors
+// take an in-place run after the first); the rest is quantized as it is copied. The
+// bytes are the CPU reference's, and every quantized weight parked.
+class CudaParkingTest : public CudaE2ETest {};
+
+TEST_P(CudaParkingTest, APerTensorLoadThatParksExportsTheCpuReference) {
+  const std::string checkpoint = daemon_.model_root() + "/tiny";
+  ExpectOk(RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint, "--shards=3", "--dtype=mixed"}));
+  daemon_.Start({"--backend=cuda", "--park-per-tensor=true", "--staging-ring-bytes=256KiB", "--staging-slots=4",
+                 "--log-level=debug"});
+  ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny", "--scheme=per-tensor"}));
+  ExpectOk(daemon_.Ctl({"export", "m", daemon_.dir() + "/m"}));
+  CommandResult verify = daemon_.Ctl({"verify", "--scheme=per-tensor", checkpoint, daemon_.dir() + "/m"});
+  ExpectOk(verify);
+  EXPECT_NE(verify.out.find("14 quantized equal to the CPU reference"), std::string::npos) << verify.out;
+  ExpectOk(daemon_.Ctl({"unload", "m"}));
+  const std::string log = daemon_.log(), key = "\"parked_tensors\":";
+  const size_t at = log.find(key);
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_EQ(std::strtoull(log.c_str() + at + key.size(), nullptr, 10), 14u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Parking, CudaParkingTest, ::testing::Values("vmm"));
+
 class CudaIpcTest : public CudaE2ETest {};
 
 // A legacy IPC handle opens the memory without a lease (nothing would keep the

@@ -280,6 +280,29 @@ TEST(QuantizeFast, AbsMaxFastEqualsTheReferenceUnderBothPolicies) {
   }
 }
 
+TEST(QuantizeFast, CopyAbsMaxFastCopiesAndEqualsTheReference) {
+  for (DType dtype : kDTypes) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{33}, size_t{5001}}) {
+      std::vector<uint8_t> src = RandomBytes(dtype, n, 9);
+      if (n > 40 && dtype != DType::kF8E4M3) Put(dtype, src, 40, std::numeric_limits<float>::infinity());
+      for (NonFinitePolicy policy : {NonFinitePolicy::kFail, NonFinitePolicy::kSaturate}) {
+        std::vector<uint8_t> copy(src.size() + 1, 0xCD);
+        absl::StatusOr<float> ref = AbsMax(dtype, src.data(), n, policy);
+        absl::StatusOr<float> fast = CopyAbsMaxFast(dtype, copy.data(), src.data(), n, policy);
+        EXPECT_EQ(std::vector<uint8_t>(copy.begin(), copy.end() - 1), src) << DTypeName(dtype) << " n=" << n;
+        EXPECT_EQ(copy.back(), 0xCD) << "wrote past the end";
+        ASSERT_EQ(ref.ok(), fast.ok()) << DTypeName(dtype) << " n=" << n;
+        if (!ref.ok()) {
+          EXPECT_EQ(fast.status().code(), absl::StatusCode::kInvalidArgument);
+          EXPECT_THAT(fast.status().message(), HasSubstr("element 40"));
+          continue;
+        }
+        EXPECT_EQ(std::bit_cast<uint32_t>(*ref), std::bit_cast<uint32_t>(*fast)) << DTypeName(dtype) << " n=" << n;
+      }
+    }
+  }
+}
+
 // QuantizeRows with fixed scales, so that every input pattern meets ordinary,
 // saturating, subnormal-producing, and overflowing (Inf) inverses.
 void SweepWithScales(DType dtype, const std::vector<uint8_t>& src, size_t n) {

@@ -206,14 +206,15 @@ absl::Status StagingRing::WriteThroughSlots(uint8_t* dst, const uint8_t* src, ui
     const uint64_t n = std::min<uint64_t>(slot_bytes, size - done);
     auto slot = Acquire();
     if (!slot.ok()) return slot.status();
-    Fill((*slot)->pinned, src + done, n);
-    if (amax != nullptr) {  // from the copy just made, in cache
+    if (amax == nullptr) {
+      Fill((*slot)->pinned, src + done, n);
+    } else {  // the amax taken in the copy's own pass
       const auto start = std::chrono::steady_clock::now();
-      absl::StatusOr<float> m =
-          kernels::AbsMaxFast(amax->dtype, (*slot)->pinned, n / kernels::DTypeSize(amax->dtype), amax->policy);
+      absl::StatusOr<float> m = kernels::CopyAbsMaxFast(amax->dtype, (*slot)->pinned, src + done,
+                                                        n / kernels::DTypeSize(amax->dtype), amax->policy);
       {
         std::lock_guard<std::mutex> lock(mu_);
-        stats_.scale_seconds += SecondsSince(start);
+        stats_.fill_seconds += SecondsSince(start);
       }
       if (!m.ok()) {
         Return(*slot);

@@ -58,7 +58,7 @@ class StagingRing {
                                     const kernels::Tiling& tiling, kernels::NonFinitePolicy policy, float* scales,
                                     PinnedSpan pinned = {});
   // As Write, with the amax of the bytes (whole elements of `dtype`; kernels::AbsMax
-  // under `policy`) taken on the host from each slot's copy, in cache.
+  // under `policy`) taken on the host in the same pass as the copies into the slots.
   // FAILED_PRECONDITION, with nothing enqueued, for a source the GPU copies in place.
   absl::StatusOr<float> WriteTakingAmax(uint8_t* dst, std::string_view bytes, kernels::DType dtype,
                                         kernels::NonFinitePolicy policy, PinnedSpan pinned = {});
@@ -111,7 +111,7 @@ class StagingRing {
     float value = 0.0f;
   };
   // Writes host bytes to `dst` through slots, one slot at a time; `amax` (may be
-  // null) takes each slot's amax after its fill.
+  // null) takes the bytes' amax in the same pass as each slot's fill.
   absl::Status WriteThroughSlots(uint8_t* dst, const uint8_t* src, uint64_t n, TakenAmax* amax = nullptr);
   // Host bytes [src, +n) bound for device [dst, +n): the part inside a pinned
   // span is copied from where it lies, the parts before and after it through the
