@@ -28,4 +28,14 @@ absl::Status ChunkScales(kernels::Scheme scheme, kernels::DType dtype, const ker
                          uint64_t first_tile_row, uint64_t tile_rows, const void* copy, const void* src,
                          kernels::NonFinitePolicy policy, float* scales);
 
+// Copies tile rows [first_tile_row, +tile_rows) of the tensor at `src` to `copy`
+// (which receives those rows' elements from its start) a piece at a time, whole tile
+// rows of about `piece_bytes`, and takes each piece's scales (ChunkScales) right after
+// its copy, while the piece is still in the core's own cache. Adds the time spent
+// copying and taking scales to `copy_seconds` and `scale_seconds`.
+absl::Status CopyTakingChunkScales(kernels::Scheme scheme, kernels::DType dtype, const kernels::Tiling& tiling,
+                                   uint64_t first_tile_row, uint64_t tile_rows, const void* src, void* copy,
+                                   uint64_t piece_bytes, kernels::NonFinitePolicy policy, float* scales,
+                                   double& copy_seconds, double& scale_seconds);
+
 }  // namespace weightd

@@ -3,6 +3,7 @@
 // partial last chunk and odd shapes; chunk sizes that hold no tile row say so.
 #include "services/device/chunk_scales.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -79,6 +80,41 @@ TEST(ChunkScales, ANonFiniteValueIsNamedByItsIndexInTheWholeTensor) {
   ChunkedScales(kernels::Scheme::kPerChannel, tiling, src.data(), 10, &chunked);
   EXPECT_EQ(chunked, whole);
   EXPECT_NE(chunked.message().find(std::to_string(31 * 33 + 7)), std::string::npos) << chunked;
+}
+
+// A chunk copied a piece at a time, each piece's scales taken after its copy: the
+// copy holds the chunk's bytes, the scales are the whole tensor's, for pieces smaller
+// than a tile row (one tile row each), of a few tile rows, and larger than the chunk.
+TEST(ChunkScales, CopyingPieceByPieceGivesTheBytesAndTheWholeTensorsScales) {
+  for (kernels::Scheme scheme : {kernels::Scheme::kPerChannel, kernels::Scheme::kBlock}) {
+    const kernels::Tiling tiling = kernels::TilingFor(scheme, 300, 257);
+    const std::vector<uint16_t> src = RandomBf16(300 * 257, 11);
+    std::vector<float> reference(tiling.num_tiles());
+    ASSERT_TRUE(kernels::TileScales(scheme, kernels::DType::kBF16, src.data(), tiling, kernels::NonFinitePolicy::kFail,
+                                    reference.data())
+                    .ok());
+    const uint64_t row_elements = static_cast<uint64_t>(tiling.tile_rows) * tiling.cols;
+    for (uint64_t piece_bytes : {uint64_t{1}, uint64_t{3} * 257 * 2, uint64_t{1} << 30}) {
+      SCOPED_TRACE(testing::Message() << "scheme " << static_cast<int>(scheme) << " pieces of " << piece_bytes);
+      std::vector<float> scales(tiling.num_tiles(), -1.0f);
+      const uint64_t per_chunk = 2;  // tile rows per chunk, the last one partial
+      double copy_seconds = 0, scale_seconds = 0;
+      for (uint64_t tile_row = 0; tile_row < tiling.grid_rows(); tile_row += per_chunk) {
+        const uint64_t tile_rows = std::min<uint64_t>(per_chunk, tiling.grid_rows() - tile_row);
+        const uint64_t begin = tile_row * row_elements;
+        const uint64_t end = std::min<uint64_t>(src.size(), (tile_row + tile_rows) * row_elements);
+        std::vector<uint16_t> copy(end - begin + 1, 0xABCD);
+        ASSERT_TRUE(CopyTakingChunkScales(scheme, kernels::DType::kBF16, tiling, tile_row, tile_rows, src.data(),
+                                          copy.data(), piece_bytes, kernels::NonFinitePolicy::kFail,
+                                          scales.data() + tile_row * tiling.grid_cols(), copy_seconds, scale_seconds)
+                        .ok());
+        EXPECT_TRUE(std::equal(copy.begin(), copy.end() - 1, src.begin() + begin)) << "tile row " << tile_row;
+        EXPECT_EQ(copy.back(), 0xABCD) << "copied past the chunk";
+      }
+      EXPECT_EQ(std::memcmp(scales.data(), reference.data(), reference.size() * sizeof(float)), 0);
+      EXPECT_GT(copy_seconds + scale_seconds, 0.0);
+    }
+  }
 }
 
 TEST(ChunkScales, TileRowsPerChunkCountsDataAndScales) {

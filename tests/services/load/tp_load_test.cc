@@ -146,14 +146,13 @@ class ScalesWhileCopyingBackend : public HostBackend {
       ++refused;
       return absl::FailedPreconditionError("a tile row is larger than a chunk");
     }
-    const uint64_t row_bytes = tiling.cols * kernels::DTypeSize(dtype);
+    std::string copy(kChunkBytes, '\0');
     for (uint64_t tile_row = 0; tile_row < tiling.grid_rows(); tile_row += per_chunk) {
-      const uint64_t first_row = tile_row * tiling.tile_rows;
-      const uint64_t rows = std::min<uint64_t>(tiling.rows, first_row + per_chunk * tiling.tile_rows) - first_row;
-      const std::string copy(static_cast<const char*>(src) + first_row * row_bytes, rows * row_bytes);
       const uint64_t tile_rows = std::min<uint64_t>(per_chunk, tiling.grid_rows() - tile_row);
-      absl::Status taken = ChunkScales(scheme, dtype, tiling, tile_row, tile_rows, copy.data(), src, policy,
-                                       scales + tile_row * tiling.grid_cols());
+      double copy_seconds = 0, scale_seconds = 0;  // pieces of 16 KiB: several per chunk
+      absl::Status taken = CopyTakingChunkScales(scheme, dtype, tiling, tile_row, tile_rows, src, copy.data(),
+                                                 16 << 10, policy, scales + tile_row * tiling.grid_cols(),
+                                                 copy_seconds, scale_seconds);
       if (!taken.ok()) return taken;
       ++chunks;
     }
