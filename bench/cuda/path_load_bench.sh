@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A local-path load into FP8 on one GPU against the floors measured in the same run
 # (docs/performance.md, "Path loads"): plain pinned host-to-device copies of the same
-# bytes, and what the host side can feed the GPU each way (weightd-bench-source-floor).
+# bytes, what the host side can feed the GPU each way (weightd-bench-source-floor), and
+# the host side alone by route (weightd-bench-host-feed: amax pass, parking, scales from slots).
 # Loads every scheme with --pin-path-sources=true (blocks of the mapped files pinned
 # ahead of the readers, copied in place) and false (the default: every byte through the
 # ring's pinned slots); with COLD=1 (the default) cold-cache loads (--direct-cold-reads=true,
@@ -12,7 +13,8 @@
 # Environment: PINS (default "true false"), COLD=0 skips the cold-cache part, RINGS: daemon
 # flags for the staging ring (or any daemon flags), one set per word, commas for spaces
 # (default: the defaults; e.g. RINGS="--staging-slots=8 --staging-slots=32,--staging-copy-streams=4");
-# CHECK_FLAGS: daemon flags for the byte check against the host backend (e.g. --scales-from-slots=true).
+# CHECK_FLAGS: daemon flags for the byte check against the host backend (e.g.
+# "--scales-from-slots=true --park-per-tensor=true").
 # Writes OUT_DIR/path_load_bench.jsonl and the daemons' logs.
 set -u
 bin=$(realpath "$1"); lib=$(realpath "$2"); out=$(realpath -m "$3"); layers=${4:-32}; threads=${5:-16}
@@ -38,6 +40,9 @@ cat "$work"/models/big/*.safetensors >/dev/null  # warm page cache
 floor=$("$bin/weightd-bench-source-floor" --threads="$threads" "$work"/models/big/*.safetensors)
 echo "$floor" | tee "$out/source_floor.json"
 h2d=$(echo "$floor" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pinned_h2d_gbps"])')
+# The host side alone, by route (amax pass, parking, scales from the slots), on these files.
+[ -x "$bin/weightd-bench-host-feed" ] && "$bin/weightd-bench-host-feed" --threads="$threads" \
+  "$work"/models/big/*.safetensors | tee "$out/host_feed.json"
 : >"$out/path_load_bench.jsonl"
 for ring in ${RINGS:---staging-slots=8}; do
 for pin in ${PINS:-true false}; do
