@@ -82,19 +82,19 @@ class DeviceBackend {
   // Stores `bytes` (whole elements of `dtype`) unchanged at `offset`, as Write does,
   // and returns their amax (kernels::AbsMax under `policy`: INVALID_ARGUMENT for a
   // NaN or Inf under kFail), taken in the pass that copies them (into the staging
-  // slots). FAILED_PRECONDITION, with nothing written, where it cannot (a source the
-  // GPU copies in place).
+  // slots). A backend whose parks_per_tensor() is true does it for any bytes.
   virtual absl::StatusOr<float> WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
                                                 std::string_view bytes, kernels::NonFinitePolicy policy) {
-    return absl::FailedPreconditionError("this backend takes no amax while writing");
+    return absl::UnimplementedError("this backend takes no amax while writing");
   }
-  // Quantizes in place the tiling.rows x tiling.cols elements of `dtype` that Write
-  // or WriteTakingAmax stored at `offset`, all with `scale`: their E4M3 codes then
-  // start at `offset` (ParkedRuns says why the order is safe). FAILED_PRECONDITION,
-  // with nothing done, where the backend cannot.
+  // Quantizes in place the tiling.rows x tiling.cols elements of `dtype` (2 or 4
+  // bytes each) that Write or WriteTakingAmax stored at `offset`, all with `scale`,
+  // after those writes: their E4M3 codes then start at `offset` (ParkedRuns says why
+  // the order is safe). A backend whose parks_per_tensor() is true does it for any
+  // such tensor (its writes may still be in flight: no other route may follow).
   virtual absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
                                       const kernels::Tiling& tiling, float scale) {
-    return absl::FailedPreconditionError("this backend quantizes no stored bytes");
+    return absl::UnimplementedError("this backend quantizes no stored bytes");
   }
   // Lets the devices copy host bytes [data, +size) (a mapped checkpoint file) in
   // place: until the pin goes, Write and Quantize read the pinned part of their

@@ -130,7 +130,7 @@ absl::Status HostBackend::QuantizeStored(DeviceAllocation& alloc, uint64_t offse
                                          const kernels::Tiling& tiling, float scale) {
   const uint64_t element = kernels::DTypeSize(dtype);
   const uint64_t rows = tiling.rows, cols = tiling.cols;
-  if (element < 2) return absl::FailedPreconditionError("1-byte elements are not parked");
+  if (element < 2) return absl::InternalError("1-byte elements are not parked");
   auto stored = Region(alloc, offset, rows * cols * element);
   if (!stored.ok()) return stored.status();
   uint8_t* base = *stored;

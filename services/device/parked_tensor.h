@@ -25,7 +25,8 @@ namespace weightd {
 // element size; 0 for 1-byte elements (nothing to gain) and 1-row tensors.
 uint64_t ParkableRows(kernels::DType dtype, uint64_t rows);
 
-// A run of parked rows converted by one step.
+// A run of parked rows converted by one step (ParkedRuns holds for any unit of whole
+// elements: rows, or single elements where a step needs no whole rows).
 struct ParkedRun {
   uint64_t begin = 0, end = 0;  // rows
   bool in_place = false;        // else through a separate buffer, then copied back

@@ -234,8 +234,6 @@ absl::StatusOr<bool> TensorPlacer::QuantizeParked(const TensorTask& task, const 
       parked = backend_.WriteTakingAmax(arenas_[r]->allocation(), OutputOffset(task, r), t.dtype,
                                         std::string_view(src + SliceOf(task, r, t).first, parked_bytes), policy);
     }
-    // Declined (nothing written for this rank): the usual route writes every byte again.
-    if (absl::IsFailedPrecondition(parked.status())) return false;
     if (!parked.ok()) return parked.status();
     amax[r][0] = *parked;
   }
@@ -269,17 +267,12 @@ absl::StatusOr<bool> TensorPlacer::QuantizeParked(const TensorTask& task, const 
       std::shared_lock<std::shared_mutex> lock(arenas_mu_);
       if (released_) return absl::AbortedError("load aborted");
       DeviceAllocation& alloc = arenas_[r]->allocation();
-      const absl::Status converted = backend_.QuantizeStored(
-          alloc, offset, t.dtype, kernels::TilingFor(kernels::Scheme::kPerTensor, parked, cols), scale);
-      if (absl::IsFailedPrecondition(converted)) {  // the whole slice over what was parked
-        WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset, t.dtype, bytes, part.tiling, &scale));
-      } else {
-        WEIGHTD_RETURN_IF_ERROR(converted);
-        WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset + parked * cols, t.dtype, bytes + parked * cols * element,
-                                                  kernels::TilingFor(kernels::Scheme::kPerTensor, rows - parked, cols),
-                                                  &scale));
-        ++parked_;
-      }
+      WEIGHTD_RETURN_IF_ERROR(backend_.QuantizeStored(
+          alloc, offset, t.dtype, kernels::TilingFor(kernels::Scheme::kPerTensor, parked, cols), scale));
+      WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset + parked * cols, t.dtype, bytes + parked * cols * element,
+                                                kernels::TilingFor(kernels::Scheme::kPerTensor, rows - parked, cols),
+                                                &scale));
+      ++parked_;
     }
     WEIGHTD_RETURN_IF_ERROR(Write(r, part.scale, part.scale_offset, AsBytes({scale})));
   }

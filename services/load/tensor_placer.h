@@ -110,7 +110,7 @@ class TensorPlacer {
   // of the rest taken on the host (all-reduced where the ranks share one scale), the
   // parked rows quantized in place and the rest after them, and the scales written.
   // False, with nothing written, where the tensor cannot park (a slice that is not one
-  // byte range, too few rows, 1-byte elements, a backend that declines).
+  // byte range, too few rows, 1-byte elements).
   absl::StatusOr<bool> QuantizeParked(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                                       kernels::NonFinitePolicy policy);
   absl::Status ScalesOf(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,

@@ -247,7 +247,11 @@ absl::StatusOr<float> StagingRing::WriteTakingAmax(uint8_t* dst, std::string_vie
   const uint8_t* src = reinterpret_cast<const uint8_t*>(bytes.data());
   const Staged whole = Split(dst, src, bytes.size(), nullptr, pinned);
   if (whole.pinned_begin != whole.pinned_end) {
-    return absl::FailedPreconditionError("the amax cannot be taken from the ring's slots for a pinned source");
+    // Part of it is copied in place, past the slots: the amax in a pass of its own.
+    absl::StatusOr<float> amax = kernels::AbsMaxFast(dtype, src, bytes.size() / kernels::DTypeSize(dtype), policy);
+    if (!amax.ok()) return amax.status();
+    WEIGHTD_RETURN_IF_ERROR(Write(dst, bytes, pinned));
+    return *amax;
   }
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
   TakenAmax amax{dtype, policy};
@@ -258,12 +262,9 @@ absl::StatusOr<float> StagingRing::WriteTakingAmax(uint8_t* dst, std::string_vie
 absl::Status StagingRing::QuantizeStored(uint8_t* stored, kernels::DType dtype, const kernels::Tiling& tiling,
                                          float scale) {
   const uint64_t element = kernels::DTypeSize(dtype);
-  const uint64_t rows = tiling.rows, cols = tiling.cols;
-  const uint64_t max_rows = cols == 0 ? 0 : slot_data_bytes_ / cols;  // the first run's codes fit a slot
-  if (element < 2 || max_rows == 0) {
-    return absl::FailedPreconditionError("these stored elements cannot be quantized in place");
-  }
-  if (rows == 0) return absl::OkStatus();
+  const uint64_t total = static_cast<uint64_t>(tiling.rows) * tiling.cols;
+  if (element < 2) return absl::InternalError("1-byte elements are not parked");
+  if (total == 0) return absl::OkStatus();
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
   auto slot = Acquire();
   if (!slot.ok()) return slot.status();
@@ -282,9 +283,11 @@ absl::Status StagingRing::QuantizeStored(uint8_t* stored, kernels::DType dtype, 
       error = cudaEventRecord(copy_fences_[i], copy_streams_[i]);
       if (error == cudaSuccess) error = cudaStreamWaitEvent(compute_stream_, copy_fences_[i], 0);
     }
-    for (const ParkedRun& run : ParkedRuns(rows, max_rows)) {
+    // Runs of elements (a per-tensor kernel needs no whole rows), the first one's codes
+    // in the slot's device buffer.
+    for (const ParkedRun& run : ParkedRuns(total, slot_data_bytes_)) {
       if (error != cudaSuccess) break;
-      const uint64_t begin = run.begin * cols, end = run.end * cols;
+      const uint64_t begin = run.begin, end = run.end;
       uint8_t* out = run.in_place ? stored + begin : s.device;
       error = static_cast<cudaError_t>(kernels::cuda::LaunchQuantize(dtype, stored + begin * element, tiling,
                                                                      device_scale, begin, end, out, compute_stream_));

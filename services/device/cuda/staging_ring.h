@@ -58,16 +58,15 @@ class StagingRing {
                                     const kernels::Tiling& tiling, kernels::NonFinitePolicy policy, float* scales,
                                     PinnedSpan pinned = {});
   // As Write, with the amax of the bytes (whole elements of `dtype`; kernels::AbsMax
-  // under `policy`) taken on the host in the same pass as the copies into the slots.
-  // FAILED_PRECONDITION, with nothing enqueued, for a source the GPU copies in place.
+  // under `policy`) taken on the host in the same pass as the copies into the slots
+  // (in a pass of its own where part of the source is pinned and copied in place).
   absl::StatusOr<float> WriteTakingAmax(uint8_t* dst, std::string_view bytes, kernels::DType dtype,
                                         kernels::NonFinitePolicy policy, PinnedSpan pinned = {});
   // Quantizes in place, all with `scale`, the tiling.rows x tiling.cols elements of
   // `dtype` that Write or WriteTakingAmax stored at device address `stored`: their
   // codes then start at `stored` (services/device/parked_tensor.h). The kernels run
   // after every copy enqueued so far; one slot holds the scale and the first run's
-  // codes. FAILED_PRECONDITION, with nothing enqueued, for 1-byte elements or a row
-  // of codes larger than a slot.
+  // codes. INTERNAL for 1-byte elements (ParkableRows parks none).
   absl::Status QuantizeStored(uint8_t* stored, kernels::DType dtype, const kernels::Tiling& tiling, float scale);
   // Waits for everything enqueued; returns the first asynchronous error.
   absl::Status Synchronize();
