@@ -252,7 +252,7 @@ absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, si
     case DType::kF16: max = CopyMax16(out, in, n), inf = 0x7C00; break;
     case DType::kF32: max = CopyMax32(out, in, n), inf = kInfBits; break;
     default:
-      std::memcpy(dst, src, n * DTypeSize(dtype));
+      if (n > 0) std::memcpy(dst, src, n * DTypeSize(dtype));
       return AbsMax(dtype, dst, n, policy);
   }
   // A NaN or Inf among them: the finite maximum (or the error) from the copy.
