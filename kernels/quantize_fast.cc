@@ -222,46 +222,50 @@ WEIGHTD_CPU_CLONES std::pair<uint32_t, bool> MaxFinite32(const uint8_t* s, size_
   return MaxFiniteMagnitude<uint32_t>(s, n, kMagnitudeMask, kInfBits);
 }
 
+// The sign-cleared bit pattern of +Inf in `dtype` (BF16, F16, F32): finite magnitudes lie below it.
+uint32_t InfBits(DType dtype) { return dtype == DType::kBF16 ? 0x7F80 : dtype == DType::kF16 ? 0x7C00 : kInfBits; }
+
+// The value of a finite sign-cleared bit pattern of `dtype` (BF16, F16, F32).
+float MagnitudeValue(DType dtype, uint32_t bits) {
+  switch (dtype) {
+    case DType::kBF16: return std::bit_cast<float>(bits << 16);
+    case DType::kF16: return FloatFromHalfBits(static_cast<uint16_t>(bits));
+    default: return std::bit_cast<float>(bits);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<float> AbsMaxFast(DType dtype, const void* src, size_t n, NonFinitePolicy policy) {
   const uint8_t* bytes = static_cast<const uint8_t*>(src);
   std::pair<uint32_t, bool> m;
   switch (dtype) {
-    case DType::kBF16: m = MaxFinite16(bytes, n, 0x7F80); break;
-    case DType::kF16: m = MaxFinite16(bytes, n, 0x7C00); break;
+    case DType::kBF16:
+    case DType::kF16: m = MaxFinite16(bytes, n, static_cast<uint16_t>(InfBits(dtype))); break;
     case DType::kF32: m = MaxFinite32(bytes, n); break;
     default: return AbsMax(dtype, src, n, policy);
   }
   if (m.second && policy == NonFinitePolicy::kFail) {
     return absl::InvalidArgumentError(absl::StrCat("non-finite value at element ", FindNonFinite(dtype, src, n)));
   }
-  switch (dtype) {
-    case DType::kBF16: return std::bit_cast<float>(m.first << 16);
-    case DType::kF16: return FloatFromHalfBits(static_cast<uint16_t>(m.first));
-    default: return std::bit_cast<float>(m.first);
-  }
+  return MagnitudeValue(dtype, m.first);
 }
 
 absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy) {
   uint8_t* out = static_cast<uint8_t*>(dst);
   const uint8_t* in = static_cast<const uint8_t*>(src);
-  uint32_t max = 0, inf = 0;
+  uint32_t max = 0;
   switch (dtype) {
-    case DType::kBF16: max = CopyMax16(out, in, n), inf = 0x7F80; break;
-    case DType::kF16: max = CopyMax16(out, in, n), inf = 0x7C00; break;
-    case DType::kF32: max = CopyMax32(out, in, n), inf = kInfBits; break;
+    case DType::kBF16:
+    case DType::kF16: max = CopyMax16(out, in, n); break;
+    case DType::kF32: max = CopyMax32(out, in, n); break;
     default:
       if (n > 0) std::memcpy(dst, src, n * DTypeSize(dtype));
       return AbsMax(dtype, dst, n, policy);
   }
   // A NaN or Inf among them: the finite maximum (or the error) from the copy.
-  if (max >= inf) return AbsMaxFast(dtype, dst, n, policy);
-  switch (dtype) {
-    case DType::kBF16: return std::bit_cast<float>(max << 16);
-    case DType::kF16: return FloatFromHalfBits(static_cast<uint16_t>(max));
-    default: return std::bit_cast<float>(max);
-  }
+  if (max >= InfBits(dtype)) return AbsMaxFast(dtype, dst, n, policy);
+  return MagnitudeValue(dtype, max);
 }
 
 size_t FindNonFinite(DType dtype, const void* src, size_t n) {

@@ -213,68 +213,65 @@ absl::Status TensorPlacer::PlaceQuantized(const TensorTask& task, const safetens
 
 absl::StatusOr<bool> TensorPlacer::QuantizeParked(const TensorTask& task, const safetensors::TensorHeader& t,
                                                   const char* src, kernels::NonFinitePolicy policy) {
-  const std::vector<size_t> ranks = WritingRanks(task);
+  // Each writing rank's slice: its bytes, where it lands, and how many of its rows park.
+  struct Slice {
+    size_t rank;
+    std::string_view bytes;
+    uint64_t offset, rows, cols, parked_rows, parked_bytes;
+  };
   const uint64_t element = kernels::DTypeSize(t.dtype);
-  for (size_t r : ranks) {
+  std::vector<Slice> slices;
+  for (size_t r : WritingRanks(task)) {
     const RankPart& part = task.parts[r];
-    if (part.tiling.num_tiles() != 1 || ParkableRows(t.dtype, part.tiling.rows) == 0 ||
-        !SliceOf(task, r, t).contiguous()) {
-      return false;
-    }
+    const SliceBytes slice = SliceOf(task, r, t);
+    const uint64_t parked_rows = ParkableRows(t.dtype, part.tiling.rows);
+    if (part.tiling.num_tiles() != 1 || parked_rows == 0 || !slice.contiguous()) return false;
+    slices.push_back({r, std::string_view(src + slice.first, slice.size()), OutputOffset(task, r), part.tiling.rows,
+                      part.tiling.cols, parked_rows, parked_rows * part.tiling.cols * element});
   }
   // Each rank's first rows go to its destination, their amax taken on the way.
   std::vector<std::vector<float>> amax(task.parts.size(), std::vector<float>(1, 0.0f));
-  for (size_t r : ranks) {
-    const RankPart& part = task.parts[r];
-    const uint64_t parked_bytes = ParkableRows(t.dtype, part.tiling.rows) * part.tiling.cols * element;
+  for (const Slice& s : slices) {
     absl::StatusOr<float> parked;
     {
       std::shared_lock<std::shared_mutex> lock(arenas_mu_);
       if (released_) return absl::AbortedError("load aborted");
-      parked = backend_.WriteTakingAmax(arenas_[r]->allocation(), OutputOffset(task, r), t.dtype,
-                                        std::string_view(src + SliceOf(task, r, t).first, parked_bytes), policy);
+      parked = backend_.WriteTakingAmax(arenas_[s.rank]->allocation(), s.offset, t.dtype,
+                                        s.bytes.substr(0, s.parked_bytes), policy);
     }
     if (!parked.ok()) return parked.status();
-    amax[r][0] = *parked;
+    amax[s.rank][0] = *parked;
   }
   // The rest's amax on the host, then the ranks' maximum where they share one scale.
   const auto start = std::chrono::steady_clock::now();
-  for (size_t r : ranks) {
-    const RankPart& part = task.parts[r];
-    const uint64_t parked_bytes = ParkableRows(t.dtype, part.tiling.rows) * part.tiling.cols * element;
-    const SliceBytes slice = SliceOf(task, r, t);
+  for (const Slice& s : slices) {
     std::vector<float> rest;
-    const absl::Status taken =
-        SliceAmax(t.dtype, src + slice.first + parked_bytes, SliceBytes{0, 1, slice.size() - parked_bytes, 0}, false,
-                  policy, rest);
+    const absl::Status taken = SliceAmax(t.dtype, s.bytes.data() + s.parked_bytes,
+                                         SliceBytes{0, 1, s.bytes.size() - s.parked_bytes, 0}, false, policy, rest);
     if (!taken.ok()) {
       CountScaleTime(start);
       return taken;
     }
-    if (!rest.empty()) amax[r][0] = std::max(amax[r][0], rest[0]);
+    if (!rest.empty()) amax[s.rank][0] = std::max(amax[s.rank][0], rest[0]);
   }
   CountScaleTime(start);
   if (task.reduce_amax) WEIGHTD_RETURN_IF_ERROR(collective_->AllReduceMax(amax));
   // Each rank: its parked rows converted in place, the rest quantized after them.
-  for (size_t r : ranks) {
-    const RankPart& part = task.parts[r];
-    const uint64_t rows = part.tiling.rows, cols = part.tiling.cols;
-    const uint64_t parked = ParkableRows(t.dtype, rows);
-    const char* bytes = src + SliceOf(task, r, t).first;
-    const uint64_t offset = OutputOffset(task, r);
-    const float scale = kernels::ScaleFromAmax(amax[r][0]);
+  for (const Slice& s : slices) {
+    const float scale = kernels::ScaleFromAmax(amax[s.rank][0]);
     {
       std::shared_lock<std::shared_mutex> lock(arenas_mu_);
       if (released_) return absl::AbortedError("load aborted");
-      DeviceAllocation& alloc = arenas_[r]->allocation();
+      DeviceAllocation& alloc = arenas_[s.rank]->allocation();
       WEIGHTD_RETURN_IF_ERROR(backend_.QuantizeStored(
-          alloc, offset, t.dtype, kernels::TilingFor(kernels::Scheme::kPerTensor, parked, cols), scale));
-      WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(alloc, offset + parked * cols, t.dtype, bytes + parked * cols * element,
-                                                kernels::TilingFor(kernels::Scheme::kPerTensor, rows - parked, cols),
-                                                &scale));
+          alloc, s.offset, t.dtype, kernels::TilingFor(kernels::Scheme::kPerTensor, s.parked_rows, s.cols), scale));
+      WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(
+          alloc, s.offset + s.parked_rows * s.cols, t.dtype, s.bytes.data() + s.parked_bytes,
+          kernels::TilingFor(kernels::Scheme::kPerTensor, s.rows - s.parked_rows, s.cols), &scale));
       ++parked_;
     }
-    WEIGHTD_RETURN_IF_ERROR(Write(r, part.scale, part.scale_offset, AsBytes({scale})));
+    const RankPart& part = task.parts[s.rank];
+    WEIGHTD_RETURN_IF_ERROR(Write(s.rank, part.scale, part.scale_offset, AsBytes({scale})));
   }
   return true;
 }

@@ -103,7 +103,7 @@ class TensorPlacer {
   // slice's own tile scales, under `policy`), and the scales written.
   absl::Status PlaceQuantized(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                               kernels::NonFinitePolicy policy, std::vector<std::vector<float>>& scales);
-  // Where the offset of rank `rank`'s slice of the tensor lies in its arena.
+  // The offset in its arena of rank `rank`'s slice of the tensor.
   uint64_t OutputOffset(const TensorTask& task, size_t rank) const;
   // A per-tensor tensor parked (services/device/parked_tensor.h): each writing rank's
   // first rows stored in its destination with their amax taken on the way, the amax

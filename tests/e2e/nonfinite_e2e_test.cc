@@ -72,6 +72,33 @@ TEST_F(NonFiniteE2ETest, DefaultFailsNamingShardAndTensor) {
   EXPECT_NE(quantize.err.find("tensor 'model.layers.0.mlp.up_proj.weight'"), std::string::npos) << quantize.err;
 }
 
+// --park-per-tensor: a NaN among the rows parked in the destination (taken with
+// their copy) or among the rest (taken on the host) fails the load with the same
+// INVALID_ARGUMENT naming shard, tensor and element, and nothing stays allocated.
+TEST(ParkedNonFiniteE2ETest, ANaNInEitherPartIsNamedAndFreesEverything) {
+  DaemonProcess daemon;
+  for (const int at : {1, 20}) {  // up_proj [8, 3] in F32 parks rows 0-1: element 1 is parked, 20 is not
+    std::vector<float> values(24, 0.5f);
+    values[at] = NAN;
+    const std::string dir = daemon.model_root() + "/nan" + std::to_string(at);
+    std::filesystem::create_directories(dir);
+    WriteFile(dir + "/model.safetensors",
+              ShardOf({{"model.layers.0.mlp.up_proj.weight", {"F32", {8, 3}, F32Bytes(values)}}}));
+    WriteFile(dir + "/config.json", "{}");
+  }
+  daemon.Start({"--park-per-tensor=true"});
+  for (const int at : {1, 20}) {
+    SCOPED_TRACE(at);
+    CommandResult load = daemon.Ctl({"load", "m", "--path=nan" + std::to_string(at), "--scheme=per-tensor"});
+    EXPECT_EQ(load.exit_code, 1);
+    EXPECT_NE(load.err.find("INVALID_ARGUMENT: "), std::string::npos) << load.err;
+    EXPECT_NE(load.err.find("model.layers.0.mlp.up_proj.weight"), std::string::npos) << load.err;
+    EXPECT_NE(load.err.find("model.safetensors"), std::string::npos) << load.err;
+    EXPECT_NE(load.err.find("element " + std::to_string(at) + " "), std::string::npos) << load.err;
+    EXPECT_EQ(daemon.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
+  }
+}
+
 // Layout vllm holds up_proj until gate_proj arrives (one scale over gate_up_proj): the
 // NaN is still named, with its element and shard, under either scale scope, and nothing
 // (neither the held part nor the arena) stays allocated.
