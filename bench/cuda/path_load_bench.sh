@@ -13,7 +13,7 @@
 # Environment: PINS (default "true false"), COLD=0 skips the cold-cache part, RINGS: daemon
 # flags for the staging ring (or any daemon flags), one set per word, commas for spaces
 # (default: the defaults; e.g. RINGS="--staging-slots=8 --staging-slots=32,--staging-copy-streams=4");
-# CHECK_FLAGS: daemon flags for the byte check against the host backend (e.g.
+# CHECK_FLAGS: CUDA daemon flags for the byte check against the host backend with its defaults (e.g.
 # "--scales-from-slots=true --park-per-tensor=true").
 # Writes OUT_DIR/path_load_bench.jsonl and the daemons' logs.
 set -u
@@ -137,8 +137,10 @@ fi
 echo "== a pinned load's bytes against the host backend's (CPU reference)"
 ok=1
 for backend in cuda host; do
+  # CHECK_FLAGS go to the CUDA daemon only: the host backend with its defaults is the reference.
+  flags=""; [ "$backend" = cuda ] && flags=${CHECK_FLAGS:-}
   # shellcheck disable=SC2086
-  start_daemon --backend=$backend --read-threads="$threads" ${CHECK_FLAGS:-}
+  start_daemon --backend=$backend --read-threads="$threads" $flags
   for scheme in per-tensor per-channel block; do
     ctl load "c-$scheme" --path=check --scheme=$scheme >/dev/null && ctl export "c-$scheme" "$work/x-$backend-$scheme" >/dev/null || ok=0
   done
