@@ -143,6 +143,9 @@ ABSL_FLAG(std::string, test_hang_collective, "",
 ABSL_FLAG(int, push_idle_timeout_seconds, 300,
           "A push load that receives nothing (no stream opens, no byte arrives) this long fails with DEADLINE_EXCEEDED, "
           "e.g. --push-idle-timeout-seconds=60");
+ABSL_FLAG(int, shutdown_grace_seconds, 10,
+          "On SIGTERM, once every load has failed: how long to wait for threads still in a device call before "
+          "exiting with status 3 without them, e.g. --shutdown-grace-seconds=20");
 ABSL_FLAG(std::string, max_header_bytes, "100MiB", "Largest safetensors header accepted, e.g. --max-header-bytes=16MiB");
 ABSL_FLAG(int64_t, max_tensors, 1 << 20, "Most tensors in one shard, e.g. --max-tensors=100000");
 ABSL_FLAG(int64_t, max_tensor_name_bytes, 1024, "Longest tensor name, e.g. --max-tensor-name-bytes=512");
@@ -267,6 +270,8 @@ Flags take --dashed-names or --underscored_names.)");
   options.test_hang_collective = absl::GetFlag(FLAGS_test_hang_collective);
   if (absl::GetFlag(FLAGS_push_idle_timeout_seconds) <= 0) return Fail("--push-idle-timeout-seconds must be positive");
   options.push_idle_timeout = std::chrono::seconds(absl::GetFlag(FLAGS_push_idle_timeout_seconds));
+  if (absl::GetFlag(FLAGS_shutdown_grace_seconds) < 1) return Fail("--shutdown-grace-seconds must be at least 1");
+  options.shutdown_grace = std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds));
   auto header_bytes = weightd::ParseByteSize(absl::GetFlag(FLAGS_max_header_bytes));
   if (!header_bytes.ok()) return Fail("--max-header-bytes: " + std::string(header_bytes.status().message()));
   options.parse_limits.max_header_bytes = *header_bytes;

@@ -34,8 +34,6 @@ namespace weightd {
 namespace {
 
 constexpr char kVersion[] = "0.1.0";
-// How long Shutdown waits for the executors' threads once every load has failed.
-constexpr std::chrono::seconds kExecutorGrace(10);
 
 // Hands a READY model's memory to a worker; the connection is the lease.
 class RegistryAttachHandler : public handoff::AttachHandler {
@@ -159,6 +157,7 @@ struct Daemon::State {
   std::unique_ptr<grpc::Server> health_server;  // --health-address: the health service alone
   bool shut_down = false;
   size_t abandoned_threads = 0;  // executor threads Shutdown left in a task
+  std::chrono::seconds shutdown_grace{10};  // DaemonOptions::shutdown_grace
   // Turns health NOT_SERVING when a socket's thread has ended (not by Shutdown).
   std::thread health_monitor;
   std::mutex monitor_mu;
@@ -261,6 +260,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   deps.version = kVersion;
   deps.parse_limits = options.parse_limits;
   state->push_watchdog = std::make_unique<StallWatchdog>(options.push_idle_timeout);
+  state->shutdown_grace = options.shutdown_grace;
   deps.push_watchdog = state->push_watchdog.get();
   auto peer_channels = PeerChannels::Create(options.peer_tls);
   if (!peer_channels.ok()) return peer_channels.status();
@@ -421,7 +421,7 @@ void Daemon::Shutdown() {
   // collective or driver call). It is left running: joining it would block
   // forever. Everything it may touch is then kept (never destroyed), and the
   // process ends with it (services/main.cc).
-  const auto deadline = std::chrono::steady_clock::now() + kExecutorGrace;
+  const auto deadline = std::chrono::steady_clock::now() + s.shutdown_grace;
   const std::pair<const char*, Executor*> executors[] = {
       {"wd-load", s.loaders.get()}, {"wd-work", s.work.get()}, {"wd-place", s.placement.get()}};
   for (const auto& [name, executor] : executors) executor->Stop();
@@ -431,7 +431,7 @@ void Daemon::Shutdown() {
     s.abandoned_threads += left;
     LogEvent(LogLevel::kError, "shutdown_abandoned",
              {{"threads", left}, {"executor", name},
-              {"reason", absl::StrCat("still in a task ", kExecutorGrace.count(),
+              {"reason", absl::StrCat("still in a task ", s.shutdown_grace.count(),
                                       " s after every load was failed: a device call that has not returned; "
                                       "the process exits without waiting for it")}});
   }

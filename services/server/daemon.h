@@ -64,6 +64,8 @@ struct DaemonOptions {
 
   // A push load with no progress this long fails with DEADLINE_EXCEEDED.
   std::chrono::milliseconds push_idle_timeout{std::chrono::minutes(5)};
+  // How long Shutdown waits for the executors' threads once every load has failed.
+  std::chrono::seconds shutdown_grace{10};
   // Untrusted-input limits; each refusal names the limit.
   safetensors::ParseLimits parse_limits;
   uint64_t max_model_bytes = 0;      // source bytes of one load; 0: no limit
@@ -85,8 +87,8 @@ class Daemon {
   ~Daemon();
 
   // Stops accepting, aborts loads in progress (their memory is freed), ends every
-  // lease, closes the sockets. Idempotent. An executor thread still in a task 10 s
-  // after every load has failed (a device call that never returns) is left
+  // lease, closes the sockets. Idempotent. An executor thread still in a task
+  // `shutdown_grace` (10 s by default) after every load has failed (a device call that never returns) is left
   // running, logged as `shutdown_abandoned`, and counted in abandoned_threads();
   // the daemon's state is then never freed, since that thread may still use it,
   // and the caller should end the process (weightd exits with status 3).

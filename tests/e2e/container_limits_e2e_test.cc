@@ -86,6 +86,7 @@ TEST_F(ContainerLimitsE2ETest, ThreadAndRingFlagsOutOfRangeAreRefusedNamingTheFl
       {"--pin-threads=0", "--pin-threads must be at least 1"},
       {"--quantize-threads=-1", "--quantize-threads must be at least 0"},
       {"--staging-slots=0", "--staging-slots and --staging-copy-streams must be at least 1"},
+      {"--shutdown-grace-seconds=0", "--shutdown-grace-seconds must be at least 1"},
   };
   for (const auto& [flag, message] : cases) {
     CommandResult run = RunCommand({BinPath("weightd"), flag, "--listen=unix:" + daemon_.dir() + "/w.sock",

@@ -20,6 +20,9 @@ namespace {
 using std::chrono::seconds;
 
 constexpr seconds kCompletes(30);  // "completes": far beyond what any step takes on a busy machine
+// How long shutdown waits for the stuck thread (--shutdown-grace-seconds): short, so
+// that SIGTERM's bound is checked without waiting the default 10 s in every test.
+constexpr int kGraceSeconds = 2;
 
 class HungCollectiveE2ETest : public ::testing::Test {
  protected:
@@ -27,7 +30,8 @@ class HungCollectiveE2ETest : public ::testing::Test {
     ASSERT_TRUE(WriteTpCheckpoint(MakeTpCheckpoint(), daemon_.model_root() + "/tp").ok());
     CommandResult gen = daemon_.GenerateTiny("tiny", {"--dtype=bf16"});
     ASSERT_EQ(gen.exit_code, 0) << gen.err;
-    daemon_.Start({"--host-devices=2", "--test-hang-collective=" + operation});
+    daemon_.Start({"--host-devices=2", "--test-hang-collective=" + operation,
+                   absl::StrCat("--shutdown-grace-seconds=", kGraceSeconds)});
   }
 
   // A daemon that did not stop in time is killed, so a failed test ends; then
@@ -90,6 +94,8 @@ class HungCollectiveE2ETest : public ::testing::Test {
     ASSERT_TRUE(code.has_value()) << "weightd did not exit after SIGTERM:\n" << daemon_.log();
     EXPECT_EQ(*code, 3) << daemon_.log();
     EXPECT_NE(daemon_.log().find("\"shutdown_abandoned\""), std::string::npos) << daemon_.log();
+    EXPECT_NE(daemon_.log().find(absl::StrCat("still in a task ", kGraceSeconds, " s after")), std::string::npos)
+        << daemon_.log();
     EXPECT_NE(daemon_.log().find("\"phase\":\"done\""), std::string::npos) << daemon_.log();
   }
 
