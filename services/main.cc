@@ -64,6 +64,11 @@ ABSL_FLAG(bool, park_per_tensor, false,
           "device, their amax taken from the staging copy, while the host takes the amax of the rest; the host "
           "then reads a BF16 tensor 1.5 times instead of twice; not yet measured on a GPU, "
           "e.g. --park-per-tensor=true");
+ABSL_FLAG(bool, park_rest_in_arena, false,
+          "With --park-per-tensor: the rest of a parked tensor waits unquantized on the device too, in the empty "
+          "destinations of the tensors the load places last (no device memory beyond the model's), its amax taken "
+          "from the staging copy: the host reads each byte once; not yet measured on a GPU, "
+          "e.g. --park-rest-in-arena=true");
 ABSL_FLAG(int, quantize_threads, 0,
           "Threads one scale (amax) pass or host quantization of a tensor may use; 0: the cores shared "
           "among the passes running at once (a path load's read threads each run one), e.g. --quantize-threads=1");
@@ -203,6 +208,10 @@ Flags take --dashed-names or --underscored_names.)");
   options.staging_blocking_waits = absl::GetFlag(FLAGS_staging_blocking_waits);
   options.scales_from_slots = absl::GetFlag(FLAGS_scales_from_slots);
   options.park_per_tensor = absl::GetFlag(FLAGS_park_per_tensor);
+  options.park_rest_in_arena = absl::GetFlag(FLAGS_park_rest_in_arena);
+  if (options.park_rest_in_arena && !options.park_per_tensor) {
+    return Fail("--park-rest-in-arena needs --park-per-tensor=true");
+  }
   if (options.staging_slots < 1 || options.staging_copy_streams < 1) {
     return Fail("--staging-slots and --staging-copy-streams must be at least 1");
   }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -87,15 +88,22 @@ class DeviceBackend {
                                                 std::string_view bytes, kernels::NonFinitePolicy policy) {
     return absl::UnimplementedError("this backend takes no amax while writing");
   }
-  // Quantizes in place the tiling.rows x tiling.cols elements of `dtype` (2 or 4
-  // bytes each) that Write or WriteTakingAmax stored at `offset`, all with `scale`,
-  // after those writes: their E4M3 codes then start at `offset` (ParkedRuns says why
-  // the order is safe). A backend whose parks_per_tensor() is true does it for any
-  // such tensor (its writes may still be in flight: no other route may follow).
-  virtual absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+  // Quantizes the tiling.rows x tiling.cols elements of `dtype` (2 or 4 bytes each)
+  // that Write or WriteTakingAmax stored at `stored`, all with `scale`, after those
+  // writes, into E4M3 codes at `to`: in place where `to` is `stored` (ParkedRuns
+  // says why the order is safe), else at a range that does not overlap the stored
+  // bytes. A backend whose parks_per_tensor() is true does it for any such tensor
+  // (its writes may still be in flight: no other route may follow).
+  virtual absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t stored, uint64_t to, kernels::DType dtype,
                                       const kernels::Tiling& tiling, float scale) {
     return absl::UnimplementedError("this backend quantizes no stored bytes");
   }
+  // Whether a parked tensor's rest is held in the arena of its load (ArenaLot,
+  // services/load/arena_lot.h) rather than read twice on the host.
+  virtual bool parks_rest_in_arena() const { return false; }
+  // A predicate that holds once every QuantizeStored enqueued so far for `device` has
+  // read what it quantizes; null where they have when they return.
+  virtual std::function<bool()> StoredQuantizedMarker(int device) { return nullptr; }
   // Lets the devices copy host bytes [data, +size) (a mapped checkpoint file) in
   // place: until the pin goes, Write and Quantize read the pinned part of their
   // source without a host copy. Null where the backend has nothing to gain or

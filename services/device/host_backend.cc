@@ -126,14 +126,24 @@ absl::StatusOr<float> HostBackend::WriteTakingAmax(DeviceAllocation& alloc, uint
   return amax;
 }
 
-absl::Status HostBackend::QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+absl::Status HostBackend::QuantizeStored(DeviceAllocation& alloc, uint64_t stored, uint64_t to, kernels::DType dtype,
                                          const kernels::Tiling& tiling, float scale) {
   const uint64_t element = kernels::DTypeSize(dtype);
   const uint64_t rows = tiling.rows, cols = tiling.cols;
   if (element < 2) return absl::InternalError("1-byte elements are not parked");
-  auto stored = Region(alloc, offset, rows * cols * element);
-  if (!stored.ok()) return stored.status();
-  uint8_t* base = *stored;
+  auto source = Region(alloc, stored, rows * cols * element);
+  if (!source.ok()) return source.status();
+  uint8_t* base = *source;
+  if (to != stored) {  // elsewhere: one step
+    if (to < stored + rows * cols * element && stored < to + rows * cols) {
+      return absl::InternalError("stored bytes quantized onto a range that overlaps them");
+    }
+    auto out = Region(alloc, to, rows * cols);
+    if (!out.ok()) return out.status();
+    kernels::QuantizeRowsFast(dtype, base, tiling, &scale, 0, rows, *out);
+    Throttle(rows * cols);
+    return absl::OkStatus();
+  }
   std::vector<uint8_t> buffer;
   for (const ParkedRun& run : ParkedRuns(rows, park_piece_bytes_ / std::max<uint64_t>(1, cols))) {
     uint8_t* out = base + run.begin * cols;

@@ -27,9 +27,11 @@ class HostBackend : public DeviceBackend {
   // which quantize on the CPU anyway; it runs the placer's parking route without a GPU.
   // `piece_bytes`: WriteTakingAmax copies and scans this much at a time, QuantizeStored
   // converts runs of about this many codes (tests cut small tensors into many).
-  void set_park_per_tensor(bool park, uint64_t piece_bytes = uint64_t{4} << 20) {
+  // `rest_in_arena`: the rest held in the load's arena (--park-rest-in-arena).
+  void set_park_per_tensor(bool park, uint64_t piece_bytes = uint64_t{4} << 20, bool rest_in_arena = false) {
     park_ = park;
     park_piece_bytes_ = std::max<uint64_t>(64, piece_bytes);
+    park_rest_ = park && rest_in_arena;
   }
 
   v1::DeviceKind kind() const override { return v1::DEVICE_KIND_HOST; }
@@ -46,8 +48,9 @@ class HostBackend : public DeviceBackend {
   // The bytes copied a piece at a time, the amax taken in the copy's pass.
   absl::StatusOr<float> WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
                                         std::string_view bytes, kernels::NonFinitePolicy policy) override;
-  absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+  absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t stored, uint64_t to, kernels::DType dtype,
                               const kernels::Tiling& tiling, float scale) override;
+  bool parks_rest_in_arena() const override { return park_rest_; }
   absl::Status Read(DeviceAllocation& alloc, uint64_t offset, uint64_t size, void* out) override;
   // An InProcessCollective: it holds no state worth keeping between loads.
   absl::StatusOr<std::shared_ptr<Collective>> GroupCollective(const std::vector<int>& devices) override;
@@ -59,6 +62,7 @@ class HostBackend : public DeviceBackend {
   uint64_t write_rate_ = 0;
   CollectiveHang hang_ = CollectiveHang::kNone;
   bool park_ = false;
+  bool park_rest_ = false;
   uint64_t park_piece_bytes_ = uint64_t{4} << 20;
 };
 

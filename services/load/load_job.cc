@@ -276,7 +276,8 @@ void LoadJob::OnShardDone(const std::string& file, const absl::Status& status) {
   ++activity_;
   LogEvent(LogLevel::kDebug, "load_landed",
            {{"model", model_id_}, {"read_seconds", read_seconds}, {"land_seconds", progress_.seconds() - read_seconds},
-            {"scale_seconds_all_threads", placer->scale_seconds()}, {"parked_tensors", placer->parked_tensors()}});
+            {"scale_seconds_all_threads", placer->scale_seconds()}, {"parked_tensors", placer->parked_tensors()},
+            {"rests_in_arena", placer->rests_in_arena()}});
   absl::StatusOr<ResidentModel> result;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -30,7 +31,78 @@ TensorPlacer::TensorPlacer(const LoadPlan& plan, std::vector<std::shared_ptr<Are
       arenas_(std::move(arenas)),
       backend_(backend),
       collective_(std::move(collective)),
-      fused_(plan) {}
+      fused_(plan) {
+  if (!backend_.parks_per_tensor() || !backend_.parks_rest_in_arena()) return;
+  lot_outputs_ = LotOutputs(plan_);
+  std::vector<std::vector<ArenaLot::Region>> regions(plan_.ranks.size());
+  for (size_t r = 0; r < regions.size(); ++r) {
+    for (size_t k = 0; k < lot_outputs_[r].size(); ++k) {
+      const OutputTensor& out = plan_.ranks[r].tensors[k];
+      if (lot_outputs_[r][k] && out.size > 0) regions[r].push_back({out.offset, out.size});
+    }
+  }
+  lot_ = std::make_unique<ArenaLot>(std::move(regions));
+}
+
+std::vector<std::vector<bool>> TensorPlacer::LotOutputs(const LoadPlan& plan) {
+  const size_t ranks = plan.ranks.size();
+  std::vector<std::vector<bool>> chosen(ranks);
+  std::vector<uint64_t> reach(ranks, 0);
+  for (size_t r = 0; r < ranks; ++r) chosen[r].assign(plan.ranks[r].tensors.size(), false);
+  auto enough = [&] {
+    for (size_t r = 0; r < ranks; ++r) {
+      if (reach[r] < plan.ranks[r].arena_bytes / 8) return false;
+    }
+    return true;
+  };
+  // Each task's outputs on each rank: its destination and, quantized, its scales.
+  auto for_outputs = [&](const TensorTask& task, const std::function<void(size_t, size_t)>& f) {
+    for (size_t r = 0; r < task.parts.size() && r < ranks; ++r) {
+      f(r, task.parts[r].output);
+      if (task.kind == TaskKind::kQuantize) f(r, task.parts[r].scale);
+    }
+  };
+  // The tasks in the order of the sources; the lot's are the last, from `first` on.
+  std::vector<const TensorTask*> order;
+  for (const std::vector<TensorTask>& shard : plan.tasks) {
+    for (const TensorTask& task : shard) order.push_back(&task);
+  }
+  size_t first = order.size();
+  while (first > 0 && !enough()) {
+    for_outputs(*order[--first], [&](size_t r, size_t k) {
+      if (k >= chosen[r].size() || chosen[r][k]) return;
+      chosen[r][k] = true;
+      reach[r] += plan.ranks[r].tensors[k].size;
+    });
+  }
+  // Outputs that a task before the lot's also writes (fused outputs) stay out.
+  for (size_t i = 0; i < first; ++i) {
+    for_outputs(*order[i], [&](size_t r, size_t k) {
+      if (k < chosen[r].size()) chosen[r][k] = false;
+    });
+  }
+  return chosen;
+}
+
+absl::Status TensorPlacer::BeforeTask(const TensorTask& task) {
+  if (lot_ == nullptr) return absl::OkStatus();
+  for (size_t r = 0; r < task.parts.size() && r < lot_outputs_.size(); ++r) {
+    const RankPart& part = task.parts[r];
+    const bool output = part.output < lot_outputs_[r].size() && lot_outputs_[r][part.output];
+    const bool scale = task.kind == TaskKind::kQuantize && part.scale < lot_outputs_[r].size() &&
+                       lot_outputs_[r][part.scale];
+    if (output || scale) return CloseLot();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TensorPlacer::CloseLot() {
+  if (lot_ == nullptr) return absl::OkStatus();
+  return lot_->Close([this] {
+    for (const RankPlan& rank : plan_.ranks) WEIGHTD_RETURN_IF_ERROR(backend_.Synchronize(rank.device));
+    return absl::OkStatus();
+  });
+}
 
 std::vector<size_t> TensorPlacer::WritingRanks(const TensorTask& task) const {
   if (task.split.replicated()) return {0};
@@ -59,10 +131,11 @@ bool TensorPlacer::Streams(const TensorTask& task, const safetensors::TensorHead
 
 absl::Status TensorPlacer::WriteStreamed(const TensorTask& task, const safetensors::TensorHeader& t, uint64_t offset,
                                          std::string_view bytes) {
-  return WriteRange(task, t, offset, bytes);  // each rank's slice is one byte range: one piece, no copy
+  return WriteRange(task, t, offset, bytes);  // WriteRange closes the lot where it must  // each rank's slice is one byte range: one piece, no copy
 }
 
 absl::Status TensorPlacer::WriteWhole(const TensorTask& task, const safetensors::TensorHeader& t, const char* src) {
+  WEIGHTD_RETURN_IF_ERROR(BeforeTask(task));
   std::string buffer;
   for (size_t r : WritingRanks(task)) {
     const SliceBytes slice = SliceOf(task, r, t);
@@ -75,6 +148,7 @@ absl::Status TensorPlacer::WriteWhole(const TensorTask& task, const safetensors:
 
 absl::Status TensorPlacer::WriteRange(const TensorTask& task, const safetensors::TensorHeader& t, uint64_t offset,
                                       std::string_view bytes) {
+  WEIGHTD_RETURN_IF_ERROR(BeforeTask(task));
   const size_t element = task.kind == TaskKind::kQuantize ? 1 : kernels::DTypeSize(t.dtype);
   std::string buffer;
   for (size_t r : WritingRanks(task)) {
@@ -99,6 +173,7 @@ absl::Status TensorPlacer::WriteRange(const TensorTask& task, const safetensors:
 
 absl::Status TensorPlacer::WriteScales(const TensorTask& task, const kernels::Tiling& whole,
                                        const std::vector<float>& scales) {
+  WEIGHTD_RETURN_IF_ERROR(BeforeTask(task));
   if (scales.size() < whole.num_tiles()) {
     return absl::InvalidArgumentError(
         absl::StrCat(scales.size(), " scales for a tile grid of ", whole.num_tiles()));
@@ -153,6 +228,7 @@ bool TensorPlacer::TakesWholeAmax(const TensorTask& task) {
 
 absl::Status TensorPlacer::Quantize(const TensorTask& task, const safetensors::TensorHeader& t, const char* src,
                                     kernels::NonFinitePolicy policy, std::optional<float> amax) {
+  WEIGHTD_RETURN_IF_ERROR(BeforeTask(task));
   std::vector<std::vector<float>> scales(task.parts.size());
   const bool whole = amax.has_value() && TakesWholeAmax(task);
   if (!whole && backend_.parks_per_tensor() && task.scheme == kernels::Scheme::kPerTensor) {
@@ -242,9 +318,26 @@ absl::StatusOr<bool> TensorPlacer::QuantizeParked(const TensorTask& task, const 
     if (!parked.ok()) return parked.status();
     amax[s.rank][0] = *parked;
   }
-  // The rest's amax on the host, then the ranks' maximum where they share one scale.
+  // The rest: held in the lot where it has room (its amax taken as it is copied),
+  // else its amax taken on the host; then the ranks' maximum where they share a scale.
+  std::vector<std::optional<ArenaLot::Lease>> held(slices.size());
+  for (size_t i = 0; i < slices.size() && lot_ != nullptr; ++i) {
+    const Slice& s = slices[i];
+    const std::string_view rest = s.bytes.substr(s.parked_bytes);
+    if (rest.empty() || !(held[i] = lot_->TryLease(s.rank, rest.size()))) continue;
+    absl::StatusOr<float> m;
+    {
+      std::shared_lock<std::shared_mutex> lock(arenas_mu_);
+      if (released_) return absl::AbortedError("load aborted");
+      m = backend_.WriteTakingAmax(arenas_[s.rank]->allocation(), held[i]->offset(), t.dtype, rest, policy);
+    }
+    if (!m.ok()) return m.status();
+    amax[s.rank][0] = std::max(amax[s.rank][0], *m);
+  }
   const auto start = std::chrono::steady_clock::now();
-  for (const Slice& s : slices) {
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const Slice& s = slices[i];
+    if (held[i]) continue;
     std::vector<float> rest;
     const absl::Status taken = SliceAmax(t.dtype, s.bytes.data() + s.parked_bytes,
                                          SliceBytes{0, 1, s.bytes.size() - s.parked_bytes, 0}, false, policy, rest);
@@ -256,18 +349,28 @@ absl::StatusOr<bool> TensorPlacer::QuantizeParked(const TensorTask& task, const 
   }
   CountScaleTime(start);
   if (task.reduce_amax) WEIGHTD_RETURN_IF_ERROR(collective_->AllReduceMax(amax));
-  // Each rank: its parked rows converted in place, the rest quantized after them.
-  for (const Slice& s : slices) {
+  // Each rank: its parked rows converted in place, the rest quantized after them
+  // (from the lot, which gets its range back once the device has read it).
+  for (size_t i = 0; i < slices.size(); ++i) {
+    const Slice& s = slices[i];
     const float scale = kernels::ScaleFromAmax(amax[s.rank][0]);
+    const kernels::Tiling rest = kernels::TilingFor(kernels::Scheme::kPerTensor, s.rows - s.parked_rows, s.cols);
+    const uint64_t rest_offset = s.offset + s.parked_rows * s.cols;
     {
       std::shared_lock<std::shared_mutex> lock(arenas_mu_);
       if (released_) return absl::AbortedError("load aborted");
       DeviceAllocation& alloc = arenas_[s.rank]->allocation();
       WEIGHTD_RETURN_IF_ERROR(backend_.QuantizeStored(
-          alloc, s.offset, t.dtype, kernels::TilingFor(kernels::Scheme::kPerTensor, s.parked_rows, s.cols), scale));
-      WEIGHTD_RETURN_IF_ERROR(backend_.Quantize(
-          alloc, s.offset + s.parked_rows * s.cols, t.dtype, s.bytes.data() + s.parked_bytes,
-          kernels::TilingFor(kernels::Scheme::kPerTensor, s.rows - s.parked_rows, s.cols), &scale));
+          alloc, s.offset, s.offset, t.dtype, kernels::TilingFor(kernels::Scheme::kPerTensor, s.parked_rows, s.cols),
+          scale));
+      if (held[i]) {
+        WEIGHTD_RETURN_IF_ERROR(backend_.QuantizeStored(alloc, held[i]->offset(), rest_offset, t.dtype, rest, scale));
+        held[i]->Return(backend_.StoredQuantizedMarker(plan_.ranks[s.rank].device));
+        ++rests_in_arena_;
+      } else {
+        WEIGHTD_RETURN_IF_ERROR(
+            backend_.Quantize(alloc, rest_offset, t.dtype, s.bytes.data() + s.parked_bytes, rest, &scale));
+      }
       ++parked_;
     }
     const RankPart& part = task.parts[s.rank];
@@ -298,6 +401,7 @@ absl::StatusOr<std::vector<float>> TensorPlacer::FusedAmax(const TensorTask& tas
 
 absl::Status TensorPlacer::QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, std::string bytes,
                                          std::vector<float> amax) {
+  WEIGHTD_RETURN_IF_ERROR(BeforeTask(task));  // the parts share their output
   FusedScaleGate::Part part{&task, &t, std::move(bytes), std::move(amax), nullptr};
   std::optional<FusedScaleGate::Ready> ready = fused_.Add(task.fused_scale, std::move(part));
   if (!ready) return absl::OkStatus();
@@ -316,6 +420,7 @@ absl::Status TensorPlacer::QuantizeFused(const TensorTask& task, const safetenso
 }
 
 absl::Status TensorPlacer::Complete(const TensorTask& task) {
+  WEIGHTD_RETURN_IF_ERROR(BeforeTask(task));
   for (size_t r = 0; r < task.parts.size(); ++r) {
     static const std::string kZeros(uint64_t{1} << 20, '\0');
     const RankPart& part = task.parts[r];
@@ -332,6 +437,7 @@ absl::Status TensorPlacer::Complete(const TensorTask& task) {
 }
 
 void TensorPlacer::Release() {
+  if (lot_ != nullptr) lot_->Abort();  // a reader waiting to close it stops waiting
   fused_.Clear();
   std::unique_lock<std::shared_mutex> lock(arenas_mu_);
   released_ = true;
@@ -342,6 +448,7 @@ absl::Status TensorPlacer::BroadcastReplicas() {
   // The arenas are taken, not locked: a broadcast waits on the other ranks and
   // may never return, and Release must not wait for it. These references keep
   // the memory the collective writes until it returns.
+  WEIGHTD_RETURN_IF_ERROR(CloseLot());  // where no task of the lot's closed it
   std::vector<std::shared_ptr<Arena>> arenas;
   {
     std::shared_lock<std::shared_mutex> arenas_lock(arenas_mu_);

@@ -24,6 +24,7 @@
 #include "services/device/collective.h"
 #include "services/device/device_backend.h"
 #include "services/load/arena.h"
+#include "services/load/arena_lot.h"
 #include "services/load/fused_scale_gate.h"
 #include "services/load/planner.h"
 #include "services/safetensors/header.h"
@@ -90,11 +91,22 @@ class TensorPlacer {
   // Host time the load's threads spent taking amaxes for scales (all threads together;
   // the amax a push takes while gathering a tensor is not counted).
   double scale_seconds() const { return static_cast<double>(scale_nanos_.load()) * 1e-9; }
-  // Slices quantized through parking (DeviceBackend::parks_per_tensor).
+  // Slices quantized through parking (DeviceBackend::parks_per_tensor), and of
+  // those, the slices whose rest was held in the arena's lot.
   uint64_t parked_tensors() const { return parked_.load(); }
+  uint64_t rests_in_arena() const { return rests_in_arena_.load(); }
+  // The outputs whose memory the lot borrows where the backend parks rests in the
+  // arena (parks_rest_in_arena), [rank][output]: those the plan's last tasks write
+  // (from the last shard's last tensor back, until each rank's reach 1/8 of its
+  // arena), less any that an earlier task also writes (a fused output).
+  static std::vector<std::vector<bool>> LotOutputs(const LoadPlan& plan);
 
  private:
   std::vector<size_t> WritingRanks(const TensorTask& task) const;
+  // Before a task writes: where it writes an output of the lot, the lot closes
+  // (waits for its leases, then for the devices' work on them).
+  absl::Status BeforeTask(const TensorTask& task);
+  absl::Status CloseLot();
   bool Released();
   // Adds the time since `start` to the host time taken for scales.
   void CountScaleTime(std::chrono::steady_clock::time_point start);
@@ -130,6 +142,11 @@ class TensorPlacer {
   bool released_ = false;
   std::atomic<uint64_t> scale_nanos_{0};  // host time taking tile amaxes, all threads
   std::atomic<uint64_t> parked_{0};
+  std::atomic<uint64_t> rests_in_arena_{0};
+  // The lot (null where the backend parks no rest in the arena), and which outputs
+  // of each rank it borrows.
+  std::unique_ptr<ArenaLot> lot_;
+  std::vector<std::vector<bool>> lot_outputs_;
 };
 
 }  // namespace weightd

@@ -20,7 +20,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateHost(const BackendOptions& 
   absl::StatusOr<CollectiveHang> hang = ParseCollectiveHang(options.test_hang_collective);
   if (!hang.ok()) return hang.status();
   backend->set_test_collective_hang(*hang);
-  backend->set_park_per_tensor(options.park_per_tensor);
+  backend->set_park_per_tensor(options.park_per_tensor, uint64_t{4} << 20, options.park_rest_in_arena);
   return std::unique_ptr<DeviceBackend>(std::move(backend));
 }
 
@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateCuda(const BackendOptions& 
   cuda_options.staging_blocking_waits = options.staging_blocking_waits;
   cuda_options.scales_from_slots = options.scales_from_slots;
   cuda_options.park_per_tensor = options.park_per_tensor;
+  cuda_options.park_rest_in_arena = options.park_rest_in_arena;
   cuda_options.pin_sources = options.pin_path_sources;
   cuda_options.nccl_min_ranks = options.nccl_min_ranks;
   cuda_options.pinned = options.pinned;

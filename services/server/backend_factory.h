@@ -26,6 +26,7 @@ struct BackendOptions {
   bool staging_blocking_waits = false;
   bool scales_from_slots = false;
   bool park_per_tensor = false;  // DeviceBackend::parks_per_tensor, either backend
+  bool park_rest_in_arena = false;  // DeviceBackend::parks_rest_in_arena, with park_per_tensor
   bool pin_path_sources = false;  // cuda: CudaBackendOptions::pin_sources
   int nccl_min_ranks = 2;
   HostPinnedAccounting* pinned = nullptr;  // page-locked staging memory is counted here

@@ -205,6 +205,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_options.staging_blocking_waits = options.staging_blocking_waits;
   backend_options.scales_from_slots = options.scales_from_slots;
   backend_options.park_per_tensor = options.park_per_tensor;
+  backend_options.park_rest_in_arena = options.park_rest_in_arena;
   backend_options.pin_path_sources = options.pin_path_sources;
   backend_options.nccl_min_ranks = options.nccl_min_ranks;
   backend_options.pinned = state->pinned.get();

@@ -35,6 +35,7 @@ struct DaemonOptions {
   bool staging_blocking_waits = false;
   bool scales_from_slots = false;  // --scales-from-slots
   bool park_per_tensor = false;    // --park-per-tensor
+  bool park_rest_in_arena = false;  // --park-rest-in-arena
   bool pin_path_sources = false;
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity

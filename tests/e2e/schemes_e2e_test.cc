@@ -123,13 +123,26 @@ INSTANTIATE_TEST_SUITE_P(EveryScheme, SchemesE2ETest,
 // --park-per-tensor: each per-tensor weight's first rows wait unquantized in its own
 // FP8 destination, converted in place once the rest's amax is known (BF16, F16 and F32
 // weights); the export is still the CPU reference, and the daemon says it parked.
-TEST(ParkingE2ETest, APerTensorLoadThatParksExportsTheCpuReference) {
+// The count after `key` in the daemon's load_landed record.
+uint64_t Landed(const std::string& log, const std::string& key) {
+  const size_t at = log.find("\"" + key + "\":");
+  EXPECT_NE(at, std::string::npos) << key << " missing from:\n" << log;
+  return at == std::string::npos ? 0 : std::strtoull(log.c_str() + at + key.size() + 3, nullptr, 10);
+}
+
+class ParkingE2ETest : public ::testing::TestWithParam<bool> {};
+
+// --park-per-tensor, and with --park-rest-in-arena (GetParam()): the rests held in
+// the destinations of the tensors placed last.
+TEST_P(ParkingE2ETest, APerTensorLoadThatParksExportsTheCpuReference) {
+  const bool rest_in_arena = GetParam();
   DaemonProcess daemon;
   ASSERT_EQ(RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + daemon.model_root() + "/tiny",
                         "--shards=3", "--dtype=mixed"})
                 .exit_code,
             0);
-  daemon.Start({"--park-per-tensor=true", "--log-level=debug"});
+  daemon.Start({"--park-per-tensor=true", "--log-level=debug",
+                rest_in_arena ? "--park-rest-in-arena=true" : "--park-rest-in-arena=false"});
   const std::string out = daemon.dir() + "/export";
   CommandResult load = daemon.Ctl({"load", "m", "--path=tiny", "--scheme=per-tensor"});
   ASSERT_EQ(load.exit_code, 0) << load.err;
@@ -138,10 +151,24 @@ TEST(ParkingE2ETest, APerTensorLoadThatParksExportsTheCpuReference) {
   EXPECT_EQ(verify.exit_code, 0) << verify.err;
   EXPECT_NE(verify.out.find("14 quantized equal to the CPU reference"), std::string::npos) << verify.out;
   daemon.Stop();
-  const std::string log = daemon.log(), key = "\"parked_tensors\":";
-  const size_t at = log.find(key);
-  ASSERT_NE(at, std::string::npos) << log;
-  EXPECT_EQ(std::strtoull(log.c_str() + at + key.size(), nullptr, 10), 14u) << "every quantized weight parks";
+  EXPECT_EQ(Landed(daemon.log(), "parked_tensors"), 14u) << "every quantized weight parks";
+  if (rest_in_arena) {
+    EXPECT_GT(Landed(daemon.log(), "rests_in_arena"), 0u);
+  } else {
+    EXPECT_EQ(Landed(daemon.log(), "rests_in_arena"), 0u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(RestOnHost, ParkingE2ETest, ::testing::Values(false));
+INSTANTIATE_TEST_SUITE_P(RestInArena, ParkingE2ETest, ::testing::Values(true));
+
+TEST(ParkingE2EFlagsTest, TheRestInTheArenaNeedsParking) {
+  DaemonProcess daemon;
+  CommandResult run = RunCommand({BinPath("weightd"), "--park-rest-in-arena=true",
+                                  "--listen=unix:" + daemon.dir() + "/w.sock", "--handle-socket=" + daemon.handle_socket(),
+                                  "--metrics-address=", "--backend=host"});
+  EXPECT_EQ(run.exit_code, 2) << run.err;
+  EXPECT_NE(run.err.find("--park-rest-in-arena needs --park-per-tensor=true"), std::string::npos) << run.err;
 }
 
 }  // namespace

@@ -103,27 +103,35 @@ INSTANTIATE_TEST_SUITE_P(Slots, CudaScalesFromSlotsTest, ::testing::Values("vmm"
 // unquantized (their amax taken from the staging slots) and are converted there in
 // place, in runs of at most a slot (a 256 KiB ring of 64 KiB slots, so most tensors
 // take an in-place run after the first); the rest is quantized as it is copied. The
-// bytes are the CPU reference's, and every quantized weight parked.
+// bytes are the CPU reference's, and every quantized weight parked. With
+// --park-rest-in-arena (the parameter) the rest waits on the device too, in the
+// destinations of the tensors placed last, and is quantized from there.
 class CudaParkingTest : public CudaE2ETest {};
+
+uint64_t LandedCount(const std::string& log, const std::string& key) {
+  const size_t at = log.find("\"" + key + "\":");
+  EXPECT_NE(at, std::string::npos) << key;
+  return at == std::string::npos ? 0 : std::strtoull(log.c_str() + at + key.size() + 3, nullptr, 10);
+}
 
 TEST_P(CudaParkingTest, APerTensorLoadThatParksExportsTheCpuReference) {
   const std::string checkpoint = daemon_.model_root() + "/tiny";
   ExpectOk(RunCommand({BinPath("weightd-gen"), "--preset=tiny", "--out=" + checkpoint, "--shards=3", "--dtype=mixed"}));
   daemon_.Start({"--backend=cuda", "--park-per-tensor=true", "--staging-ring-bytes=256KiB", "--staging-slots=4",
-                 "--log-level=debug"});
+                 "--log-level=debug", GetParam()});
   ExpectOk(daemon_.Ctl({"load", "m", "--path=tiny", "--scheme=per-tensor"}));
   ExpectOk(daemon_.Ctl({"export", "m", daemon_.dir() + "/m"}));
   CommandResult verify = daemon_.Ctl({"verify", "--scheme=per-tensor", checkpoint, daemon_.dir() + "/m"});
   ExpectOk(verify);
   EXPECT_NE(verify.out.find("14 quantized equal to the CPU reference"), std::string::npos) << verify.out;
   ExpectOk(daemon_.Ctl({"unload", "m"}));
-  const std::string log = daemon_.log(), key = "\"parked_tensors\":";
-  const size_t at = log.find(key);
-  ASSERT_NE(at, std::string::npos);
-  EXPECT_EQ(std::strtoull(log.c_str() + at + key.size(), nullptr, 10), 14u);
+  EXPECT_EQ(LandedCount(daemon_.log(), "parked_tensors"), 14u);
+  const bool rest_in_arena = std::string(GetParam()) == "--park-rest-in-arena=true";
+  EXPECT_EQ(LandedCount(daemon_.log(), "rests_in_arena") > 0, rest_in_arena);
 }
 
-INSTANTIATE_TEST_SUITE_P(Parking, CudaParkingTest, ::testing::Values("vmm"));
+INSTANTIATE_TEST_SUITE_P(Parking, CudaParkingTest,
+                         ::testing::Values("--park-rest-in-arena=false", "--park-rest-in-arena=true"));
 
 class CudaIpcTest : public CudaE2ETest {};
 

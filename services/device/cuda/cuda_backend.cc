@@ -104,11 +104,19 @@ absl::StatusOr<float> CudaBackend::WriteTakingAmax(DeviceAllocation& alloc, uint
                                                         pinned_sources_.Find(bytes.data(), bytes.size()));
 }
 
-absl::Status CudaBackend::QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+absl::Status CudaBackend::QuantizeStored(DeviceAllocation& alloc, uint64_t stored, uint64_t to, kernels::DType dtype,
                                          const kernels::Tiling& tiling, float scale) {
-  auto stored = Region(alloc, offset, static_cast<uint64_t>(tiling.rows) * tiling.cols * kernels::DTypeSize(dtype));
-  if (!stored.ok()) return stored.status();
-  return devices_[alloc.device()].ring->QuantizeStored(*stored, dtype, tiling, scale);
+  const uint64_t elements = static_cast<uint64_t>(tiling.rows) * tiling.cols;
+  auto source = Region(alloc, stored, elements * kernels::DTypeSize(dtype));
+  if (!source.ok()) return source.status();
+  auto out = Region(alloc, to, elements);
+  if (!out.ok()) return out.status();
+  return devices_[alloc.device()].ring->QuantizeStored(*source, *out, dtype, tiling, scale);
+}
+
+std::function<bool()> CudaBackend::StoredQuantizedMarker(int device) {
+  if (device < 0 || static_cast<size_t>(device) >= devices_.size()) return nullptr;
+  return devices_[device].ring->KernelsMarker();
 }
 
 std::unique_ptr<SourcePin> CudaBackend::PinSource(const void* data, uint64_t size) {

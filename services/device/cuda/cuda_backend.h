@@ -36,6 +36,8 @@ struct CudaBackendOptions {
   // Per-tensor tensors park (services/device/parked_tensor.h): WriteTakingAmax takes
   // the amax from the ring's slots, QuantizeStored converts on the device.
   bool park_per_tensor = false;
+  // With it, the rest of a parked tensor is held in its load's arena (ArenaLot).
+  bool park_rest_in_arena = false;
 };
 
 // Number of GPUs the runtime sees; 0 without a driver or a device.
@@ -61,8 +63,10 @@ class CudaBackend : public DeviceBackend {
   bool parks_per_tensor() const override { return options_.park_per_tensor; }
   absl::StatusOr<float> WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
                                         std::string_view bytes, kernels::NonFinitePolicy policy) override;
-  absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+  absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t stored, uint64_t to, kernels::DType dtype,
                               const kernels::Tiling& tiling, float scale) override;
+  bool parks_rest_in_arena() const override { return options_.park_per_tensor && options_.park_rest_in_arena; }
+  std::function<bool()> StoredQuantizedMarker(int device) override;
   absl::Status Synchronize(int device) override;
   std::unique_ptr<SourcePin> PinSource(const void* data, uint64_t size) override;
   bool pins_sources() const override { return pin_sources_; }

@@ -259,12 +259,15 @@ absl::StatusOr<float> StagingRing::WriteTakingAmax(uint8_t* dst, std::string_vie
   return amax.value;
 }
 
-absl::Status StagingRing::QuantizeStored(uint8_t* stored, kernels::DType dtype, const kernels::Tiling& tiling,
-                                         float scale) {
+absl::Status StagingRing::QuantizeStored(uint8_t* stored, uint8_t* to, kernels::DType dtype,
+                                         const kernels::Tiling& tiling, float scale) {
   const uint64_t element = kernels::DTypeSize(dtype);
   const uint64_t total = static_cast<uint64_t>(tiling.rows) * tiling.cols;
   if (element < 2) return absl::InternalError("1-byte elements are not parked");
   if (total == 0) return absl::OkStatus();
+  if (to != stored && to < stored + total * element && stored < to + total) {
+    return absl::InternalError("stored bytes quantized onto a range that overlaps them");
+  }
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device_));
   auto slot = Acquire();
   if (!slot.ok()) return slot.status();
@@ -283,9 +286,13 @@ absl::Status StagingRing::QuantizeStored(uint8_t* stored, kernels::DType dtype, 
       error = cudaEventRecord(copy_fences_[i], copy_streams_[i]);
       if (error == cudaSuccess) error = cudaStreamWaitEvent(compute_stream_, copy_fences_[i], 0);
     }
-    // Runs of elements (a per-tensor kernel needs no whole rows), the first one's codes
-    // in the slot's device buffer.
-    for (const ParkedRun& run : ParkedRuns(total, slot_data_bytes_)) {
+    // Elsewhere: one step. In place: runs of elements (a per-tensor kernel needs no
+    // whole rows), the first one's codes in the slot's device buffer.
+    if (to != stored && error == cudaSuccess) {
+      error = static_cast<cudaError_t>(
+          kernels::cuda::LaunchQuantize(dtype, stored, tiling, device_scale, 0, total, to, compute_stream_));
+    }
+    for (const ParkedRun& run : to != stored ? std::vector<ParkedRun>{} : ParkedRuns(total, slot_data_bytes_)) {
       if (error != cudaSuccess) break;
       const uint64_t begin = run.begin, end = run.end;
       uint8_t* out = run.in_place ? stored + begin : s.device;
@@ -301,6 +308,26 @@ absl::Status StagingRing::QuantizeStored(uint8_t* stored, kernels::DType dtype, 
   Return(&s);
   if (error != cudaSuccess) return CudaError(error, "quantize stored bytes", __FILE__, __LINE__);
   return absl::OkStatus();
+}
+
+std::function<bool()> StagingRing::KernelsMarker() {
+  cudaSetDevice(device_);
+  cudaEvent_t event = nullptr;
+  cudaError_t error = cudaEventCreateWithFlags(&event, cudaEventDisableTiming);
+  if (error == cudaSuccess) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error = cudaEventRecord(event, compute_stream_);
+  }
+  if (error != cudaSuccess) {  // no event: wait for the kernels here instead
+    cudaGetLastError();
+    if (event != nullptr) cudaEventDestroy(event);
+    cudaStreamSynchronize(compute_stream_);
+    return nullptr;
+  }
+  std::shared_ptr<CUevent_st> owned(event, [](cudaEvent_t e) { cudaEventDestroy(e); });
+  // An error other than "not ready" is the load's to report (Synchronize); the
+  // kernels are not running then.
+  return [owned] { return cudaEventQuery(owned.get()) != cudaErrorNotReady; };
 }
 
 void StagingRing::FenceCopies() {

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string_view>
@@ -62,12 +63,17 @@ class StagingRing {
   // (in a pass of its own where part of the source is pinned and copied in place).
   absl::StatusOr<float> WriteTakingAmax(uint8_t* dst, std::string_view bytes, kernels::DType dtype,
                                         kernels::NonFinitePolicy policy, PinnedSpan pinned = {});
-  // Quantizes in place, all with `scale`, the tiling.rows x tiling.cols elements of
-  // `dtype` that Write or WriteTakingAmax stored at device address `stored`: their
-  // codes then start at `stored` (services/device/parked_tensor.h). The kernels run
-  // after every copy enqueued so far; one slot holds the scale and the first run's
-  // codes. INTERNAL for 1-byte elements (ParkableRows parks none).
-  absl::Status QuantizeStored(uint8_t* stored, kernels::DType dtype, const kernels::Tiling& tiling, float scale);
+  // Quantizes, all with `scale`, the tiling.rows x tiling.cols elements of `dtype`
+  // that Write or WriteTakingAmax stored at device address `stored`, into codes at
+  // `to`: in place where `to` is `stored` (services/device/parked_tensor.h; the
+  // first run's codes go through a slot), else in one step onto a range that does
+  // not overlap them. The kernels run after every copy enqueued so far; a slot holds
+  // the scale. INTERNAL for 1-byte elements (ParkableRows parks none).
+  absl::Status QuantizeStored(uint8_t* stored, uint8_t* to, kernels::DType dtype, const kernels::Tiling& tiling,
+                              float scale);
+  // A predicate that holds once every kernel enqueued so far has run (an event on
+  // the compute stream); null where the event cannot be made (then Synchronize).
+  std::function<bool()> KernelsMarker();
   // Waits for everything enqueued; returns the first asynchronous error.
   absl::Status Synchronize();
   // Waits for the host-to-device copies enqueued so far (not the kernels): their

@@ -127,15 +127,16 @@ struct LoadOptions {
 class ScalesWhileCopyingBackend : public HostBackend {
  public:
   static constexpr uint64_t kChunkBytes = 300 << 10;
-  // `park`: per-tensor tensors park (--park-per-tensor), in pieces and runs of 16 KiB.
-  ScalesWhileCopyingBackend(bool while_copying, bool park = false)
+  // `park`: per-tensor tensors park (--park-per-tensor), in pieces and runs of 16 KiB;
+  // `rest_in_arena`: their rest waits in the load's arena (--park-rest-in-arena).
+  ScalesWhileCopyingBackend(bool while_copying, bool park = false, bool rest_in_arena = false)
       : HostBackend(kDevices, kCapacity), while_copying_(while_copying) {
-    set_park_per_tensor(park, 16 << 10);
+    set_park_per_tensor(park, 16 << 10, rest_in_arena);
   }
-  absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+  absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t stored, uint64_t to, kernels::DType dtype,
                               const kernels::Tiling& tiling, float scale) override {
-    ++parked;
-    return HostBackend::QuantizeStored(alloc, offset, dtype, tiling, scale);
+    ++(to == stored ? parked : rests_in_arena);
+    return HostBackend::QuantizeStored(alloc, stored, to, dtype, tiling, scale);
   }
   bool takes_scales_while_copying() const override { return while_copying_; }
   absl::Status QuantizeTakingScales(DeviceAllocation& alloc, uint64_t offset, kernels::Scheme scheme,
@@ -158,7 +159,7 @@ class ScalesWhileCopyingBackend : public HostBackend {
     }
     return Quantize(alloc, offset, dtype, src, tiling, scales);
   }
-  std::atomic<int> chunks{0}, refused{0}, parked{0};
+  std::atomic<int> chunks{0}, refused{0}, parked{0}, rests_in_arena{0};
 
  private:
   bool while_copying_;
@@ -166,8 +167,8 @@ class ScalesWhileCopyingBackend : public HostBackend {
 
 class TpLoad {
  public:
-  explicit TpLoad(bool scales_while_copying = false, bool park = false)
-      : backend_(scales_while_copying, park), accounting_(std::vector<uint64_t>(kDevices, kCapacity)) {}
+  explicit TpLoad(bool scales_while_copying = false, bool park = false, bool rest_in_arena = false)
+      : backend_(scales_while_copying, park, rest_in_arena), accounting_(std::vector<uint64_t>(kDevices, kCapacity)) {}
 
   absl::StatusOr<ResidentModel> Load(const TpCheckpoint& checkpoint, const LoadOptions& options) {
     const std::string path = absl::StrCat("m", loads_++);
@@ -370,6 +371,18 @@ TEST_P(TpLoadParkingTest, EveryRankHoldsItsSliceOfTheReference) {
   TpLoad load(/*scales_while_copying=*/false, /*park=*/true);
   ExpectEveryRankHoldsItsSliceOfTheReference(load, tp, scheme, scope);
   EXPECT_GT(load.backend().parked.load(), 0);
+  EXPECT_EQ(load.backend().rests_in_arena.load(), 0);
+}
+
+// --park-rest-in-arena: the rest of a parked tensor held in the arena's lot (the
+// destinations of the tensors placed last) where it has room, quantized from there:
+// the same bytes and scales, and rests really held there.
+TEST_P(TpLoadParkingTest, WithTheRestInTheArenaEveryRankHoldsItsSliceOfTheReference) {
+  const auto [tp, scheme, scope] = GetParam();
+  TpLoad load(/*scales_while_copying=*/false, /*park=*/true, /*rest_in_arena=*/true);
+  ExpectEveryRankHoldsItsSliceOfTheReference(load, tp, scheme, scope);
+  EXPECT_GT(load.backend().parked.load(), 0);
+  EXPECT_GT(load.backend().rests_in_arena.load(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(
