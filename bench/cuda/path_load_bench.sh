@@ -12,7 +12,7 @@
 #   bench/cuda/path_load_bench.sh BIN_DIR LIB_DIR OUT_DIR [LAYERS] [READ_THREADS]
 # Environment: PINS (default "true false"), COLD=0 skips the cold-cache part, RINGS: daemon
 # flags for the staging ring (or any daemon flags), one set per word, commas for spaces
-# (default: the defaults; e.g. RINGS="--staging-slots=8 --staging-slots=32,--staging-copy-streams=4");
+# (default: the daemon's defaults; e.g. RINGS="--staging-slots=8 --staging-slots=32,--staging-copy-streams=4");
 # CHECK_FLAGS: CUDA daemon flags for the byte check against the host backend with its defaults (e.g.
 # "--scales-from-slots=true --park-per-tensor=true").
 # Writes OUT_DIR/path_load_bench.jsonl and the daemons' logs.
@@ -44,7 +44,7 @@ h2d=$(echo "$floor" | python3 -c 'import json,sys; print(json.load(sys.stdin)["p
 [ -x "$bin/weightd-bench-host-feed" ] && "$bin/weightd-bench-host-feed" --threads="$threads" \
   "$work"/models/big/*.safetensors | tee "$out/host_feed.json"
 : >"$out/path_load_bench.jsonl"
-for ring in ${RINGS:---staging-slots=8}; do
+for ring in ${RINGS:---log-level=debug}; do  # a word that changes nothing: the defaults
 for pin in ${PINS:-true false}; do
   # shellcheck disable=SC2086
   start_daemon --backend=cuda --read-threads="$threads" --pin-path-sources=$pin ${ring//,/ }

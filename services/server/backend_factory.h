@@ -20,12 +20,12 @@ struct BackendOptions {
   uint64_t host_memory_bytes = 0;   // shared by the host devices: the container's memory
   uint64_t host_write_bytes_per_second = 0;  // host backend: 0 for memory speed
   std::string cuda_handles = "vmm";  // vmm | ipc
-  uint64_t staging_ring_bytes = 64ull << 20;
-  int staging_slots = 8;
+  uint64_t staging_ring_bytes = 128ull << 20;
+  int staging_slots = 16;
   int staging_copy_streams = 1;
   bool staging_blocking_waits = false;
-  bool scales_from_slots = false;
-  bool park_per_tensor = false;  // DeviceBackend::parks_per_tensor, either backend
+  bool scales_from_slots = true;
+  bool park_per_tensor = true;  // DeviceBackend::parks_per_tensor, either backend
   bool park_rest_in_arena = false;  // DeviceBackend::parks_rest_in_arena, with park_per_tensor
   bool pin_path_sources = false;  // cuda: CudaBackendOptions::pin_sources
   int nccl_min_ranks = 2;

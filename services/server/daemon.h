@@ -29,12 +29,12 @@ struct DaemonOptions {
   std::string backend = "auto";     // host | cuda | auto
   int host_devices = 1;
   std::string cuda_handles = "vmm";  // vmm (POSIX fds) | ipc (legacy cudaIpcMemHandle_t)
-  uint64_t staging_ring_bytes = 64ull << 20;
-  int staging_slots = 8;
+  uint64_t staging_ring_bytes = 128ull << 20;
+  int staging_slots = 16;
   int staging_copy_streams = 1;
   bool staging_blocking_waits = false;
-  bool scales_from_slots = false;  // --scales-from-slots
-  bool park_per_tensor = false;    // --park-per-tensor
+  bool scales_from_slots = true;  // --scales-from-slots
+  bool park_per_tensor = true;    // --park-per-tensor
   bool park_rest_in_arena = false;  // --park-rest-in-arena
   bool pin_path_sources = false;
   int nccl_min_ranks = 2;  // smaller device groups copy in process

@@ -164,9 +164,12 @@ INSTANTIATE_TEST_SUITE_P(RestInArena, ParkingE2ETest, ::testing::Values(true));
 
 TEST(ParkingE2EFlagsTest, TheRestInTheArenaNeedsParking) {
   DaemonProcess daemon;
-  CommandResult run = RunCommand({BinPath("weightd"), "--park-rest-in-arena=true",
+  // Bounded: a daemon that accepted the flags would serve until killed.
+  CommandResult run = RunCommand({BinPath("weightd"), "--park-per-tensor=false", "--park-rest-in-arena=true",
                                   "--listen=unix:" + daemon.dir() + "/w.sock", "--handle-socket=" + daemon.handle_socket(),
-                                  "--metrics-address=", "--backend=host"});
+                                  "--metrics-address=", "--backend=host"},
+                                 std::chrono::seconds(60));
+  EXPECT_FALSE(run.timed_out) << "weightd started with --park-rest-in-arena and no parking";
   EXPECT_EQ(run.exit_code, 2) << run.err;
   EXPECT_NE(run.err.find("--park-rest-in-arena needs --park-per-tensor=true"), std::string::npos) << run.err;
 }

@@ -84,7 +84,8 @@ TEST_P(CudaScalesFromSlotsTest, PerChannelAndBlockLoadsExportTheCpuReference) {
     const std::string model = std::string("m-") + scheme;
     ExpectOk(daemon_.Ctl({"load", model, "--path=tiny", std::string("--scheme=") + scheme}));
     ExpectOk(daemon_.Ctl({"export", model, daemon_.dir() + "/" + model}));
-    CommandResult verify = daemon_.Ctl({"verify", checkpoint, daemon_.dir() + "/" + model});
+    CommandResult verify =
+        daemon_.Ctl({"verify", std::string("--scheme=") + scheme, checkpoint, daemon_.dir() + "/" + model});
     ExpectOk(verify);
     ExpectOk(daemon_.Ctl({"unload", model}));
   }

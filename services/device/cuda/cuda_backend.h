@@ -18,8 +18,8 @@ namespace weightd::cuda {
 
 struct CudaBackendOptions {
   HandleKind handles = HandleKind::kVmm;
-  uint64_t staging_ring_bytes = 64ull << 20;  // device memory per GPU for staging
-  int staging_slots = 8;
+  uint64_t staging_ring_bytes = 128ull << 20;  // device memory per GPU for staging
+  int staging_slots = 16;
   int staging_copy_streams = 1;
   // Threads waiting for a staging slot sleep (cudaEventBlockingSync) instead of spinning.
   bool staging_blocking_waits = false;
@@ -32,10 +32,10 @@ struct CudaBackendOptions {
   // read the page cache in place; false copies every byte through the ring's slots.
   bool pin_sources = false;
   // QuantizeTakingScales takes per-channel and block scales from the ring's slots.
-  bool scales_from_slots = false;
+  bool scales_from_slots = true;
   // Per-tensor tensors park (services/device/parked_tensor.h): WriteTakingAmax takes
   // the amax from the ring's slots, QuantizeStored converts on the device.
-  bool park_per_tensor = false;
+  bool park_per_tensor = true;
   // With it, the rest of a parked tensor is held in its load's arena (ArenaLot).
   bool park_rest_in_arena = false;
 };
