@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <future>
 #include <map>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -133,6 +135,15 @@ class ScalesWhileCopyingBackend : public HostBackend {
       : HostBackend(kDevices, kCapacity), while_copying_(while_copying) {
     set_park_per_tensor(park, 16 << 10, rest_in_arena);
   }
+  // Each write that takes an amax (the parked rows; the rest into the lot) first
+  // sleeps this long: readers then hold the lot's leases while others go on to the
+  // tensors it borrows from, which must wait for them.
+  std::chrono::milliseconds amax_write_delay{0};
+  absl::StatusOr<float> WriteTakingAmax(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype,
+                                        std::string_view bytes, kernels::NonFinitePolicy policy) override {
+    std::this_thread::sleep_for(amax_write_delay);
+    return HostBackend::WriteTakingAmax(alloc, offset, dtype, bytes, policy);
+  }
   absl::Status QuantizeStored(DeviceAllocation& alloc, uint64_t stored, uint64_t to, kernels::DType dtype,
                               const kernels::Tiling& tiling, float scale) override {
     ++(to == stored ? parked : rests_in_arena);
@@ -193,7 +204,9 @@ class TpLoad {
                                            done.set_value(std::move(result));
                                          });
     // Odd chunks cut every tensor's bytes at places that are not slice boundaries.
-    RunPathLoad(job, *files, {}, PathSourceOptions{4093, 2});
+    PathSourceOptions source{4093, 2};
+    source.read_threads = read_threads;
+    RunPathLoad(job, *files, {}, source);
     return done.get_future().get();
   }
 
@@ -210,6 +223,7 @@ class TpLoad {
 
   ScalesWhileCopyingBackend& backend() { return backend_; }
   DeviceAccounting& accounting() { return accounting_; }
+  int read_threads = 8;  // the path source's readers
 
  private:
   ScalesWhileCopyingBackend backend_;
@@ -376,13 +390,26 @@ TEST_P(TpLoadParkingTest, EveryRankHoldsItsSliceOfTheReference) {
 
 // --park-rest-in-arena: the rest of a parked tensor held in the arena's lot (the
 // destinations of the tensors placed last) where it has room, quantized from there:
-// the same bytes and scales, and rests really held there.
+// the same bytes and scales. One reader: every tensor before the lot's is placed
+// before the lot closes, so rests are held there for sure.
 TEST_P(TpLoadParkingTest, WithTheRestInTheArenaEveryRankHoldsItsSliceOfTheReference) {
   const auto [tp, scheme, scope] = GetParam();
   TpLoad load(/*scales_while_copying=*/false, /*park=*/true, /*rest_in_arena=*/true);
+  load.read_threads = 1;
   ExpectEveryRankHoldsItsSliceOfTheReference(load, tp, scheme, scope);
   EXPECT_GT(load.backend().parked.load(), 0);
   EXPECT_GT(load.backend().rests_in_arena.load(), 0);
+}
+
+// The same with 8 readers whose writes are slowed: readers hold the lot's leases
+// while others reach the tensors it borrows from, which must wait for them (the lot
+// closes first); the bytes are still the reference's whichever way the race goes.
+TEST_P(TpLoadParkingTest, WithTheRestInTheArenaReadersThatReachTheLotsTensorsWaitForItsLeases) {
+  const auto [tp, scheme, scope] = GetParam();
+  TpLoad load(/*scales_while_copying=*/false, /*park=*/true, /*rest_in_arena=*/true);
+  load.backend().amax_write_delay = std::chrono::milliseconds(20);
+  ExpectEveryRankHoldsItsSliceOfTheReference(load, tp, scheme, scope);
+  EXPECT_GT(load.backend().parked.load(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(
