@@ -131,7 +131,8 @@ bool TensorPlacer::Streams(const TensorTask& task, const safetensors::TensorHead
 
 absl::Status TensorPlacer::WriteStreamed(const TensorTask& task, const safetensors::TensorHeader& t, uint64_t offset,
                                          std::string_view bytes) {
-  return WriteRange(task, t, offset, bytes);  // WriteRange closes the lot where it must  // each rank's slice is one byte range: one piece, no copy
+  // Each rank's slice is one byte range: one piece, no copy (WriteRange closes the lot where it must).
+  return WriteRange(task, t, offset, bytes);
 }
 
 absl::Status TensorPlacer::WriteWhole(const TensorTask& task, const safetensors::TensorHeader& t, const char* src) {

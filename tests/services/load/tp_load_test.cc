@@ -599,23 +599,29 @@ TEST(TpLoad, ANonFiniteValueInAParkedTensorIsNamedAsWithoutParkingAndSaturatesAl
       const uint16_t nan = 0x7FC0;
       std::memcpy(&t.bytes[(row * 256 + 5) * 2], &nan, 2);
     }
-    std::string messages[2];
-    std::map<std::string, std::string> saturated[2];
-    for (bool park : {false, true}) {
-      TpLoad load(false, park);
+    // Without parking, parked, and parked with the rest in the arena (one reader: the
+    // rest of q_proj, early in the checkpoint, is held there for sure).
+    std::string messages[3];
+    std::map<std::string, std::string> saturated[3];
+    for (int mode : {0, 1, 2}) {
+      TpLoad load(false, /*park=*/mode > 0, /*rest_in_arena=*/mode == 2);
+      if (mode == 2) load.read_threads = 1;
       auto failed = load.Load(checkpoint, {v1::SCHEME_PER_TENSOR, v1::SCALE_SCOPE_TENSOR, FirstDevices(1), {}});
       EXPECT_EQ(failed.status().code(), absl::StatusCode::kInvalidArgument);
-      messages[park] = std::string(failed.status().message());
+      messages[mode] = std::string(failed.status().message());
       auto model = load.Load(checkpoint, {v1::SCHEME_PER_TENSOR, v1::SCALE_SCOPE_TENSOR, FirstDevices(1), {},
                                           v1::NONFINITE_SATURATE});
       ASSERT_TRUE(model.ok()) << model.status();
-      saturated[park] = load.RankTensors(*model, 0);
-      if (park) EXPECT_GT(load.backend().parked.load(), 0);
+      saturated[mode] = load.RankTensors(*model, 0);
+      if (mode > 0) EXPECT_GT(load.backend().parked.load(), 0);
+      if (mode == 2) EXPECT_GT(load.backend().rests_in_arena.load(), 0);
     }
     EXPECT_NE(messages[0].find(absl::StrCat("non-finite value at element ", row * 256 + 5)), std::string::npos)
         << messages[0];
     EXPECT_EQ(messages[0], messages[1]);
+    EXPECT_EQ(messages[0], messages[2]);
     EXPECT_TRUE(saturated[0] == saturated[1]);
+    EXPECT_TRUE(saturated[0] == saturated[2]);
     EXPECT_EQ(saturated[1]["model.layers.0.self_attn.q_proj.weight"][row * 256 + 5], '\x7E');
   }
 }
