@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
 #include "base/unique_fd.h"
 #include "services/device/in_process_collective.h"
 #include "services/device/parked_tensor.h"
@@ -134,10 +135,8 @@ absl::Status HostBackend::QuantizeStored(DeviceAllocation& alloc, uint64_t store
   auto source = Region(alloc, stored, rows * cols * element);
   if (!source.ok()) return source.status();
   uint8_t* base = *source;
+  WEIGHTD_RETURN_IF_ERROR(CheckStoredAndCodes(stored, to, rows * cols, element));
   if (to != stored) {  // elsewhere: one step
-    if (to < stored + rows * cols * element && stored < to + rows * cols) {
-      return absl::InternalError("stored bytes quantized onto a range that overlaps them");
-    }
     auto out = Region(alloc, to, rows * cols);
     if (!out.ok()) return out.status();
     kernels::QuantizeRowsFast(dtype, base, tiling, &scale, 0, rows, *out);

@@ -23,4 +23,11 @@ std::vector<ParkedRun> ParkedRuns(uint64_t rows, uint64_t max_rows) {
   return runs;
 }
 
+absl::Status CheckStoredAndCodes(uint64_t stored, uint64_t to, uint64_t elements, uint64_t element_size) {
+  if (to != stored && to < stored + elements * element_size && stored < to + elements) {
+    return absl::InternalError("stored bytes quantized onto a range that overlaps them");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace weightd

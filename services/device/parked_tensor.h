@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "kernels/dtype.h"
 
 namespace weightd {
@@ -35,5 +36,10 @@ struct ParkedRun {
 // The runs that convert `rows` parked rows, at most `max_rows` each (>= 1): the
 // first through a buffer, each later one in place. Element sizes of 2 or more.
 std::vector<ParkedRun> ParkedRuns(uint64_t rows, uint64_t max_rows);
+
+// DeviceBackend::QuantizeStored's check: INTERNAL where the `elements` stored elements
+// of `element_size` bytes at offset `stored` and their codes at `to` overlap without
+// being in place (`to` == `stored`), which no order of conversion makes safe.
+absl::Status CheckStoredAndCodes(uint64_t stored, uint64_t to, uint64_t elements, uint64_t element_size);
 
 }  // namespace weightd

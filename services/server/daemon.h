@@ -89,8 +89,9 @@ class Daemon {
 
   // Stops accepting, aborts loads in progress (their memory is freed), ends every
   // lease, closes the sockets. Idempotent. An executor thread still in a task
-  // `shutdown_grace` (10 s by default) after every load has failed (a device call that never returns) is left
-  // running, logged as `shutdown_abandoned`, and counted in abandoned_threads();
+  // `shutdown_grace` (10 s by default) after every load has failed (a device call
+  // that never returns) is left running, logged as `shutdown_abandoned`, and counted
+  // in abandoned_threads();
   // the daemon's state is then never freed, since that thread may still use it,
   // and the caller should end the process (weightd exits with status 3).
   void Shutdown();

@@ -73,20 +73,32 @@ TEST_F(NonFiniteE2ETest, DefaultFailsNamingShardAndTensor) {
 }
 
 // --park-per-tensor: a NaN among the rows parked in the destination (taken with
-// their copy) or among the rest (taken on the host) fails the load with the same
-// INVALID_ARGUMENT naming shard, tensor and element, and nothing stays allocated.
-TEST(ParkedNonFiniteE2ETest, ANaNInEitherPartIsNamedAndFreesEverything) {
+// their copy) or among the rest (taken on the host; with --park-rest-in-arena, the
+// parameter, taken as it is copied into the destination of model.norm.weight, placed
+// after it) fails the load with the same INVALID_ARGUMENT naming shard, tensor and
+// element, and nothing stays allocated.
+class ParkedNonFiniteE2ETest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ParkedNonFiniteE2ETest, ANaNInEitherPartIsNamedAndFreesEverything) {
+  const bool rest_in_arena = GetParam();
   DaemonProcess daemon;
-  for (const int at : {1, 20}) {  // up_proj [8, 3] in F32 parks rows 0-1: element 1 is parked, 20 is not
+  for (const int at : {-1, 1, 20}) {  // up_proj [8, 3] in F32 parks rows 0-1: element 1 is parked, 20 is not
     std::vector<float> values(24, 0.5f);
-    values[at] = NAN;
+    if (at >= 0) values[at] = NAN;
     const std::string dir = daemon.model_root() + "/nan" + std::to_string(at);
     std::filesystem::create_directories(dir);
     WriteFile(dir + "/model.safetensors",
-              ShardOf({{"model.layers.0.mlp.up_proj.weight", {"F32", {8, 3}, F32Bytes(values)}}}));
+              ShardOf({{"model.layers.0.mlp.up_proj.weight", {"F32", {8, 3}, F32Bytes(values)}},
+                       {"model.norm.weight", {"F32", {1024}, F32Bytes(std::vector<float>(1024, 1.0f))}}}));
     WriteFile(dir + "/config.json", "{}");
   }
-  daemon.Start({"--park-per-tensor=true"});
+  daemon.Start({"--park-per-tensor=true", "--log-level=debug",
+                rest_in_arena ? "--park-rest-in-arena=true" : "--park-rest-in-arena=false"});
+  // Without a NaN the rest takes the route under test.
+  ASSERT_EQ(daemon.Ctl({"load", "clean", "--path=nan-1", "--scheme=per-tensor"}).exit_code, 0);
+  ASSERT_EQ(daemon.Ctl({"unload", "clean"}).exit_code, 0);
+  EXPECT_NE(daemon.log().find(rest_in_arena ? "\"rests_in_arena\":1" : "\"rests_in_arena\":0"), std::string::npos)
+      << daemon.log();
   for (const int at : {1, 20}) {
     SCOPED_TRACE(at);
     CommandResult load = daemon.Ctl({"load", "m", "--path=nan" + std::to_string(at), "--scheme=per-tensor"});
@@ -98,6 +110,9 @@ TEST(ParkedNonFiniteE2ETest, ANaNInEitherPartIsNamedAndFreesEverything) {
     EXPECT_EQ(daemon.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(RestOnHost, ParkedNonFiniteE2ETest, ::testing::Values(false));
+INSTANTIATE_TEST_SUITE_P(RestInArena, ParkedNonFiniteE2ETest, ::testing::Values(true));
 
 // Layout vllm holds up_proj until gate_proj arrives (one scale over gate_up_proj): the
 // NaN is still named, with its element and shard, under either scale scope, and nothing

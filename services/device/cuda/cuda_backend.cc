@@ -6,6 +6,7 @@
 #include "services/device/accounting.h"
 #include "services/device/cuda/cuda_check.h"
 #include "services/device/in_process_collective.h"
+#include "services/device/parked_tensor.h"
 #ifdef WEIGHTD_HAVE_NCCL
 #include "services/device/cuda/nccl_collective.h"
 #endif
@@ -107,6 +108,7 @@ absl::StatusOr<float> CudaBackend::WriteTakingAmax(DeviceAllocation& alloc, uint
 absl::Status CudaBackend::QuantizeStored(DeviceAllocation& alloc, uint64_t stored, uint64_t to, kernels::DType dtype,
                                          const kernels::Tiling& tiling, float scale) {
   const uint64_t elements = static_cast<uint64_t>(tiling.rows) * tiling.cols;
+  WEIGHTD_RETURN_IF_ERROR(CheckStoredAndCodes(stored, to, elements, kernels::DTypeSize(dtype)));
   auto source = Region(alloc, stored, elements * kernels::DTypeSize(dtype));
   if (!source.ok()) return source.status();
   auto out = Region(alloc, to, elements);

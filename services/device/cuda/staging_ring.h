@@ -67,7 +67,7 @@ class StagingRing {
   // that Write or WriteTakingAmax stored at device address `stored`, into codes at
   // `to`: in place where `to` is `stored` (services/device/parked_tensor.h; the
   // first run's codes go through a slot), else in one step onto a range that does
-  // not overlap them. The kernels run after every copy enqueued so far; a slot holds
+  // not overlap them (the caller checks: CheckStoredAndCodes). The kernels run after every copy enqueued so far; a slot holds
   // the scale. INTERNAL for 1-byte elements (ParkableRows parks none).
   absl::Status QuantizeStored(uint8_t* stored, uint8_t* to, kernels::DType dtype, const kernels::Tiling& tiling,
                               float scale);

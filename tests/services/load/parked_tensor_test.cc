@@ -107,5 +107,16 @@ TEST(ParkedTensorTest, RunsCoverTheRowsInOrderAndOnlyTheFirstGoesThroughABuffer)
   EXPECT_EQ(ParkableRows(kernels::DType::kF16, 9), 4u);
 }
 
+// Stored BF16 at [1000, +200) quantized to 100 codes: in place, or onto a range that
+// touches none of it; any overlap that is not in place is INTERNAL.
+TEST(ParkedTensor, StoredBytesAndTheirCodesEitherCoincideOrDoNotOverlap) {
+  EXPECT_TRUE(CheckStoredAndCodes(1000, 1000, 100, 2).ok());
+  EXPECT_TRUE(CheckStoredAndCodes(1000, 900, 100, 2).ok());   // codes end where the bytes begin
+  EXPECT_TRUE(CheckStoredAndCodes(1000, 1200, 100, 2).ok());  // codes begin where the bytes end
+  EXPECT_EQ(CheckStoredAndCodes(1000, 901, 100, 2).code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(CheckStoredAndCodes(1000, 1199, 100, 2).code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(CheckStoredAndCodes(1000, 1050, 100, 2).code(), absl::StatusCode::kInternal);
+}
+
 }  // namespace
 }  // namespace weightd
