@@ -86,10 +86,46 @@ WEIGHTD_CPU_CLONES void EncodeRowF16(const uint8_t* s, size_t n, size_t t, const
 WEIGHTD_CPU_CLONES void EncodeRowF32(const uint8_t* s, size_t n, size_t t, const float* inv, uint8_t* d) { EncodeRowT<fast::F32Bits>(s, n, t, inv, d); }
 void EncodeRowE4M3(const uint8_t* s, size_t n, size_t t, const float* inv, uint8_t* d) { EncodeRowT<E4M3Bits>(s, n, t, inv, d); }
 
+// The largest sign-cleared 16-bit pattern of each segment, vectorized 16 lanes wide
+// (they order as the magnitudes do, NaN and Inf above every finite value).
+WEIGHTD_CPU_CLONES void RowMax16(const uint8_t* __restrict src, size_t cols, size_t tile_cols,
+                                 uint32_t* __restrict seg_max) {
+  for (size_t c0 = 0, g = 0; c0 < cols; c0 += tile_cols, ++g) {
+    const size_t end = std::min(cols, c0 + tile_cols);
+    uint16_t m = 0;
+    for (size_t c = c0; c < end; ++c) {
+      uint16_t x;
+      std::memcpy(&x, src + 2 * c, 2);
+      x &= 0x7FFF;
+      m = x > m ? x : m;
+    }
+    seg_max[g] = m;
+  }
+}
+
+// BF16 and F16: the 16-bit maxima, as float bit patterns; the masked pass of RowMaxT
+// only for a row holding a NaN or Inf.
+bool RowMaxHalfWidth(DType dtype, const uint8_t* src, size_t cols, size_t tile_cols, uint32_t* seg_max) {
+  const uint32_t inf = dtype == DType::kBF16 ? 0x7F80 : 0x7C00;
+  RowMax16(src, cols, tile_cols, seg_max);
+  const size_t segments = (cols + tile_cols - 1) / tile_cols;
+  for (size_t g = 0; g < segments; ++g) {
+    if (seg_max[g] >= inf) {
+      return dtype == DType::kBF16 ? RowMaxBf16(src, cols, tile_cols, seg_max)
+                                   : RowMaxF16(src, cols, tile_cols, seg_max);
+    }
+  }
+  for (size_t g = 0; g < segments; ++g) {
+    seg_max[g] = dtype == DType::kBF16 ? seg_max[g] << 16
+                                       : std::bit_cast<uint32_t>(FloatFromHalfBits(static_cast<uint16_t>(seg_max[g])));
+  }
+  return false;
+}
+
 bool RowMax(DType dtype, const uint8_t* src, size_t cols, size_t tile_cols, uint32_t* seg_max) {
   switch (dtype) {
-    case DType::kBF16: return RowMaxBf16(src, cols, tile_cols, seg_max);
-    case DType::kF16: return RowMaxF16(src, cols, tile_cols, seg_max);
+    case DType::kBF16:
+    case DType::kF16: return RowMaxHalfWidth(dtype, src, cols, tile_cols, seg_max);
     case DType::kF32: return RowMaxF32(src, cols, tile_cols, seg_max);
     case DType::kF8E4M3: return RowMaxE4M3(src, cols, tile_cols, seg_max);
     default: break;  // not quantizable: read as zeros, like the reference
@@ -215,6 +251,25 @@ WEIGHTD_CPU_CLONES uint32_t CopyMax32(uint8_t* d, const uint8_t* s, size_t n) {
   return CopyMaxMagnitude<uint32_t>(d, s, n, kMagnitudeMask);
 }
 
+// Copies one row of `cols` elements and folds the largest sign-cleared pattern of
+// each tile_cols-wide segment into tile_max[segment].
+template <typename Bits>
+inline void CopyRowTileMax(uint8_t* __restrict dst, const uint8_t* __restrict src, size_t cols, size_t tile_cols,
+                           Bits mask, uint32_t* __restrict tile_max) {
+  for (size_t c0 = 0, g = 0; c0 < cols; c0 += tile_cols, ++g) {
+    const size_t n = std::min(cols - c0, tile_cols);
+    const uint32_t m = CopyMaxMagnitude<Bits>(dst + c0 * sizeof(Bits), src + c0 * sizeof(Bits), n, mask);
+    tile_max[g] = std::max(tile_max[g], m);
+  }
+}
+
+WEIGHTD_CPU_CLONES void CopyRowTileMax16(uint8_t* d, const uint8_t* s, size_t cols, size_t tile_cols, uint32_t* m) {
+  CopyRowTileMax<uint16_t>(d, s, cols, tile_cols, 0x7FFF, m);
+}
+WEIGHTD_CPU_CLONES void CopyRowTileMax32(uint8_t* d, const uint8_t* s, size_t cols, size_t tile_cols, uint32_t* m) {
+  CopyRowTileMax<uint32_t>(d, s, cols, tile_cols, kMagnitudeMask, m);
+}
+
 WEIGHTD_CPU_CLONES std::pair<uint16_t, bool> MaxFinite16(const uint8_t* s, size_t n, uint16_t inf) {
   return MaxFiniteMagnitude<uint16_t>(s, n, 0x7FFF, inf);
 }
@@ -266,6 +321,40 @@ absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, si
   // A NaN or Inf among them: the finite maximum (or the error) from the copy.
   if (max >= InfBits(dtype)) return AbsMaxFast(dtype, dst, n, policy);
   return MagnitudeValue(dtype, max);
+}
+
+absl::Status CopyTileScalesFast(Scheme scheme, DType dtype, void* dst, const void* src, const Tiling& tiling,
+                                NonFinitePolicy policy, float* scales) {
+  const size_t rows = tiling.rows, cols = tiling.cols, grid_cols = tiling.grid_cols();
+  const size_t row_bytes = cols * DTypeSize(dtype);
+  uint8_t* out = static_cast<uint8_t*>(dst);
+  const uint8_t* in = static_cast<const uint8_t*>(src);
+  const bool wide = dtype == DType::kF32;
+  if ((dtype != DType::kBF16 && dtype != DType::kF16 && !wide) || rows == 0 || cols == 0) {
+    if (rows * row_bytes > 0) std::memcpy(dst, src, rows * row_bytes);
+    return TileScalesFast(scheme, dtype, dst, tiling, policy, scales, 1);
+  }
+  // Sign-cleared bit patterns order as the magnitudes do (NaN and Inf above every
+  // finite value), so the maxima of the patterns are the tiles' amax.
+  std::vector<uint32_t> tile_max(tiling.num_tiles(), 0);
+  for (size_t r = 0; r < rows; ++r) {
+    uint32_t* tile_row = tile_max.data() + (r / tiling.tile_rows) * grid_cols;
+    if (wide) {
+      CopyRowTileMax32(out + r * row_bytes, in + r * row_bytes, cols, tiling.tile_cols, tile_row);
+    } else {
+      CopyRowTileMax16(out + r * row_bytes, in + r * row_bytes, cols, tiling.tile_cols, tile_row);
+    }
+  }
+  const uint32_t inf = InfBits(dtype);
+  for (uint32_t m : tile_max) {
+    // A NaN or Inf: the finite maxima (or the error naming it) from the copy.
+    if (m >= inf) return TileScalesFast(scheme, dtype, dst, tiling, policy, scales, 1);
+  }
+  for (size_t t = 0; t < tile_max.size(); ++t) {
+    const float amax = MagnitudeValue(dtype, tile_max[t]);
+    scales[t] = scheme == Scheme::kBlock ? BlockScaleFromAmax(amax) : ScaleFromAmax(amax);
+  }
+  return absl::OkStatus();
 }
 
 size_t FindNonFinite(DType dtype, const void* src, size_t n) {

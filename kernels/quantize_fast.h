@@ -78,6 +78,13 @@ absl::StatusOr<float> AbsMaxFast(DType dtype, const void* src, size_t n, NonFini
 // taken in the same pass: the amax costs little more than the copy.
 absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy);
 
+// Copies the tiling.rows x tiling.cols elements of `src` to `dst` (not overlapping) and
+// takes their scales in the same pass, on the calling thread: the scales of
+// TileScalesFast, and under kFail its error (the element's index within `src`). Each
+// row is read once; the scales cost little more than the copy.
+absl::Status CopyTileScalesFast(Scheme scheme, DType dtype, void* dst, const void* src, const Tiling& tiling,
+                                NonFinitePolicy policy, float* scales);
+
 // Index of the first NaN or Inf among the n elements of `src`; n when there is none.
 size_t FindNonFinite(DType dtype, const void* src, size_t n);
 

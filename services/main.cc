@@ -45,8 +45,9 @@ ABSL_FLAG(std::string, cuda_handles, "vmm",
 ABSL_FLAG(int, nccl_min_ranks, 2,
           "Loads over at least this many GPUs use an NCCL communicator; smaller ones copy in process (1 sends "
           "one-GPU loads through NCCL too, to test it), e.g. --nccl-min-ranks=1");
-ABSL_FLAG(std::string, staging_ring_bytes, "128MiB",
-          "Device memory (and as much pinned host memory) per GPU for the staging ring, e.g. 64MiB");
+ABSL_FLAG(std::string, staging_ring_bytes, "auto",
+          "Device memory (and as much pinned host memory) per GPU for the staging ring; auto: slots of 4 to "
+          "8 MiB, the rings of all GPUs together at most 2/3 of the last-level cache, e.g. 64MiB");
 ABSL_FLAG(int, staging_slots, 16,
           "Slots the staging ring of each GPU is cut into: as many chunks are filled or in flight at once, "
           "e.g. --staging-slots=32");
@@ -57,8 +58,8 @@ ABSL_FLAG(bool, staging_blocking_waits, false,
           "Threads waiting for a free staging slot sleep until the GPU is done with it instead of spinning on "
           "a core, e.g. --staging-blocking-waits=true");
 ABSL_FLAG(bool, scales_from_slots, true,
-          "CUDA: per-channel and block scales are taken from each chunk's copy in the staging ring's pinned "
-          "slot (chunks of whole tile rows) instead of in a pass over the tensor before it: the host reads "
+          "CUDA: per-channel and block scales are taken in the pass that copies each chunk into the staging "
+          "ring's pinned slot (chunks of whole tile rows) instead of in a pass over the tensor before it: the host reads "
           "every byte once instead of twice, e.g. --scales-from-slots=false");
 ABSL_FLAG(bool, park_per_tensor, true,
           "Per-tensor scales: the first rows of each tensor wait unquantized in its own FP8 destination on the "
@@ -201,9 +202,12 @@ Flags take --dashed-names or --underscored_names.)");
   options.backend = absl::GetFlag(FLAGS_backend);
   options.host_devices = absl::GetFlag(FLAGS_host_devices);
   options.cuda_handles = absl::GetFlag(FLAGS_cuda_handles);
-  auto ring = weightd::ParseByteSize(absl::GetFlag(FLAGS_staging_ring_bytes));
-  if (!ring.ok()) return Fail(std::string(ring.status().message()));
-  options.staging_ring_bytes = *ring;
+  if (absl::GetFlag(FLAGS_staging_ring_bytes) != "auto") {
+    auto ring = weightd::ParseByteSize(absl::GetFlag(FLAGS_staging_ring_bytes));
+    if (!ring.ok()) return Fail(std::string(ring.status().message()));
+    if (*ring == 0) return Fail("--staging-ring-bytes must be more than 0 (or auto)");
+    options.staging_ring_bytes = *ring;
+  }
   options.staging_slots = absl::GetFlag(FLAGS_staging_slots);
   options.staging_copy_streams = absl::GetFlag(FLAGS_staging_copy_streams);
   options.staging_blocking_waits = absl::GetFlag(FLAGS_staging_blocking_waits);

@@ -49,16 +49,22 @@ for pin in ${PINS:-true false}; do
   # shellcheck disable=SC2086
   start_daemon --backend=cuda --read-threads="$threads" --pin-path-sources=$pin ${ring//,/ }
   for scheme in per-tensor per-channel block; do
-    t0=$(date +%s.%N); ctl load "m-$scheme" --path=big --scheme=$scheme >/dev/null; t1=$(date +%s.%N)
+    t0=$(date +%s.%N); said=$(ctl load "m-$scheme" --path=big --scheme=$scheme); t1=$(date +%s.%N)
     ctl unload "m-$scheme" >/dev/null
-    python3 - "$bytes" "$t0" "$t1" "$h2d" "$pin" "$scheme" "$threads" "$ring" <<'PY' | tee -a "$out/path_load_bench.jsonl"
-import json, sys
+    # load_seconds: the LoadModel call as its client timed it, from the request to READY
+    # (weightctl's "loaded ... in N ms"); process_seconds: the whole weightctl process,
+    # its start and connection included.
+    python3 - "$bytes" "$t0" "$t1" "$h2d" "$pin" "$scheme" "$threads" "$ring" "$said" <<'PY' | tee -a "$out/path_load_bench.jsonl"
+import json, re, sys
 b, t0, t1, h2d = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-load = b / (t1 - t0) / 1e9
+m = re.search(r" in ([0-9.]+) (ms|s)$", sys.argv[9].strip())
+rpc = (float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)) if m else t1 - t0
+load, process = b / rpc / 1e9, b / (t1 - t0) / 1e9
 print(json.dumps({"pin_path_sources": sys.argv[5], "scheme": sys.argv[6], "read_threads": int(sys.argv[7]),
                   "ring": sys.argv[8].replace(",", " "),
-                  "checkpoint_bytes": b, "load_seconds": round(t1 - t0, 3), "load_gbps": round(load, 2),
-                  "pinned_h2d_gbps": h2d, "ratio": round(load / h2d, 3)}))
+                  "checkpoint_bytes": b, "load_seconds": round(rpc, 3), "load_gbps": round(load, 2),
+                  "pinned_h2d_gbps": h2d, "ratio": round(load / h2d, 3),
+                  "process_seconds": round(t1 - t0, 3), "process_ratio": round(process / h2d, 3)}))
 PY
   done
   stop_daemon

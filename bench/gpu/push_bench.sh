@@ -19,27 +19,47 @@ trap 'kill "$daemon" 2>/dev/null || true; rm -rf "$run"' EXIT
 daemon=$!
 for _ in $(seq 100); do [ -S "$run/w.sock" ] && break; sleep 0.1; done
 cpu() { awk '{print $14 + $15}' "/proc/$daemon/stat"; }
+# The daemon's CPU ticks by thread name (gRPC's nexting_thread receives and parses,
+# wd-work drains and gathers, wd-place places), as JSON.
+thread_cpu() {
+  python3 - "$daemon" <<'PY'
+import glob, json, sys
+ticks = {}
+for stat in glob.glob(f"/proc/{sys.argv[1]}/task/*/stat"):
+    try:
+        text = open(stat).read()
+    except OSError:
+        continue
+    name, rest = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+    ticks[name] = ticks.get(name, 0) + int(rest[11]) + int(rest[12])
+print(json.dumps(ticks))
+PY
+}
 field() { python3 -c "import json, sys; print(json.loads(sys.argv[1])['$1'])" "$2"; }
 n=0
 for scheme in ${SCHEMES:-per_tensor none}; do
   for streams in ${STREAMS:-1 4 8}; do
     n=$((n + 1))
-    before=$(cpu)
+    before=$(cpu); threads_before=$(thread_cpu)
     push=$("$bin/weightd-push-gen" --address="unix:$run/w.sock" --model="m$n" --preset="${PRESET:-8b}" \
       --layers="${LAYERS:-0}" --streams="$streams" --fill=fast --scheme="$scheme")
-    after=$(cpu)
+    after=$(cpu); threads_after=$(thread_cpu)
     tcp=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")")
     dram=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes=4294967296)
     "$bin/weightctl" --address="unix:$run/w.sock" unload "m$n" >/dev/null
-    python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" "$dram" <<'PY' | tee -a "$out/push-bench.jsonl"
+    python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" "$dram" "$threads_before" "$threads_after" <<'PY' | tee -a "$out/push-bench.jsonl"
 import json, os, sys
 scheme, streams, push, tcp, ticks = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
 dram = json.loads(sys.argv[6])
+t0, t1 = json.loads(sys.argv[7]), json.loads(sys.argv[8])
+hz = os.sysconf("SC_CLK_TCK")
+by_thread = {k: round((v - t0.get(k, 0)) / hz, 2) for k, v in t1.items() if v - t0.get(k, 0) > 0}
 print(json.dumps({"scheme": scheme, "streams": streams, "bytes": push["bytes"], "push_gbps": push["gbps"],
                   "tcp_gbps": tcp["gbps"], "push_over_tcp": round(push["gbps"] / tcp["gbps"], 3),
                   "dram_tcp_gbps": dram["gbps"], "push_over_dram_tcp": round(push["gbps"] / dram["gbps"], 3),
                   "daemon_cpu_seconds": ticks / os.sysconf("SC_CLK_TCK"), "client_cpu_seconds": push["cpu_seconds"],
-                  "tcp_cpu_seconds": tcp["cpu_seconds"]}))
+                  "tcp_cpu_seconds": tcp["cpu_seconds"], "daemon_cpu_seconds_by_thread": by_thread,
+                  "grpc_experiments": os.environ.get("GRPC_EXPERIMENTS", "")}))
 PY
   done
 done

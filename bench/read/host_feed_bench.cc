@@ -13,8 +13,8 @@
 //                   same pass (the parked rows and the rest alike): one read per byte
 //   channel_scales_then_copy   per-channel scales (rows of 4096) in a pass over the
 //                   tensor, then the copies: the default per-channel route
-//   channel_scales_in_slots    --scales-from-slots: each slot filled 512 KiB of whole
-//                   rows at a time, each piece's scales taken right after its copy
+//   channel_scales_in_slots    --scales-from-slots: each slot filled with whole rows,
+//                   their scales taken in the pass that copies them
 //                   (CopyTakingChunkScales, as the ring does)
 // Each route runs `--rounds` times, interleaved; the best of each is reported, and
 // the ratios to the default route of its scheme. One scale pass per thread, as with
@@ -83,13 +83,12 @@ float FeedTensor(Route route, const uint8_t* src, uint64_t size, std::vector<uin
       CopyIntoSlots(ring, next, src, size);
     } else {
       const uint64_t per_slot = kSlot / (kCols * 2);
-      double copy_seconds = 0, scale_seconds = 0;
+      double copy_seconds = 0;
       for (uint64_t row = 0; row < rows; row += per_slot) {
         uint8_t* slot = ring.data() + (next++ % kSlots) * kSlot;
         (void)weightd::CopyTakingChunkScales(weightd::kernels::Scheme::kPerChannel, DType::kBF16, tiling, row,
                                              std::min(per_slot, rows - row), src, slot, 512 << 10,
-                                             NonFinitePolicy::kSaturate, scales.data() + row, copy_seconds,
-                                             scale_seconds);
+                                             NonFinitePolicy::kSaturate, scales.data() + row, copy_seconds);
       }
     }
     return scales.empty() ? 0.0f : scales[0];

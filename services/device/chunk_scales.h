@@ -1,7 +1,7 @@
 // Scales taken from copies of a tensor's chunks (a staging slot's pinned bytes)
 // instead of in a pass over the whole tensor before it is copied: a chunk of whole
-// tile rows holds everything its tiles' scales need, and its copy is in cache, so
-// the host reads the tensor once. Per-channel (one row per tile row) and block
+// tile rows holds everything its tiles' scales need, and they are taken in the pass
+// that copies it, so the host reads the tensor once. Per-channel (one row per tile row) and block
 // (128 rows) scales; a per-tensor scale is one tile row of the whole tensor.
 // Thread-safe (pure functions).
 #pragma once
@@ -29,13 +29,13 @@ absl::Status ChunkScales(kernels::Scheme scheme, kernels::DType dtype, const ker
                          kernels::NonFinitePolicy policy, float* scales);
 
 // Copies tile rows [first_tile_row, +tile_rows) of the tensor at `src` to `copy`
-// (which receives those rows' elements from its start) a piece at a time, whole tile
-// rows of about `piece_bytes`, and takes each piece's scales (ChunkScales) right after
-// its copy, while the piece is still in the core's own cache. Adds the time spent
-// copying and taking scales to `copy_seconds` and `scale_seconds`.
+// (which receives those rows' elements from its start) and takes their scales in the
+// same pass (kernels::CopyTileScalesFast), whole tile rows of about `piece_bytes` per
+// call, into `scales`; errors as ChunkScales gives them. Adds the time spent to
+// `copy_seconds`.
 absl::Status CopyTakingChunkScales(kernels::Scheme scheme, kernels::DType dtype, const kernels::Tiling& tiling,
                                    uint64_t first_tile_row, uint64_t tile_rows, const void* src, void* copy,
                                    uint64_t piece_bytes, kernels::NonFinitePolicy policy, float* scales,
-                                   double& copy_seconds, double& scale_seconds);
+                                   double& copy_seconds);
 
 }  // namespace weightd

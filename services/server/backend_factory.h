@@ -20,7 +20,7 @@ struct BackendOptions {
   uint64_t host_memory_bytes = 0;   // shared by the host devices: the container's memory
   uint64_t host_write_bytes_per_second = 0;  // host backend: 0 for memory speed
   std::string cuda_handles = "vmm";  // vmm | ipc
-  uint64_t staging_ring_bytes = 128ull << 20;
+  uint64_t staging_ring_bytes = 0;  // 0: sized to the last-level cache (services/device/ring_size.h)
   int staging_slots = 16;
   int staging_copy_streams = 1;
   bool staging_blocking_waits = false;

@@ -29,7 +29,7 @@ struct DaemonOptions {
   std::string backend = "auto";     // host | cuda | auto
   int host_devices = 1;
   std::string cuda_handles = "vmm";  // vmm (POSIX fds) | ipc (legacy cudaIpcMemHandle_t)
-  uint64_t staging_ring_bytes = 128ull << 20;
+  uint64_t staging_ring_bytes = 0;  // 0: sized to the last-level cache (services/device/ring_size.h)
   int staging_slots = 16;
   int staging_copy_streams = 1;
   bool staging_blocking_waits = false;

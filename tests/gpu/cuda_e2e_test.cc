@@ -89,11 +89,11 @@ TEST_P(CudaScalesFromSlotsTest, PerChannelAndBlockLoadsExportTheCpuReference) {
     ExpectOk(verify);
     ExpectOk(daemon_.Ctl({"unload", model}));
   }
-  // The scales were taken in the slots: a ring's log line counts time for them.
-  const std::string log = daemon_.log(), key = "\"scale_seconds\":";
+  // The scales were taken in the slots: a ring's log line counts the chunks.
+  const std::string log = daemon_.log(), key = "\"scaled_chunks\":";
   bool taken = false;
   for (size_t at = log.find(key); at != std::string::npos; at = log.find(key, at + 1)) {
-    taken = taken || std::strtod(log.c_str() + at + key.size(), nullptr) > 0;
+    taken = taken || std::strtoull(log.c_str() + at + key.size(), nullptr, 10) > 0;
   }
   EXPECT_TRUE(taken) << "no scale was taken in a slot";
 }

@@ -303,6 +303,72 @@ TEST(QuantizeFast, CopyAbsMaxFastCopiesAndEqualsTheReference) {
   }
 }
 
+// Copy and scales in one pass: the bytes copied (nothing past them), the reference's
+// scales, and under kFail its error, for every scheme, dtype and awkward shape, with
+// NaN and Inf in some tiles (saturate leaves them out, as the reference does).
+TEST(QuantizeFast, CopyTileScalesFastCopiesAndGivesTheReferenceScales) {
+  for (DType dtype : kDTypes) {
+    for (Scheme scheme : kSchemes) {
+      for (const Shape shape : kShapes) {
+        for (bool non_finite : {false, true}) {
+          if (non_finite && dtype == DType::kF8E4M3) continue;
+          const size_t n = shape.rows * shape.cols;
+          std::vector<uint8_t> src = RandomBytes(dtype, n, static_cast<uint32_t>(n + shape.cols));
+          if (non_finite) {
+            Put(dtype, src, n - 1, -std::numeric_limits<float>::infinity());
+            Put(dtype, src, n / 2, std::numeric_limits<float>::quiet_NaN());
+          }
+          const Tiling tiling = TilingFor(scheme, shape.rows, shape.cols);
+          for (NonFinitePolicy policy : {NonFinitePolicy::kFail, NonFinitePolicy::kSaturate}) {
+            const std::string what = absl::StrCat(DTypeName(dtype), " ", SchemeName(scheme), " ", shape.rows, "x",
+                                                  shape.cols, non_finite ? " non-finite" : "",
+                                                  policy == NonFinitePolicy::kFail ? " fail" : " saturate");
+            std::vector<float> ref(tiling.num_tiles(), -1.0f), fast(tiling.num_tiles(), -1.0f);
+            const absl::Status ref_status = TileScales(scheme, dtype, src.data(), tiling, policy, ref.data());
+            std::vector<uint8_t> copy(src.size() + 1, 0xCD);
+            const absl::Status fast_status =
+                CopyTileScalesFast(scheme, dtype, copy.data(), src.data(), tiling, policy, fast.data());
+            EXPECT_EQ(std::vector<uint8_t>(copy.begin(), copy.end() - 1), src) << what;
+            EXPECT_EQ(copy.back(), 0xCD) << what << ": wrote past the end";
+            ASSERT_EQ(ref_status, fast_status) << what;
+            if (ref_status.ok()) {
+              EXPECT_EQ(0, std::memcmp(ref.data(), fast.data(), ref.size() * sizeof(float))) << what;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Every BF16 and F16 pattern as a row of its own (per-channel scales) and, in rows of
+// 64, as 128-wide block tiles: the scales of both fast routes equal the reference's
+// under saturate (NaN and Inf left out), subnormals and the largest finite values included.
+TEST(QuantizeFast, EveryBf16AndF16PatternGivesTheReferenceScales) {
+  std::vector<uint8_t> src(size_t{1} << 17);
+  for (uint32_t p = 0; p < (1u << 16); ++p) {
+    src[2 * p] = static_cast<uint8_t>(p & 0xFF);
+    src[2 * p + 1] = static_cast<uint8_t>(p >> 8);
+  }
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (const Shape shape : {Shape{size_t{1} << 16, 1}, Shape{size_t{1} << 10, 64}}) {
+      for (Scheme scheme : {Scheme::kPerChannel, Scheme::kBlock}) {
+        const Tiling tiling = TilingFor(scheme, shape.rows, shape.cols);
+        std::vector<float> ref(tiling.num_tiles()), fast(tiling.num_tiles()), copied(tiling.num_tiles());
+        std::vector<uint8_t> copy(src.size());
+        ASSERT_TRUE(TileScales(scheme, dtype, src.data(), tiling, NonFinitePolicy::kSaturate, ref.data()).ok());
+        ASSERT_TRUE(TileScalesFast(scheme, dtype, src.data(), tiling, NonFinitePolicy::kSaturate, fast.data(), 2).ok());
+        ASSERT_TRUE(CopyTileScalesFast(scheme, dtype, copy.data(), src.data(), tiling, NonFinitePolicy::kSaturate,
+                                       copied.data())
+                        .ok());
+        const std::string what = absl::StrCat(DTypeName(dtype), " ", SchemeName(scheme), " cols ", shape.cols);
+        EXPECT_EQ(0, std::memcmp(ref.data(), fast.data(), ref.size() * sizeof(float))) << what;
+        EXPECT_EQ(0, std::memcmp(ref.data(), copied.data(), ref.size() * sizeof(float))) << what;
+      }
+    }
+  }
+}
+
 // QuantizeRows with fixed scales, so that every input pattern meets ordinary,
 // saturating, subnormal-producing, and overflowing (Inf) inverses.
 void SweepWithScales(DType dtype, const std::vector<uint8_t>& src, size_t n) {

@@ -7,6 +7,7 @@
 #include "services/device/cuda/cuda_check.h"
 #include "services/device/in_process_collective.h"
 #include "services/device/parked_tensor.h"
+#include "services/device/ring_size.h"
 #ifdef WEIGHTD_HAVE_NCCL
 #include "services/device/cuda/nccl_collective.h"
 #endif
@@ -27,6 +28,14 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBacke
   if (count == 0) return absl::FailedPreconditionError("--backend=cuda: no CUDA device is visible");
   std::unique_ptr<CudaBackend> backend(new CudaBackend(options));
   backend->devices_.resize(static_cast<size_t>(count));
+  // No size given: rings that stay in the last-level cache (services/device/ring_size.h).
+  const uint64_t cache_bytes = LastLevelCacheBytes();
+  const uint64_t ring_bytes = options.staging_ring_bytes > 0
+                                  ? options.staging_ring_bytes
+                                  : AutoStagingRingBytes(cache_bytes, options.staging_slots, count);
+  LogEvent(LogLevel::kInfo, "staging_ring_sized",
+           {{"ring_bytes", ring_bytes}, {"slots", options.staging_slots}, {"devices", count},
+            {"auto", options.staging_ring_bytes == 0}, {"last_level_cache_bytes", cache_bytes}});
   for (int d = 0; d < count; ++d) {
     Device& device = backend->devices_[d];
     WEIGHTD_CUDA_CHECK(cudaSetDevice(d));
@@ -41,7 +50,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBacke
     } else {
       device.granularity = 256;
     }
-    auto ring = StagingRing::Create(d, options.staging_ring_bytes, options.staging_slots, options.pinned,
+    auto ring = StagingRing::Create(d, ring_bytes, options.staging_slots, options.pinned,
                                     options.staging_copy_streams, options.staging_blocking_waits);
     if (!ring.ok()) return ring.status();
     device.ring = std::move(*ring);
@@ -134,9 +143,9 @@ absl::Status CudaBackend::Synchronize(int device) {
   const StagingRing::Stats stats = devices_[device].ring->TakeStats();
   LogEvent(LogLevel::kDebug, "staging_ring",
            {{"device", device}, {"chunks", stats.chunks}, {"h2d_bytes", stats.h2d_bytes},
-            {"in_place_bytes", stats.in_place_bytes}, {"wait_seconds", stats.wait_seconds},
-            {"fill_seconds", stats.fill_seconds}, {"enqueue_seconds", stats.enqueue_seconds},
-            {"scale_seconds", stats.scale_seconds}});
+            {"in_place_bytes", stats.in_place_bytes}, {"scaled_chunks", stats.scaled_chunks},
+            {"wait_seconds", stats.wait_seconds},
+            {"fill_seconds", stats.fill_seconds}, {"enqueue_seconds", stats.enqueue_seconds}});
   LogDriverMemory(device, "load_landed", "");
   return status;
 }

@@ -18,7 +18,7 @@ namespace weightd::cuda {
 
 struct CudaBackendOptions {
   HandleKind handles = HandleKind::kVmm;
-  uint64_t staging_ring_bytes = 128ull << 20;  // device memory per GPU for staging
+  uint64_t staging_ring_bytes = 0;  // device memory per GPU for staging; 0: AutoStagingRingBytes
   int staging_slots = 16;
   int staging_copy_streams = 1;
   // Threads waiting for a staging slot sleep (cudaEventBlockingSync) instead of spinning.

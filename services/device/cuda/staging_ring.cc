@@ -17,8 +17,7 @@ namespace {
 
 constexpr uint64_t kAlignment = 256;
 constexpr uint64_t kElementAlignment = 16;  // keeps chunk starts 16-byte aligned for the kernel
-// QuantizeTakingScales copies and scans this much at a time: a piece stays in the
-// core's own cache between its copy and its scales.
+// QuantizeTakingScales copies whole tile rows of about this much per call.
 constexpr uint64_t kScalePieceBytes = 512 << 10;
 
 // The chunk of a tensor that one slot carries: elements [begin, end) and the tile
@@ -429,16 +428,15 @@ absl::Status StagingRing::QuantizeTakingScales(uint8_t* dst, kernels::Scheme sch
     Slot& s = **slot;
     const Staged staged = Split(s.device, bytes + begin * element_size, (end - begin) * element_size, s.pinned,
                                 PinnedSpan{});
-    // The chunk copied into the slot a piece at a time, each piece's scales taken from
-    // its copy while it is in the core's cache.
-    double fill_seconds = 0, scale_seconds = 0;
+    // The chunk copied into the slot with its scales taken in the same pass (counted
+    // as filling).
+    double fill_seconds = 0;
     absl::Status taken = CopyTakingChunkScales(scheme, dtype, tiling, tile_row, chunk_tile_rows, src, s.pinned,
-                                               kScalePieceBytes, policy, scales + tile_row * grid_cols, fill_seconds,
-                                               scale_seconds);
+                                               kScalePieceBytes, policy, scales + tile_row * grid_cols, fill_seconds);
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.fill_seconds += fill_seconds;
-      stats_.scale_seconds += scale_seconds;
+      if (taken.ok()) ++stats_.scaled_chunks;
     }
     if (!taken.ok()) {
       Return(&s);

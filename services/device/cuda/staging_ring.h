@@ -87,8 +87,8 @@ class StagingRing {
     uint64_t chunks = 0;
     uint64_t h2d_bytes = 0;  // host-to-device bytes copied
     uint64_t in_place_bytes = 0;  // of those, copied straight from pinned sources
+    uint64_t scaled_chunks = 0;  // chunks whose scales were taken as they were copied (QuantizeTakingScales)
     double wait_seconds = 0, fill_seconds = 0, enqueue_seconds = 0;
-    double scale_seconds = 0;  // taking scales from the slots (QuantizeTakingScales)
   };
   Stats TakeStats();
 

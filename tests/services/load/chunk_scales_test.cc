@@ -98,7 +98,7 @@ TEST(ChunkScales, CopyingPieceByPieceGivesTheBytesAndTheWholeTensorsScales) {
       SCOPED_TRACE(testing::Message() << "scheme " << static_cast<int>(scheme) << " pieces of " << piece_bytes);
       std::vector<float> scales(tiling.num_tiles(), -1.0f);
       const uint64_t per_chunk = 2;  // tile rows per chunk, the last one partial
-      double copy_seconds = 0, scale_seconds = 0;
+      double copy_seconds = 0;
       for (uint64_t tile_row = 0; tile_row < tiling.grid_rows(); tile_row += per_chunk) {
         const uint64_t tile_rows = std::min<uint64_t>(per_chunk, tiling.grid_rows() - tile_row);
         const uint64_t begin = tile_row * row_elements;
@@ -106,13 +106,13 @@ TEST(ChunkScales, CopyingPieceByPieceGivesTheBytesAndTheWholeTensorsScales) {
         std::vector<uint16_t> copy(end - begin + 1, 0xABCD);
         ASSERT_TRUE(CopyTakingChunkScales(scheme, kernels::DType::kBF16, tiling, tile_row, tile_rows, src.data(),
                                           copy.data(), piece_bytes, kernels::NonFinitePolicy::kFail,
-                                          scales.data() + tile_row * tiling.grid_cols(), copy_seconds, scale_seconds)
+                                          scales.data() + tile_row * tiling.grid_cols(), copy_seconds)
                         .ok());
         EXPECT_TRUE(std::equal(copy.begin(), copy.end() - 1, src.begin() + begin)) << "tile row " << tile_row;
         EXPECT_EQ(copy.back(), 0xABCD) << "copied past the chunk";
       }
       EXPECT_EQ(std::memcmp(scales.data(), reference.data(), reference.size() * sizeof(float)), 0);
-      EXPECT_GT(copy_seconds + scale_seconds, 0.0);
+      EXPECT_GT(copy_seconds, 0.0);
     }
   }
 }
