@@ -208,7 +208,7 @@ Flags take --dashed-names or --underscored_names.)");
   options.cuda_handles = absl::GetFlag(FLAGS_cuda_handles);
   if (absl::GetFlag(FLAGS_staging_ring_bytes) != "auto") {
     auto ring = weightd::ParseByteSize(absl::GetFlag(FLAGS_staging_ring_bytes));
-    if (!ring.ok()) return Fail(std::string(ring.status().message()));
+    if (!ring.ok()) return Fail("--staging-ring-bytes: " + std::string(ring.status().message()));
     if (*ring == 0) return Fail("--staging-ring-bytes must be more than 0 (or auto)");
     options.staging_ring_bytes = *ring;
   }

@@ -87,6 +87,8 @@ TEST_F(ContainerLimitsE2ETest, ThreadAndRingFlagsOutOfRangeAreRefusedNamingTheFl
       {"--quantize-threads=-1", "--quantize-threads must be at least 0"},
       {"--staging-slots=0", "--staging-slots and --staging-copy-streams must be at least 1"},
       {"--shutdown-grace-seconds=0", "--shutdown-grace-seconds must be at least 1"},
+      {"--staging-ring-bytes=0", "--staging-ring-bytes must be more than 0 (or auto)"},
+      {"--staging-ring-bytes=lots", "--staging-ring-bytes: "},
   };
   for (const auto& [flag, message] : cases) {
     CommandResult run = RunCommand({BinPath("weightd"), flag, "--listen=unix:" + daemon_.dir() + "/w.sock",
