@@ -3,13 +3,14 @@
 // client sends and frees it soon after; with glibc's defaults those blocks are
 // mapped, or trimmed off a thread's heap, and faulted in again, page by page,
 // for the next message: on loopback that page-fault churn, not the socket,
-// bounded a push stream (docs/performance.md). The daemon's side has the same churn
-// in gRPC's own receive buffers (each socket read lands in a freshly allocated slice
-// of up to 4 MiB; its own message buffers are reused, services/server/push_shards_reactor.h):
-// profiled on a push, 0.09-0.24 of the daemon's page faults were in the receive's
-// copy from the socket, and this cut those by 80-90% (docs/performance.md). For the pushing tools (weightctl,
-// weightd-push-gen) and the daemon; call once at the start of main, before any thread
-// starts.
+// bounded a push stream (docs/performance.md). For the pushing tools (weightctl,
+// weightd-push-gen); call once at the start of main, before any thread starts.
+// The daemon does not: each push stream reuses its few receive buffers
+// (services/server/push_shards_reactor.h), which keeps its peak memory low. gRPC's
+// own receive slices are still mapped and faulted in again per read there; keeping
+// them resident made pushes 4-6% faster but let the daemon's peak memory grow by the
+// whole shard of a small push (LoadE2ETest's bound), so it stays off
+// (docs/performance.md, "The push path").
 #pragma once
 
 namespace weightd {

@@ -20,7 +20,6 @@
 #include "base/byte_size.h"
 #include "base/container_limits.h"
 #include "base/log.h"
-#include "base/resident_buffers.h"
 #include "kernels/quantize_fast.h"
 #include "services/server/daemon.h"
 
@@ -177,9 +176,6 @@ int Fail(const std::string& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // gRPC's receive buffers (up to 4 MiB a read) stay in the heap instead of being
-  // mapped and faulted in again for every read (base/resident_buffers.h).
-  weightd::KeepLargeBuffersResident();
   weightd::ConfigureFlagHelp("weightd", R"(weightd [FLAGS]: loads checkpoints into FP8 device memory for workers. e.g.
   weightd --listen=unix:/run/weightd/weightd.sock --handle-socket=/run/weightd/handles.sock \
           --model-root=/models --backend=cuda
