@@ -87,8 +87,8 @@ float FeedTensor(Route route, const uint8_t* src, uint64_t size, std::vector<uin
       for (uint64_t row = 0; row < rows; row += per_slot) {
         uint8_t* slot = ring.data() + (next++ % kSlots) * kSlot;
         (void)weightd::CopyTakingChunkScales(weightd::kernels::Scheme::kPerChannel, DType::kBF16, tiling, row,
-                                             std::min(per_slot, rows - row), src, slot, 512 << 10,
-                                             NonFinitePolicy::kSaturate, scales.data() + row, copy_seconds);
+                                             std::min(per_slot, rows - row), src, slot, NonFinitePolicy::kSaturate,
+                                             scales.data() + row, copy_seconds);
       }
     }
     return scales.empty() ? 0.0f : scales[0];

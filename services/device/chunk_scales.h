@@ -1,8 +1,8 @@
 // Scales taken from copies of a tensor's chunks (a staging slot's pinned bytes)
 // instead of in a pass over the whole tensor before it is copied: a chunk of whole
 // tile rows holds everything its tiles' scales need, and they are taken in the pass
-// that copies it, so the host reads the tensor once. Per-channel (one row per tile row) and block
-// (128 rows) scales; a per-tensor scale is one tile row of the whole tensor.
+// that copies it, so the host reads the tensor once. Per-channel (one row per tile
+// row) and block (128 rows) scales; a per-tensor scale is one tile row of the whole tensor.
 // Thread-safe (pure functions).
 #pragma once
 
@@ -19,23 +19,15 @@ namespace weightd {
 uint64_t TileRowsPerChunk(kernels::DType dtype, const kernels::Tiling& tiling, uint64_t max_bytes,
                           uint64_t max_scales);
 
-// The scales of tile rows [first_tile_row, +tile_rows) of the tensor (its elements
-// from first_tile_row * tile_rows * cols on, to the end of the tensor at most),
-// from `copy`, a copy of those elements, into `scales` (tile_rows * grid_cols).
-// Where a value is not finite under kFail: the error kernels::TileScales gives for
-// the whole tensor at `src`, so the message names the element as it would.
-absl::Status ChunkScales(kernels::Scheme scheme, kernels::DType dtype, const kernels::Tiling& tiling,
-                         uint64_t first_tile_row, uint64_t tile_rows, const void* copy, const void* src,
-                         kernels::NonFinitePolicy policy, float* scales);
-
-// Copies tile rows [first_tile_row, +tile_rows) of the tensor at `src` to `copy`
-// (which receives those rows' elements from its start) and takes their scales in the
-// same pass (kernels::CopyTileScalesFast), whole tile rows of about `piece_bytes` per
-// call, into `scales`; errors as ChunkScales gives them. Adds the time spent to
+// Copies tile rows [first_tile_row, +tile_rows) of the tensor at `src` (its elements
+// from first_tile_row * tile_rows * cols on, to the end of the tensor at most) to
+// `copy`, which receives them from its start, and takes their scales in the same pass
+// (kernels::CopyTileScalesFast) into `scales` (tile_rows * grid_cols). Where a value is
+// not finite under kFail: the error kernels::TileScales gives for the whole tensor at
+// `src`, so the message names the element as it would. Adds the time spent to
 // `copy_seconds`.
 absl::Status CopyTakingChunkScales(kernels::Scheme scheme, kernels::DType dtype, const kernels::Tiling& tiling,
                                    uint64_t first_tile_row, uint64_t tile_rows, const void* src, void* copy,
-                                   uint64_t piece_bytes, kernels::NonFinitePolicy policy, float* scales,
-                                   double& copy_seconds);
+                                   kernels::NonFinitePolicy policy, float* scales, double& copy_seconds);
 
 }  // namespace weightd

@@ -17,8 +17,6 @@ namespace {
 
 constexpr uint64_t kAlignment = 256;
 constexpr uint64_t kElementAlignment = 16;  // keeps chunk starts 16-byte aligned for the kernel
-// QuantizeTakingScales copies whole tile rows of about this much per call.
-constexpr uint64_t kScalePieceBytes = 512 << 10;
 
 // The chunk of a tensor that one slot carries: elements [begin, end) and the tile
 // rows of the scales they need.
@@ -432,7 +430,7 @@ absl::Status StagingRing::QuantizeTakingScales(uint8_t* dst, kernels::Scheme sch
     // as filling).
     double fill_seconds = 0;
     absl::Status taken = CopyTakingChunkScales(scheme, dtype, tiling, tile_row, chunk_tile_rows, src, s.pinned,
-                                               kScalePieceBytes, policy, scales + tile_row * grid_cols, fill_seconds);
+                                               policy, scales + tile_row * grid_cols, fill_seconds);
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.fill_seconds += fill_seconds;

@@ -1,6 +1,7 @@
-// Scales taken chunk by chunk from copies of whole tile rows equal the scales of the
-// whole tensor (the CPU reference), for per-channel and block tilings, with a
-// partial last chunk and odd shapes; chunk sizes that hold no tile row say so.
+// Scales taken chunk by chunk, in the pass that copies whole tile rows, equal the
+// scales of the whole tensor (the CPU reference), for per-channel and block tilings,
+// with a partial last chunk and odd shapes; a non-finite value is named by its index
+// in the whole tensor; chunk sizes that hold no tile row say so.
 #include "services/device/chunk_scales.h"
 
 #include <algorithm>
@@ -28,17 +29,19 @@ std::vector<uint16_t> RandomBf16(size_t n, uint32_t seed) {
 }
 
 // The scales of `tiling` over `src` taken in chunks of `per_chunk` tile rows, each
-// from its own copy.
+// copied on its own (CopyTakingChunkScales, as the staging ring does).
 std::vector<float> ChunkedScales(kernels::Scheme scheme, const kernels::Tiling& tiling, const uint16_t* src,
                                  uint64_t per_chunk, absl::Status* status) {
   std::vector<float> scales(tiling.num_tiles(), -1.0f);
+  double seconds = 0;
   for (uint64_t tile_row = 0; tile_row < tiling.grid_rows(); tile_row += per_chunk) {
     const uint64_t first_row = tile_row * tiling.tile_rows;
     const uint64_t rows = std::min<uint64_t>(tiling.rows, first_row + per_chunk * tiling.tile_rows) - first_row;
-    const std::vector<uint16_t> copy(src + first_row * tiling.cols, src + (first_row + rows) * tiling.cols);
-    *status = ChunkScales(scheme, kernels::DType::kBF16, tiling, tile_row,
-                          std::min<uint64_t>(per_chunk, tiling.grid_rows() - tile_row), copy.data(), src,
-                          kernels::NonFinitePolicy::kFail, scales.data() + tile_row * tiling.grid_cols());
+    std::vector<uint16_t> copy(rows * tiling.cols);
+    *status = CopyTakingChunkScales(scheme, kernels::DType::kBF16, tiling, tile_row,
+                                    std::min<uint64_t>(per_chunk, tiling.grid_rows() - tile_row), src, copy.data(),
+                                    kernels::NonFinitePolicy::kFail, scales.data() + tile_row * tiling.grid_cols(),
+                                    seconds);
     if (!status->ok()) break;
   }
   return scales;
@@ -82,10 +85,9 @@ TEST(ChunkScales, ANonFiniteValueIsNamedByItsIndexInTheWholeTensor) {
   EXPECT_NE(chunked.message().find(std::to_string(31 * 33 + 7)), std::string::npos) << chunked;
 }
 
-// A chunk copied a piece at a time, each piece's scales taken after its copy: the
-// copy holds the chunk's bytes, the scales are the whole tensor's, for pieces smaller
-// than a tile row (one tile row each), of a few tile rows, and larger than the chunk.
-TEST(ChunkScales, CopyingPieceByPieceGivesTheBytesAndTheWholeTensorsScales) {
+// A chunk's copy holds exactly its bytes, and its scales are the whole tensor's,
+// chunk after chunk, the last one partial.
+TEST(ChunkScales, CopyingChunkByChunkGivesTheBytesAndTheWholeTensorsScales) {
   for (kernels::Scheme scheme : {kernels::Scheme::kPerChannel, kernels::Scheme::kBlock}) {
     const kernels::Tiling tiling = kernels::TilingFor(scheme, 300, 257);
     const std::vector<uint16_t> src = RandomBf16(300 * 257, 11);
@@ -93,27 +95,25 @@ TEST(ChunkScales, CopyingPieceByPieceGivesTheBytesAndTheWholeTensorsScales) {
     ASSERT_TRUE(kernels::TileScales(scheme, kernels::DType::kBF16, src.data(), tiling, kernels::NonFinitePolicy::kFail,
                                     reference.data())
                     .ok());
+    SCOPED_TRACE(testing::Message() << "scheme " << static_cast<int>(scheme));
     const uint64_t row_elements = static_cast<uint64_t>(tiling.tile_rows) * tiling.cols;
-    for (uint64_t piece_bytes : {uint64_t{1}, uint64_t{3} * 257 * 2, uint64_t{1} << 30}) {
-      SCOPED_TRACE(testing::Message() << "scheme " << static_cast<int>(scheme) << " pieces of " << piece_bytes);
-      std::vector<float> scales(tiling.num_tiles(), -1.0f);
-      const uint64_t per_chunk = 2;  // tile rows per chunk, the last one partial
-      double copy_seconds = 0;
-      for (uint64_t tile_row = 0; tile_row < tiling.grid_rows(); tile_row += per_chunk) {
-        const uint64_t tile_rows = std::min<uint64_t>(per_chunk, tiling.grid_rows() - tile_row);
-        const uint64_t begin = tile_row * row_elements;
-        const uint64_t end = std::min<uint64_t>(src.size(), (tile_row + tile_rows) * row_elements);
-        std::vector<uint16_t> copy(end - begin + 1, 0xABCD);
-        ASSERT_TRUE(CopyTakingChunkScales(scheme, kernels::DType::kBF16, tiling, tile_row, tile_rows, src.data(),
-                                          copy.data(), piece_bytes, kernels::NonFinitePolicy::kFail,
-                                          scales.data() + tile_row * tiling.grid_cols(), copy_seconds)
-                        .ok());
-        EXPECT_TRUE(std::equal(copy.begin(), copy.end() - 1, src.begin() + begin)) << "tile row " << tile_row;
-        EXPECT_EQ(copy.back(), 0xABCD) << "copied past the chunk";
-      }
-      EXPECT_EQ(std::memcmp(scales.data(), reference.data(), reference.size() * sizeof(float)), 0);
-      EXPECT_GT(copy_seconds, 0.0);
+    std::vector<float> scales(tiling.num_tiles(), -1.0f);
+    const uint64_t per_chunk = 2;  // tile rows per chunk, the last one partial
+    double copy_seconds = 0;
+    for (uint64_t tile_row = 0; tile_row < tiling.grid_rows(); tile_row += per_chunk) {
+      const uint64_t tile_rows = std::min<uint64_t>(per_chunk, tiling.grid_rows() - tile_row);
+      const uint64_t begin = tile_row * row_elements;
+      const uint64_t end = std::min<uint64_t>(src.size(), (tile_row + tile_rows) * row_elements);
+      std::vector<uint16_t> copy(end - begin + 1, 0xABCD);
+      ASSERT_TRUE(CopyTakingChunkScales(scheme, kernels::DType::kBF16, tiling, tile_row, tile_rows, src.data(),
+                                        copy.data(), kernels::NonFinitePolicy::kFail,
+                                        scales.data() + tile_row * tiling.grid_cols(), copy_seconds)
+                      .ok());
+      EXPECT_TRUE(std::equal(copy.begin(), copy.end() - 1, src.begin() + begin)) << "tile row " << tile_row;
+      EXPECT_EQ(copy.back(), 0xABCD) << "copied past the chunk";
     }
+    EXPECT_EQ(std::memcmp(scales.data(), reference.data(), reference.size() * sizeof(float)), 0);
+    EXPECT_GT(copy_seconds, 0.0);
   }
 }
 

@@ -161,10 +161,9 @@ class ScalesWhileCopyingBackend : public HostBackend {
     std::string copy(kChunkBytes, '\0');
     for (uint64_t tile_row = 0; tile_row < tiling.grid_rows(); tile_row += per_chunk) {
       const uint64_t tile_rows = std::min<uint64_t>(per_chunk, tiling.grid_rows() - tile_row);
-      double copy_seconds = 0;  // pieces of 16 KiB: several per chunk
-      absl::Status taken = CopyTakingChunkScales(scheme, dtype, tiling, tile_row, tile_rows, src, copy.data(),
-                                                 16 << 10, policy, scales + tile_row * tiling.grid_cols(),
-                                                 copy_seconds);
+      double copy_seconds = 0;
+      absl::Status taken = CopyTakingChunkScales(scheme, dtype, tiling, tile_row, tile_rows, src, copy.data(), policy,
+                                                 scales + tile_row * tiling.grid_cols(), copy_seconds);
       if (!taken.ok()) return taken;
       ++chunks;
     }
