@@ -2,12 +2,14 @@
 # Push throughput beside raw TCP loopback of the same bytes with the same number
 # of streams, twice: reading into one cache-resident buffer (tcp_gbps) and landing
 # every byte in DRAM, as a receiver must (dram_tcp_gbps, --land-bytes: 4 GiB of
-# landing buffers), per quantization scheme, on one fresh daemon; prints a line per run
-# and the CPU seconds of the daemon, the pushing client and the TCP run (the push
-# path's cost, not only its speed):
+# landing buffers), and gRPC alone landing the same bytes in DRAM (grpc_gbps,
+# weightd-bench-grpc: the push path's floor before it gathers or places), per
+# quantization scheme, on one fresh daemon; prints a line per run and the CPU
+# seconds of the daemon, the pushing client and the TCP run (the push path's cost,
+# not only its speed):
 #   bench/gpu/push_bench.sh BIN_DIR LIB_DIR OUT_DIR [BACKEND]
 # PRESET (8b), LAYERS (0: the preset's), SCHEMES ("per_tensor none"), STREAMS
-# ("1 4 8") override the defaults. BACKEND: cuda (default) or host.
+# ("1 4 8"), LAND_BYTES (4294967296) override the defaults. BACKEND: cuda (default) or host.
 set -euo pipefail
 bin=$(realpath "$1"); lib=$(realpath -m "$2"); out=$(realpath -m "$3"); backend=${4:-cuda}
 export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -36,6 +38,7 @@ print(json.dumps(ticks))
 PY
 }
 field() { python3 -c "import json, sys; print(json.loads(sys.argv[1])['$1'])" "$2"; }
+land=${LAND_BYTES:-4294967296}
 n=0
 for scheme in ${SCHEMES:-per_tensor none}; do
   for streams in ${STREAMS:-1 4 8}; do
@@ -45,18 +48,22 @@ for scheme in ${SCHEMES:-per_tensor none}; do
       --layers="${LAYERS:-0}" --streams="$streams" --fill=fast --scheme="$scheme")
     after=$(cpu); threads_after=$(thread_cpu)
     tcp=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")")
-    dram=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes=4294967296)
+    dram=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land")
+    grpc=$("$bin/weightd-bench-grpc" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land")
     "$bin/weightctl" --address="unix:$run/w.sock" unload "m$n" >/dev/null
-    python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" "$dram" "$threads_before" "$threads_after" <<'PY' | tee -a "$out/push-bench.jsonl"
+    python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" "$dram" "$threads_before" "$threads_after" "$grpc" <<'PY' | tee -a "$out/push-bench.jsonl"
 import json, os, sys
 scheme, streams, push, tcp, ticks = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
 dram = json.loads(sys.argv[6])
+grpc = json.loads(sys.argv[9])
 t0, t1 = json.loads(sys.argv[7]), json.loads(sys.argv[8])
 hz = os.sysconf("SC_CLK_TCK")
 by_thread = {k: round((v - t0.get(k, 0)) / hz, 2) for k, v in t1.items() if v - t0.get(k, 0) > 0}
 print(json.dumps({"scheme": scheme, "streams": streams, "bytes": push["bytes"], "push_gbps": push["gbps"],
                   "tcp_gbps": tcp["gbps"], "push_over_tcp": round(push["gbps"] / tcp["gbps"], 3),
                   "dram_tcp_gbps": dram["gbps"], "push_over_dram_tcp": round(push["gbps"] / dram["gbps"], 3),
+                  "grpc_gbps": grpc["gbps"], "push_over_grpc": round(push["gbps"] / grpc["gbps"], 3),
+                  "grpc_server_cpu_seconds": grpc["server_cpu_seconds"],
                   "daemon_cpu_seconds": ticks / os.sysconf("SC_CLK_TCK"), "client_cpu_seconds": push["cpu_seconds"],
                   "tcp_cpu_seconds": tcp["cpu_seconds"], "daemon_cpu_seconds_by_thread": by_thread,
                   "grpc_experiments": os.environ.get("GRPC_EXPERIMENTS", "")}))
