@@ -9,14 +9,17 @@
 # not only its speed):
 #   bench/gpu/push_bench.sh BIN_DIR LIB_DIR OUT_DIR [BACKEND]
 # PRESET (8b), LAYERS (0: the preset's), SCHEMES ("per_tensor none"), STREAMS
-# ("1 4 8"), LAND_BYTES (4294967296) override the defaults. BACKEND: cuda (default) or host.
+# ("1 4 8"), LAND_BYTES (4294967296) override the defaults; DAEMON_ENV ("NAME=VALUE
+# ...") sets environment variables for the daemon alone (GLIBC_TUNABLES=..., say).
+# BACKEND: cuda (default) or host.
 set -euo pipefail
 bin=$(realpath "$1"); lib=$(realpath -m "$2"); out=$(realpath -m "$3"); backend=${4:-cuda}
 export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 mkdir -p "$out"
 run=$(mktemp -d)
 trap 'kill "$daemon" 2>/dev/null || true; rm -rf "$run"' EXIT
-"$bin/weightd" --listen="unix:$run/w.sock" --handle-socket="$run/h.sock" --metrics-address= \
+# shellcheck disable=SC2086
+env ${DAEMON_ENV:-} "$bin/weightd" --listen="unix:$run/w.sock" --handle-socket="$run/h.sock" --metrics-address= \
   --backend="$backend" --model-root="$run" --log-format=json --log-level=debug 2>"$out/push-bench-daemon.log" &
 daemon=$!
 for _ in $(seq 100); do [ -S "$run/w.sock" ] && break; sleep 0.1; done
@@ -66,7 +69,8 @@ print(json.dumps({"scheme": scheme, "streams": streams, "bytes": push["bytes"], 
                   "grpc_server_cpu_seconds": grpc["server_cpu_seconds"],
                   "daemon_cpu_seconds": ticks / os.sysconf("SC_CLK_TCK"), "client_cpu_seconds": push["cpu_seconds"],
                   "tcp_cpu_seconds": tcp["cpu_seconds"], "daemon_cpu_seconds_by_thread": by_thread,
-                  "grpc_experiments": os.environ.get("GRPC_EXPERIMENTS", "")}))
+                  "grpc_experiments": os.environ.get("GRPC_EXPERIMENTS", ""),
+                  "daemon_env": os.environ.get("DAEMON_ENV", "")}))
 PY
   done
 done
