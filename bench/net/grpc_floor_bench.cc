@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "base/process_cpu.h"
+#include "bench/net/flag_value.h"
 #include "base/resident_buffers.h"
 #include "client/cpp/channel.h"
 #include "client/cpp/shard_stream.h"
@@ -48,14 +49,6 @@ namespace weightd::bench {
 namespace {
 
 constexpr size_t kHeld = 3;  // PushShardsReactor::kMaxHeldChunks
-
-uint64_t FlagValue(int argc, char** argv, const std::string& name, uint64_t fallback) {
-  const std::string prefix = "--" + name + "=";
-  for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]).rfind(prefix, 0) == 0) return std::strtoull(argv[i] + prefix.size(), nullptr, 10);
-  }
-  return fallback;
-}
 
 // One stream's share of the landing buffers, written from the start again when full.
 class Landing {

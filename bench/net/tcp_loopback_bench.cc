@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/process_cpu.h"
+#include "bench/net/flag_value.h"
 
 namespace {
 
@@ -33,14 +34,6 @@ constexpr size_t kBufferBytes = 4 << 20;
 [[noreturn]] void Die(const char* what) {
   std::perror(what);
   std::exit(1);
-}
-
-uint64_t FlagValue(int argc, char** argv, const std::string& name, uint64_t fallback) {
-  const std::string prefix = "--" + name + "=";
-  for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]).rfind(prefix, 0) == 0) return std::strtoull(argv[i] + prefix.size(), nullptr, 10);
-  }
-  return fallback;
 }
 
 void Send(uint16_t port, uint64_t bytes) {
@@ -79,6 +72,7 @@ void Receive(int fd, std::vector<char>* landing) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  using weightd::bench::FlagValue;
   const uint64_t streams = std::max<uint64_t>(1, FlagValue(argc, argv, "streams", 1));
   const uint64_t bytes = FlagValue(argc, argv, "bytes", uint64_t{4} << 30);
   const uint64_t land_bytes = FlagValue(argc, argv, "land-bytes", 0);
