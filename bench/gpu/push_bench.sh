@@ -10,7 +10,8 @@
 #   bench/gpu/push_bench.sh BIN_DIR LIB_DIR OUT_DIR [BACKEND]
 # PRESET (8b), LAYERS (0: the preset's), SCHEMES ("per_tensor none"), STREAMS
 # ("1 4 8"), LAND_BYTES (4294967296) override the defaults; DAEMON_ENV ("NAME=VALUE
-# ...") sets environment variables for the daemon alone (GLIBC_TUNABLES=..., say).
+# ...") sets environment variables for the daemon alone (GLIBC_TUNABLES=..., say),
+# DAEMON_FLAGS ("--flag=value ...") adds flags to its command line.
 # BACKEND: cuda (default) or host.
 set -euo pipefail
 bin=$(realpath "$1"); lib=$(realpath -m "$2"); out=$(realpath -m "$3"); backend=${4:-cuda}
@@ -20,10 +21,14 @@ run=$(mktemp -d)
 trap 'kill "$daemon" 2>/dev/null || true; rm -rf "$run"' EXIT
 # shellcheck disable=SC2086
 env ${DAEMON_ENV:-} "$bin/weightd" --listen="unix:$run/w.sock" --handle-socket="$run/h.sock" --metrics-address= \
-  --backend="$backend" --model-root="$run" --log-format=json --log-level=debug 2>"$out/push-bench-daemon.log" &
+  --backend="$backend" --model-root="$run" --log-format=json --log-level=debug ${DAEMON_FLAGS:-} 2>"$out/push-bench-daemon.log" &
 daemon=$!
 for _ in $(seq 100); do [ -S "$run/w.sock" ] && break; sleep 0.1; done
 cpu() { awk '{print $14 + $15}' "/proc/$daemon/stat"; }
+# The daemon's minor page faults, and the host's TLB shootdowns (every core's count
+# from /proc/interrupts): what unmapping and refaulting receive buffers costs.
+faults() { awk '{print $10}' "/proc/$daemon/stat"; }
+shootdowns() { awk '$1 == "TLB:" {s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}' /proc/interrupts; }
 # The daemon's CPU ticks by thread name (gRPC's nexting_thread receives and parses,
 # wd-work drains and gathers, wd-place places), as JSON.
 thread_cpu() {
@@ -46,15 +51,16 @@ n=0
 for scheme in ${SCHEMES:-per_tensor none}; do
   for streams in ${STREAMS:-1 4 8}; do
     n=$((n + 1))
-    before=$(cpu); threads_before=$(thread_cpu)
+    before=$(cpu); threads_before=$(thread_cpu); faults_before=$(faults); tlb_before=$(shootdowns)
     push=$("$bin/weightd-push-gen" --address="unix:$run/w.sock" --model="m$n" --preset="${PRESET:-8b}" \
       --layers="${LAYERS:-0}" --streams="$streams" --fill=fast --scheme="$scheme")
-    after=$(cpu); threads_after=$(thread_cpu)
+    after=$(cpu); threads_after=$(thread_cpu); faults_after=$(faults); tlb_after=$(shootdowns)
     tcp=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")")
     dram=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land")
     grpc=$("$bin/weightd-bench-grpc" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land")
     "$bin/weightctl" --address="unix:$run/w.sock" unload "m$n" >/dev/null
-    python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" "$dram" "$threads_before" "$threads_after" "$grpc" <<'PY' | tee -a "$out/push-bench.jsonl"
+    python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" "$dram" "$threads_before" "$threads_after" "$grpc" \
+      "$(( faults_after - faults_before ))" "$(( ${tlb_after:-0} - ${tlb_before:-0} ))" <<'PY' | tee -a "$out/push-bench.jsonl"
 import json, os, sys
 scheme, streams, push, tcp, ticks = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
 dram = json.loads(sys.argv[6])
@@ -67,10 +73,13 @@ print(json.dumps({"scheme": scheme, "streams": streams, "bytes": push["bytes"], 
                   "dram_tcp_gbps": dram["gbps"], "push_over_dram_tcp": round(push["gbps"] / dram["gbps"], 3),
                   "grpc_gbps": grpc["gbps"], "push_over_grpc": round(push["gbps"] / grpc["gbps"], 3),
                   "grpc_server_cpu_seconds": grpc["server_cpu_seconds"],
+                  "grpc_server_minor_faults": grpc.get("server_minor_faults"),
                   "daemon_cpu_seconds": ticks / os.sysconf("SC_CLK_TCK"), "client_cpu_seconds": push["cpu_seconds"],
                   "tcp_cpu_seconds": tcp["cpu_seconds"], "daemon_cpu_seconds_by_thread": by_thread,
+                  "daemon_minor_faults": int(sys.argv[10]), "host_tlb_shootdowns": int(sys.argv[11]),
                   "grpc_experiments": os.environ.get("GRPC_EXPERIMENTS", ""),
-                  "daemon_env": os.environ.get("DAEMON_ENV", "")}))
+                  "daemon_env": os.environ.get("DAEMON_ENV", ""),
+                  "daemon_flags": os.environ.get("DAEMON_FLAGS", "")}))
 PY
   done
 done

@@ -28,10 +28,12 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <initializer_list>
 #include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/process_cpu.h"
@@ -161,7 +163,23 @@ class FloorService final : public v1::Loader::WithRawCallbackMethod_PushShards<v
   std::atomic<size_t> next_{0};
 };
 
-[[noreturn]] void Serve(const std::string& socket_path, uint64_t streams, uint64_t land_bytes) {
+// Integer channel arguments from `--NAME=key=value` (repeatable): gRPC's transport
+// settings to try (grpc.http2.max_frame_size, ...), given to the server's builder
+// (--server-arg) or each client channel (--client-arg).
+using IntArgs = std::vector<std::pair<std::string, int>>;
+IntArgs IntArgsFlag(int argc, char** argv, const std::string& name) {
+  const std::string prefix = "--" + name + "=";
+  IntArgs args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const size_t eq = arg.rfind('=');
+    if (arg.rfind(prefix, 0) != 0 || eq < prefix.size()) continue;
+    args.emplace_back(arg.substr(prefix.size(), eq - prefix.size()), std::atoi(arg.c_str() + eq + 1));
+  }
+  return args;
+}
+
+[[noreturn]] void Serve(const std::string& socket_path, uint64_t streams, uint64_t land_bytes, const IntArgs& args) {
   std::vector<Landing> landings;
   if (land_bytes > 0) {
     landings.reserve(streams);
@@ -171,6 +189,7 @@ class FloorService final : public v1::Loader::WithRawCallbackMethod_PushShards<v
   grpc::ServerBuilder builder;  // as the daemon's (services/server/daemon.cc)
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.SetMaxSendMessageSize(64 << 20);
+  for (const auto& [key, value] : args) builder.AddChannelArgument(key, value);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   auto listener = server == nullptr ? absl::UnavailableError("no server")
@@ -184,19 +203,26 @@ class FloorService final : public v1::Loader::WithRawCallbackMethod_PushShards<v
   std::_Exit(0);
 }
 
-double ChildCpuSeconds(pid_t pid) {
+// Fields of /proc/PID/stat (numbered as proc(5) numbers them) summed.
+uint64_t ChildStatSum(pid_t pid, std::initializer_list<int> wanted) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const size_t close = text.rfind(')');
   if (close == std::string::npos) return 0;
   std::istringstream fields(text.substr(close + 2));
   std::string field;
-  uint64_t ticks = 0;
+  uint64_t sum = 0;
   for (int i = 3; i <= 15 && fields >> field; ++i) {
-    if (i == 14 || i == 15) ticks += std::strtoull(field.c_str(), nullptr, 10);  // utime, stime
+    if (std::find(wanted.begin(), wanted.end(), i) != wanted.end()) sum += std::strtoull(field.c_str(), nullptr, 10);
   }
-  return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  return sum;
 }
+
+double ChildCpuSeconds(pid_t pid) {  // utime + stime
+  return static_cast<double>(ChildStatSum(pid, {14, 15})) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+uint64_t ChildMinorFaults(pid_t pid) { return ChildStatSum(pid, {10}); }
 
 int Main(int argc, char** argv) {
   const uint64_t streams = std::max<uint64_t>(1, FlagValue(argc, argv, "streams", 1));
@@ -214,11 +240,13 @@ int Main(int argc, char** argv) {
     std::perror("fork");
     return 1;
   }
-  if (server == 0) Serve(socket_path, streams, land_bytes);
+  if (server == 0) Serve(socket_path, streams, land_bytes, IntArgsFlag(argc, argv, "server-arg"));
+  const IntArgs client_args = IntArgsFlag(argc, argv, "client-arg");
   KeepLargeBuffersResident();  // as the pushing tools do (bench/gen/gen_flags.cc)
   struct stat st {};
   for (int i = 0; i < 600 && stat(socket_path.c_str(), &st) != 0; ++i) usleep(50000);
   const double server_cpu_before = ChildCpuSeconds(server);
+  const uint64_t server_faults_before = ChildMinorFaults(server);
   const double client_cpu_before = ProcessCpuSeconds();
 
   std::mutex mu;
@@ -229,7 +257,19 @@ int Main(int argc, char** argv) {
     const uint64_t share = bytes / streams + (s < bytes % streams ? 1 : 0);
     threads.emplace_back([&, s, share] {
       const std::vector<uint8_t> pattern(chunk_bytes, static_cast<uint8_t>(s + 1));
-      client::ShardStream stream(client::MakeChannel("unix:" + socket_path, /*own_connection=*/true), "floor",
+      std::shared_ptr<grpc::Channel> channel;
+      if (client_args.empty()) {
+        channel = client::MakeChannel("unix:" + socket_path, /*own_connection=*/true);
+      } else {  // the pushing tools' channel (client/cpp/channel.cc) with the arguments to try
+        grpc::ChannelArguments args;
+        args.SetMaxReceiveMessageSize(64 << 20);
+        args.SetMaxSendMessageSize(64 << 20);
+        args.SetInt("weightd.channel_id", static_cast<int>(s));
+        args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+        for (const auto& [key, value] : client_args) args.SetInt(key, value);
+        channel = grpc::CreateCustomChannel("unix:" + socket_path, grpc::InsecureChannelCredentials(), args);
+      }
+      client::ShardStream stream(channel, "floor",
                                  "shard-" + std::to_string(s), share);
       uint64_t left = share;
       while (left > 0 && stream.Send(chunk_bytes, [&](uint8_t* buffer, size_t capacity) {
@@ -248,6 +288,7 @@ int Main(int argc, char** argv) {
   for (std::thread& t : threads) t.join();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double server_cpu = ChildCpuSeconds(server) - server_cpu_before;
+  const uint64_t server_faults = ChildMinorFaults(server) - server_faults_before;
   kill(server, SIGKILL);
   waitpid(server, nullptr, 0);
   unlink(socket_path.c_str());
@@ -257,10 +298,11 @@ int Main(int argc, char** argv) {
     return 1;
   }
   std::printf("{\"tool\":\"weightd-bench-grpc\",\"streams\":%llu,\"bytes\":%llu,\"land_bytes\":%llu,"
-              "\"seconds\":%.4f,\"gbps\":%.3f,\"client_cpu_seconds\":%.2f,\"server_cpu_seconds\":%.2f}\n",
+              "\"seconds\":%.4f,\"gbps\":%.3f,\"client_cpu_seconds\":%.2f,\"server_cpu_seconds\":%.2f,"
+              "\"server_minor_faults\":%llu}\n",
               static_cast<unsigned long long>(streams), static_cast<unsigned long long>(bytes),
               static_cast<unsigned long long>(land_bytes), seconds, static_cast<double>(bytes) / seconds / 1e9,
-              ProcessCpuSeconds() - client_cpu_before, server_cpu);
+              ProcessCpuSeconds() - client_cpu_before, server_cpu, static_cast<unsigned long long>(server_faults));
   return 0;
 }
 
