@@ -78,6 +78,11 @@ ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
           "slower so far (docs/performance.md), e.g. --pin-path-sources=true");
+ABSL_FLAG(bool, pin_pushed_tensors, true,
+          "CUDA: each pushed tensor gathered on the host for quantization is pinned (read-only) while it is "
+          "placed, so the GPU copies it in place instead of through the staging ring's pinned buffers: one "
+          "host copy of every byte fewer (per-tensor and stored tensors; per-channel and block scales are "
+          "taken in that copy; docs/performance.md), e.g. --pin-pushed-tensors=false");
 ABSL_FLAG(bool, direct_cold_reads, false,
           "Path loads read checkpoint segments that are not in the page cache with O_DIRECT (past the page "
           "cache, two 8 MiB requests in flight per read thread, a buffer of at most 128 MiB per read thread) "
@@ -222,6 +227,7 @@ Flags take --dashed-names or --underscored_names.)");
   }
   options.nccl_min_ranks = absl::GetFlag(FLAGS_nccl_min_ranks);
   options.pin_path_sources = absl::GetFlag(FLAGS_pin_path_sources);
+  options.pin_pushed_tensors = absl::GetFlag(FLAGS_pin_pushed_tensors);
   if (options.nccl_min_ranks < 1) return Fail("--nccl-min-ranks must be at least 1");
   auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));
   if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));
@@ -247,6 +253,7 @@ Flags take --dashed-names or --underscored_names.)");
   options.model_root = absl::GetFlag(FLAGS_model_root);
   options.path_read.read_threads = absl::GetFlag(FLAGS_read_threads);
   options.path_read.pin_threads = absl::GetFlag(FLAGS_pin_threads);
+  options.path_read.pin_sources = options.pin_path_sources;
   options.path_read.direct_cold_reads = absl::GetFlag(FLAGS_direct_cold_reads);
   if (options.path_read.pin_threads < 1) return Fail("--pin-threads must be at least 1");
   if (absl::GetFlag(FLAGS_quantize_threads) < 0) return Fail("--quantize-threads must be at least 0");

@@ -156,7 +156,14 @@ absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::o
     progress_.add_tensor();
     return absl::OkStatus();
   }
-  absl::Status placed = Place(index, source, amax);
+  absl::Status placed;
+  {
+    // Its destructor waits for the copies from `source`, which may then take
+    // the next tensor's bytes.
+    std::unique_ptr<SourcePin> pin;
+    if (pin_gathered_ && !ScalesFromCopies(tasks_[index])) pin = placer_->backend().PinSource(source.data(), source.size());
+    placed = Place(index, source, amax);
+  }
   if (budget_ == nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     spare_.push_back(std::move(source));

@@ -73,6 +73,14 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
   // continuation, or its tensor completes.
   void CoalesceStreamedWrites() { coalesce_ = true; }
   static constexpr uint64_t kStreamedRunBytes = uint64_t{4} << 20;
+  // A stream's writer: each gathered tensor is pinned for its placement
+  // (DeviceBackend::PinSource), so the copy engines read it in place instead of
+  // through a host copy into the staging slots; unpinned once its copies have
+  // landed, before its buffer takes the next tensor. Not per-channel and block
+  // tensors, whose scales the copies into the slots take in the same pass (a
+  // pinned one would take a pass of its own: more CPU, measured in
+  // docs/performance.md). Nothing where the backend pins no sources.
+  void PinGatheredTensors() { pin_gathered_ = placer_->backend().pins_sources(); }
 
   // A stream's writer under --host-memory-limit: gathered tensors are admitted
   // whole before their first byte (services/load/host_budget.h) and released
@@ -131,11 +139,18 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
   // otherwise frees that buffer and its charge, and returns false.
   bool TakeSpareCharge(size_t index, uint64_t bytes);
 
+  // Per-channel and block tensors: their scales are taken as they are copied into
+  // the staging slots, so pinning them for PinGatheredTensors would cost a pass.
+  static bool ScalesFromCopies(const TensorTask& task) {
+    return task.kind == TaskKind::kQuantize && task.scheme != kernels::Scheme::kPerTensor;
+  }
+
   // Writes the run of streamed bytes, if any.
   absl::Status FlushRun();
 
   // The run of streamed bytes (CoalesceStreamedWrites); owned by the stream's thread.
   bool coalesce_ = false;
+  bool pin_gathered_ = false;
   std::string run_;
   size_t run_index_ = 0;
   uint64_t run_offset_ = 0;

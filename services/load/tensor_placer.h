@@ -37,6 +37,8 @@ class TensorPlacer {
   TensorPlacer(const LoadPlan& plan, std::vector<std::shared_ptr<Arena>> arenas, DeviceBackend& backend,
                std::shared_ptr<Collective> collective);
 
+  DeviceBackend& backend() const { return backend_; }
+
   // Whether a stored tensor is written as its bytes arrive (else the caller
   // gathers it and calls WriteWhole).
   static bool Streams(const TensorTask& task, const safetensors::TensorHeader& t);

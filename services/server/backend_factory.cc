@@ -42,7 +42,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateCuda(const BackendOptions& 
   cuda_options.scales_from_slots = options.scales_from_slots;
   cuda_options.park_per_tensor = options.park_per_tensor;
   cuda_options.park_rest_in_arena = options.park_rest_in_arena;
-  cuda_options.pin_sources = options.pin_path_sources;
+  cuda_options.pin_sources = options.pin_sources;
   cuda_options.nccl_min_ranks = options.nccl_min_ranks;
   cuda_options.pinned = options.pinned;
   auto backend = cuda::CudaBackend::Create(cuda_options);

@@ -27,7 +27,7 @@ struct BackendOptions {
   bool scales_from_slots = true;
   bool park_per_tensor = true;  // DeviceBackend::parks_per_tensor, either backend
   bool park_rest_in_arena = false;  // DeviceBackend::parks_rest_in_arena, with park_per_tensor
-  bool pin_path_sources = false;  // cuda: CudaBackendOptions::pin_sources
+  bool pin_sources = false;  // cuda: CudaBackendOptions::pin_sources
   int nccl_min_ranks = 2;
   HostPinnedAccounting* pinned = nullptr;  // page-locked staging memory is counted here
   std::string test_hang_collective;  // host backend only: "", broadcast or all_reduce

@@ -206,7 +206,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_options.scales_from_slots = options.scales_from_slots;
   backend_options.park_per_tensor = options.park_per_tensor;
   backend_options.park_rest_in_arena = options.park_rest_in_arena;
-  backend_options.pin_path_sources = options.pin_path_sources;
+  backend_options.pin_sources = options.pin_path_sources || options.pin_pushed_tensors;
   backend_options.nccl_min_ranks = options.nccl_min_ranks;
   backend_options.pinned = state->pinned.get();
   backend_options.test_hang_collective = options.test_hang_collective;
@@ -260,6 +260,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   deps.path_read = options.path_read;
   deps.version = kVersion;
   deps.parse_limits = options.parse_limits;
+  deps.pin_pushed_tensors = options.pin_pushed_tensors;
   state->push_watchdog = std::make_unique<StallWatchdog>(options.push_idle_timeout);
   state->shutdown_grace = options.shutdown_grace;
   deps.push_watchdog = state->push_watchdog.get();

@@ -135,7 +135,8 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* LoaderService::PushShards(grpc::Callb
     auto it = context->client_metadata().find(key);
     return it == context->client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
   };
-  return new PushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget, deps_.push_hooks, deps_.parse_limits, summary,
+  return new PushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget, deps_.push_hooks,
+                               deps_.parse_limits, deps_.pin_pushed_tensors, summary,
                                named(kPushModelIdKey), named(kPushShardFileKey));
 }
 

@@ -34,6 +34,7 @@ struct LoaderServiceDeps {
   PathSourceOptions path_read;
   std::string version;
   safetensors::ParseLimits parse_limits;
+  bool pin_pushed_tensors = false;  // ShardWriter::PinGatheredTensors for every push
   StallWatchdog* push_watchdog = nullptr;  // watches every push and peer load; may be null
   // Peers (docs/cluster.md).
   std::shared_ptr<const PeerChannels> peer_channels;

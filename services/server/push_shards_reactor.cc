@@ -18,7 +18,8 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 
 PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
                                      SourceHooks hooks,
-                                     safetensors::ParseLimits limits, grpc::ByteBuffer* response,
+                                     safetensors::ParseLimits limits, bool pin_gathered,
+                                     grpc::ByteBuffer* response,
                                      std::string named_model, std::string named_file)
     : registry_(registry),
       executor_(executor),
@@ -26,6 +27,7 @@ PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Exe
       budget_(budget),
       hooks_(std::move(hooks)),
       limits_(limits),
+      pin_gathered_(pin_gathered),
       response_(response),
       named_model_(std::move(named_model)),
       named_file_(std::move(named_file)) {
@@ -262,6 +264,7 @@ void PushShardsReactor::OnResume(absl::Status status) {
   }
   writer_->UseHostBudget(budget_);
   writer_->CoalesceStreamedWrites();
+  if (pin_gathered_) writer_->PinGatheredTensors();
   feeding_ = true;  // the rest of the message that ended the header
   Drain();
 }

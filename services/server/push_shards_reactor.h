@@ -50,7 +50,7 @@ class PushShardsReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   // `response` receives the serialized PushSummary.
   PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
                     SourceHooks hooks,
-                    safetensors::ParseLimits limits, grpc::ByteBuffer* response,
+                    safetensors::ParseLimits limits, bool pin_gathered, grpc::ByteBuffer* response,
                     std::string named_model = "", std::string named_file = "");
   ~PushShardsReactor() override;
 
@@ -90,6 +90,7 @@ class PushShardsReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   HostBudget* budget_;
   SourceHooks hooks_;
   const safetensors::ParseLimits limits_;
+  const bool pin_gathered_;  // ShardWriter::PinGatheredTensors
   grpc::ByteBuffer* response_;
   v1::PushSummary summary_;  // owned by the drain task
   const std::string named_model_;

@@ -356,7 +356,7 @@ void RunPathLoad(std::shared_ptr<LoadJob> job, const CheckpointFiles& files, con
     ranges.push_back({segment.shard, begin, std::min(end, shards[segment.shard].map.size())});
   }
   PinWindow window(job->backend(), std::move(maps), ranges, options.pin_block_bytes, options.pin_window_bytes,
-                   options.pin_threads);
+                   options.pin_sources ? options.pin_threads : 0);
   std::atomic<size_t> next{0};
   const int threads = std::max(1, std::min<int>(options.read_threads, static_cast<int>(segments.size())));
   auto worker = [&] {

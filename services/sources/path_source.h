@@ -35,6 +35,7 @@ struct PathSourceOptions {
   uint64_t pin_block_bytes = uint64_t{512} << 20;
   uint64_t pin_window_bytes = uint64_t{4} << 30;
   int pin_threads = 4;
+  bool pin_sources = false;  // --pin-path-sources: no PinWindow without it
   // Segments outside the page cache: with `direct_cold_reads`, read with O_DIRECT
   // where the segment fits `direct_buffer_bytes` (one such buffer per read thread,
   // while the load reads), in requests of `direct_piece_bytes`, `direct_in_flight`

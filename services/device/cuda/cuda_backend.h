@@ -28,8 +28,9 @@ struct CudaBackendOptions {
   // default a single rank, which needs no communication) copy in process, so an
   // ordinary load holds no NCCL buffers. 1 routes one-rank loads through NCCL.
   int nccl_min_ranks = 2;
-  // Path loads pin their mapped checkpoint segments (PinSource) so the copy engines
-  // read the page cache in place; false copies every byte through the ring's slots.
+  // PinSource pins host bytes (a path load's mapped checkpoint segments, a pushed
+  // tensor gathered on the host) so the copy engines read them in place; false
+  // copies every byte through the ring's slots.
   bool pin_sources = false;
   // QuantizeTakingScales takes per-channel and block scales from the ring's slots.
   bool scales_from_slots = true;
