@@ -2,8 +2,11 @@
 # Push throughput beside raw TCP loopback of the same bytes with the same number
 # of streams, twice: reading into one cache-resident buffer (tcp_gbps) and landing
 # every byte in DRAM, as a receiver must (dram_tcp_gbps, --land-bytes: 4 GiB of
-# landing buffers), and gRPC alone landing the same bytes in DRAM (grpc_gbps,
-# weightd-bench-grpc: the push path's floor before it gathers or places), per
+# landing buffers), the same over a Unix socket (dram_unix_gbps; unix_via_buffer_gbps
+# reads into a 4 MiB buffer first and copies into the landing buffers, as a receiver
+# of framed messages outside gRPC would), and gRPC alone landing the same bytes in
+# DRAM (grpc_gbps, weightd-bench-grpc: the push path's floor before it gathers or
+# places), per
 # quantization scheme, on one fresh daemon; prints a line per run and the CPU
 # seconds of the daemon, the pushing client and the TCP run (the push path's cost,
 # not only its speed):
@@ -57,20 +60,26 @@ for scheme in ${SCHEMES:-per_tensor none}; do
     after=$(cpu); threads_after=$(thread_cpu); faults_after=$(faults); tlb_after=$(shootdowns)
     tcp=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")")
     dram=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land")
+    unix=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land" --unix=1)
+    unix_via=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land" \
+      --unix=1 --via-buffer=1)
     grpc=$("$bin/weightd-bench-grpc" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land")
     "$bin/weightctl" --address="unix:$run/w.sock" unload "m$n" >/dev/null
     python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" "$dram" "$threads_before" "$threads_after" "$grpc" \
-      "$(( faults_after - faults_before ))" "$(( ${tlb_after:-0} - ${tlb_before:-0} ))" <<'PY' | tee -a "$out/push-bench.jsonl"
+      "$(( faults_after - faults_before ))" "$(( ${tlb_after:-0} - ${tlb_before:-0} ))" "$unix" "$unix_via" <<'PY' | tee -a "$out/push-bench.jsonl"
 import json, os, sys
 scheme, streams, push, tcp, ticks = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
 dram = json.loads(sys.argv[6])
 grpc = json.loads(sys.argv[9])
+unix, unix_via = json.loads(sys.argv[12]), json.loads(sys.argv[13])
 t0, t1 = json.loads(sys.argv[7]), json.loads(sys.argv[8])
 hz = os.sysconf("SC_CLK_TCK")
 by_thread = {k: round((v - t0.get(k, 0)) / hz, 2) for k, v in t1.items() if v - t0.get(k, 0) > 0}
 print(json.dumps({"scheme": scheme, "streams": streams, "bytes": push["bytes"], "push_gbps": push["gbps"],
                   "tcp_gbps": tcp["gbps"], "push_over_tcp": round(push["gbps"] / tcp["gbps"], 3),
                   "dram_tcp_gbps": dram["gbps"], "push_over_dram_tcp": round(push["gbps"] / dram["gbps"], 3),
+                  "dram_unix_gbps": unix["gbps"], "push_over_dram_unix": round(push["gbps"] / unix["gbps"], 3),
+                  "unix_via_buffer_gbps": unix_via["gbps"],
                   "grpc_gbps": grpc["gbps"], "push_over_grpc": round(push["gbps"] / grpc["gbps"], 3),
                   "grpc_server_cpu_seconds": grpc["server_cpu_seconds"],
                   "grpc_server_minor_faults": grpc.get("server_minor_faults"),
