@@ -61,7 +61,8 @@ class DeviceBackend {
   virtual absl::Status Write(DeviceAllocation& alloc, uint64_t offset, std::string_view bytes) = 0;
   // Quantizes the 2-D tensor at `src` (host memory, tiling.rows x tiling.cols
   // elements of `dtype`) to E4M3FN at `offset`, each tile with its scale
-  // (kernels::QuantizeRows semantics). `src` may be reused once this returns.
+  // (kernels::QuantizeRows semantics). `src` may be reused once this returns;
+  // bytes inside a pin (PinSource) once that pin has gone.
   virtual absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                                 const kernels::Tiling& tiling, const float* scales) = 0;
   // Whether QuantizeTakingScales may take scales while it copies (else callers take
