@@ -161,7 +161,9 @@ absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::o
     // Its destructor waits for the copies from `source`, which may then take
     // the next tensor's bytes.
     std::unique_ptr<SourcePin> pin;
-    if (pin_gathered_ && !ScalesFromCopies(tasks_[index])) pin = placer_->backend().PinSource(source.data(), source.size());
+    if (pin_gathered_ && !ScalesFromCopies(tasks_[index])) {
+      pin = placer_->backend().PinSource(source.data(), source.size());
+    }
     placed = Place(index, source, amax);
   }
   if (budget_ == nullptr) {
