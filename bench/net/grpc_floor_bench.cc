@@ -261,9 +261,7 @@ int Main(int argc, char** argv) {
       if (client_args.empty()) {
         channel = client::MakeChannel("unix:" + socket_path, /*own_connection=*/true);
       } else {  // the pushing tools' channel (client/cpp/channel.cc) with the arguments to try
-        grpc::ChannelArguments args;
-        args.SetMaxReceiveMessageSize(64 << 20);
-        args.SetMaxSendMessageSize(64 << 20);
+        grpc::ChannelArguments args = client::ChannelArgumentsFor(client::TlsOptions{});
         args.SetInt("weightd.channel_id", static_cast<int>(s));
         args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
         for (const auto& [key, value] : client_args) args.SetInt(key, value);

@@ -69,21 +69,14 @@ void Receive(int fd, std::vector<char>* landing, bool via_buffer) {
   if (landing == nullptr || landing->size() < kBufferBytes) {
     while (::recv(fd, buffer.data(), buffer.size(), 0) > 0) {
     }
-  } else if (via_buffer) {
-    size_t at = 0;
-    for (;;) {
-      const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), 0);
-      if (n <= 0) break;
-      if (landing->size() - at < static_cast<size_t>(n)) at = 0;
-      std::memcpy(landing->data() + at, buffer.data(), static_cast<size_t>(n));
-      at += static_cast<size_t>(n);
-    }
   } else {
     size_t at = 0;
     for (;;) {
       if (landing->size() - at < kBufferBytes) at = 0;
-      const ssize_t n = ::recv(fd, landing->data() + at, kBufferBytes, 0);
+      char* to = landing->data() + at;
+      const ssize_t n = ::recv(fd, via_buffer ? buffer.data() : to, kBufferBytes, 0);
       if (n <= 0) break;
+      if (via_buffer) std::memcpy(to, buffer.data(), static_cast<size_t>(n));
       at += static_cast<size_t>(n);
     }
   }
