@@ -83,6 +83,11 @@ ABSL_FLAG(bool, pin_pushed_tensors, true,
           "placed, so the GPU copies it in place instead of through the staging ring's pinned buffers: one "
           "host copy of every byte fewer (per-tensor and stored tensors; per-channel and block scales are "
           "taken in that copy; docs/performance.md), e.g. --pin-pushed-tensors=false");
+ABSL_FLAG(bool, raw_unix_push, true,
+          "The gRPC Unix socket also takes raw push connections (one shard per connection, length-prefixed "
+          "ShardChunk frames read straight into the daemon's buffers; weightctl push and the clients use them "
+          "on a Unix address), past gRPC's receive path (docs/api.md). false: gRPC only (clients fall "
+          "back to gRPC by themselves), e.g. --raw-unix-push=false");
 ABSL_FLAG(bool, direct_cold_reads, false,
           "Path loads read checkpoint segments that are not in the page cache with O_DIRECT (past the page "
           "cache, two 8 MiB requests in flight per read thread, a buffer of at most 128 MiB per read thread) "
@@ -228,6 +233,7 @@ Flags take --dashed-names or --underscored_names.)");
   options.nccl_min_ranks = absl::GetFlag(FLAGS_nccl_min_ranks);
   options.pin_path_sources = absl::GetFlag(FLAGS_pin_path_sources);
   options.pin_pushed_tensors = absl::GetFlag(FLAGS_pin_pushed_tensors);
+  options.raw_unix_push = absl::GetFlag(FLAGS_raw_unix_push);
   if (options.nccl_min_ranks < 1) return Fail("--nccl-min-ranks must be at least 1");
   auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));
   if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));

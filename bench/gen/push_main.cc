@@ -37,6 +37,9 @@ ABSL_FLAG(uint32_t, tp, 1, "tensor-parallel size of the load (GPUs 0..tp-1), e.g
 ABSL_FLAG(std::string, scheme, "per_tensor",
           "quantization scheme: per_tensor, per_channel, block or none (gRPC cost alone), e.g. --scheme=none");
 ABSL_FLAG(uint32_t, chunk_mib, 4, "bytes per ShardChunk message in MiB (weightctl push sends 4), e.g. --chunk-mib=8");
+ABSL_FLAG(std::string, transport, "auto",
+          "auto: the daemon's raw push connection on a Unix address (gRPC where it takes none), gRPC on TCP; "
+          "grpc: gRPC everywhere, e.g. --transport=grpc");
 ABSL_FLAG(bool, generate_only, false, "generate the shard bytes and discard them (no daemon), e.g. --generate-only");
 
 namespace weightd::bench {
@@ -47,16 +50,19 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 }
 
 // Raw messages (client/cpp/shard_stream.h): the generator writes each message's
-// data straight into the buffer gRPC sends.
+// data straight into the buffer that is sent (raw push on a Unix address, or gRPC).
 absl::Status PushShard(const std::string& address, const std::string& model, const GenOptions& options,
                        const CheckpointPlan& plan, int shard) {
   ShardByteSource source(options, plan, shard);
-  client::ShardStream stream(client::MakeChannel(address, /*own_connection=*/true), model, plan.files[shard],
-                             source.size());
+  const client::PushTransport transport =
+      absl::GetFlag(FLAGS_transport) == "grpc" ? client::PushTransport::kGrpc : client::PushTransport::kAuto;
+  WEIGHTD_ASSIGN_OR_RETURN(std::unique_ptr<client::ShardStream> stream,
+                           client::OpenShardStream(address, client::TlsOptions{}, model, plan.files[shard],
+                                                   source.size(), transport));
   const size_t chunk_bytes = size_t{absl::GetFlag(FLAGS_chunk_mib)} << 20;
-  while (stream.Send(chunk_bytes, [&](uint8_t* buffer, size_t capacity) { return source.Read({buffer, capacity}); })) {
+  while (stream->Send(chunk_bytes, [&](uint8_t* buffer, size_t capacity) { return source.Read({buffer, capacity}); })) {
   }
-  return stream.Finish().status();
+  return stream->Finish().status();
 }
 
 // Runs fn(shard) for every shard, one thread each; the first failure wins.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Push throughput beside raw TCP loopback of the same bytes with the same number
+# Push throughput (weightd-push-gen on the daemon's Unix socket: its raw push
+# connection, push_gbps; then the same push over gRPC, push_grpc_gbps) beside raw TCP loopback of the same bytes with the same number
 # of streams, twice: reading into one cache-resident buffer (tcp_gbps) and landing
 # every byte in DRAM, as a receiver must (dram_tcp_gbps, --land-bytes: 4 GiB of
 # landing buffers), the same over a Unix socket (dram_unix_gbps; unix_via_buffer_gbps
@@ -58,6 +59,11 @@ for scheme in ${SCHEMES:-per_tensor none}; do
     push=$("$bin/weightd-push-gen" --address="unix:$run/w.sock" --model="m$n" --preset="${PRESET:-8b}" \
       --layers="${LAYERS:-0}" --streams="$streams" --fill=fast --scheme="$scheme")
     after=$(cpu); threads_after=$(thread_cpu); faults_after=$(faults); tlb_after=$(shootdowns)
+    "$bin/weightctl" --address="unix:$run/w.sock" unload "m$n" >/dev/null
+    grpc_before=$(cpu)
+    push_grpc=$("$bin/weightd-push-gen" --address="unix:$run/w.sock" --model="m$n" --preset="${PRESET:-8b}" \
+      --layers="${LAYERS:-0}" --streams="$streams" --fill=fast --scheme="$scheme" --transport=grpc)
+    grpc_after=$(cpu)
     tcp=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")")
     dram=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land")
     unix=$("$bin/weightd-bench-tcp" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land" --unix=1)
@@ -66,12 +72,14 @@ for scheme in ${SCHEMES:-per_tensor none}; do
     grpc=$("$bin/weightd-bench-grpc" --streams="$streams" --bytes="$(field bytes "$push")" --land-bytes="$land")
     "$bin/weightctl" --address="unix:$run/w.sock" unload "m$n" >/dev/null
     python3 - "$scheme" "$streams" "$push" "$tcp" "$(( after - before ))" "$dram" "$threads_before" "$threads_after" "$grpc" \
-      "$(( faults_after - faults_before ))" "$(( ${tlb_after:-0} - ${tlb_before:-0} ))" "$unix" "$unix_via" <<'PY' | tee -a "$out/push-bench.jsonl"
+      "$(( faults_after - faults_before ))" "$(( ${tlb_after:-0} - ${tlb_before:-0} ))" "$unix" "$unix_via" \
+      "$push_grpc" "$(( grpc_after - grpc_before ))" <<'PY' | tee -a "$out/push-bench.jsonl"
 import json, os, sys
 scheme, streams, push, tcp, ticks = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5])
 dram = json.loads(sys.argv[6])
 grpc = json.loads(sys.argv[9])
 unix, unix_via = json.loads(sys.argv[12]), json.loads(sys.argv[13])
+push_grpc, grpc_ticks = json.loads(sys.argv[14]), int(sys.argv[15])
 t0, t1 = json.loads(sys.argv[7]), json.loads(sys.argv[8])
 hz = os.sysconf("SC_CLK_TCK")
 by_thread = {k: round((v - t0.get(k, 0)) / hz, 2) for k, v in t1.items() if v - t0.get(k, 0) > 0}
@@ -79,6 +87,9 @@ print(json.dumps({"scheme": scheme, "streams": streams, "bytes": push["bytes"], 
                   "tcp_gbps": tcp["gbps"], "push_over_tcp": round(push["gbps"] / tcp["gbps"], 3),
                   "dram_tcp_gbps": dram["gbps"], "push_over_dram_tcp": round(push["gbps"] / dram["gbps"], 3),
                   "dram_unix_gbps": unix["gbps"], "push_over_dram_unix": round(push["gbps"] / unix["gbps"], 3),
+                  "push_grpc_gbps": push_grpc["gbps"],
+                  "push_grpc_over_dram_tcp": round(push_grpc["gbps"] / dram["gbps"], 3),
+                  "push_grpc_daemon_cpu_seconds": grpc_ticks / os.sysconf("SC_CLK_TCK"),
                   "unix_via_buffer_gbps": unix_via["gbps"],
                   "grpc_gbps": grpc["gbps"], "push_over_grpc": round(push["gbps"] / grpc["gbps"], 3),
                   "grpc_server_cpu_seconds": grpc["server_cpu_seconds"],

@@ -1,6 +1,6 @@
 // weightd-bench-grpc: what gRPC alone delivers to a receiver that lands every byte
 // in DRAM, the floor of a push before the daemon gathers, quantizes or places
-// anything. N client streams (client::ShardStream, as weightd-push-gen sends: raw
+// anything. N client streams (client::GrpcShardStream, as weightd-push-gen sends: raw
 // 4 MiB messages, each filled by a memcpy from a cache-resident buffer, large freed
 // buffers kept resident as in the pushing tools) push to a server in a child
 // process over a Unix socket, accepted and handed to gRPC as the daemon does
@@ -267,8 +267,8 @@ int Main(int argc, char** argv) {
         for (const auto& [key, value] : client_args) args.SetInt(key, value);
         channel = grpc::CreateCustomChannel("unix:" + socket_path, grpc::InsecureChannelCredentials(), args);
       }
-      client::ShardStream stream(channel, "floor",
-                                 "shard-" + std::to_string(s), share);
+      client::GrpcShardStream stream(channel, "floor",
+                                     "shard-" + std::to_string(s), share);
       uint64_t left = share;
       while (left > 0 && stream.Send(chunk_bytes, [&](uint8_t* buffer, size_t capacity) {
         const size_t n = std::min<uint64_t>(left, capacity);

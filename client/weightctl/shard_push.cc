@@ -25,11 +25,12 @@ absl::StatusOr<v1::PushSummary> PushShardFile(const std::string& address, const 
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return absl::InternalError(absl::StrCat("fstat ", file_path));
 
-  WEIGHTD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                           client::MakeChannel(address, tls, /*own_connection=*/true));
-  client::ShardStream stream(std::move(channel), model_id, shard_name, static_cast<uint64_t>(st.st_size));
+  // On a Unix socket, the daemon's raw push connection (gRPC where it takes none).
+  WEIGHTD_ASSIGN_OR_RETURN(std::unique_ptr<client::ShardStream> stream,
+                           client::OpenShardStream(address, tls, model_id, shard_name,
+                                                   static_cast<uint64_t>(st.st_size)));
   absl::Status read_error;
-  // Each message's bytes are read straight into the buffer gRPC sends.
+  // Each message's bytes are read straight into the buffer that is sent.
   auto read = [&](uint8_t* buffer, size_t capacity) -> size_t {
     for (;;) {
       ssize_t n = ::read(fd.get(), buffer, capacity);
@@ -38,10 +39,10 @@ absl::StatusOr<v1::PushSummary> PushShardFile(const std::string& address, const 
       return n < 0 ? 0 : static_cast<size_t>(n);
     }
   };
-  while (stream.Send(kChunkBytes, read)) {
+  while (stream->Send(kChunkBytes, read)) {
   }
-  if (!read_error.ok()) stream.Cancel();
-  absl::StatusOr<v1::PushSummary> summary = stream.Finish();
+  if (!read_error.ok()) stream->Cancel();
+  absl::StatusOr<v1::PushSummary> summary = stream->Finish();
   if (!read_error.ok()) return read_error;
   return summary;
 }

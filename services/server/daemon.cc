@@ -34,6 +34,8 @@ namespace weightd {
 namespace {
 
 constexpr char kVersion[] = "0.1.0";
+// The largest gRPC message either way, and the largest raw push frame.
+constexpr int kMaxMessageBytes = 64 << 20;
 
 // Hands a READY model's memory to a worker; the connection is the lease.
 class RegistryAttachHandler : public handoff::AttachHandler {
@@ -143,6 +145,7 @@ struct Daemon::State {
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Registry> registry;
   std::unique_ptr<HostBudget> host_budget;  // outlives the streams that charge it
+  std::unique_ptr<RawPushCalls> raw_push_calls = std::make_unique<RawPushCalls>();
   std::unique_ptr<Executor> placement;  // outlives `work`, whose drain tasks wait on it
   std::unique_ptr<Executor> work;
   std::unique_ptr<Executor> loaders;
@@ -261,6 +264,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   deps.version = kVersion;
   deps.parse_limits = options.parse_limits;
   deps.pin_pushed_tensors = options.pin_pushed_tensors;
+  deps.raw_push_calls = state->raw_push_calls.get();
+  deps.max_message_bytes = kMaxMessageBytes;
   state->push_watchdog = std::make_unique<StallWatchdog>(options.push_idle_timeout);
   state->shutdown_grace = options.shutdown_grace;
   deps.push_watchdog = state->push_watchdog.get();
@@ -293,8 +298,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.SetMaxReceiveMessageSize(64 << 20);
-  builder.SetMaxSendMessageSize(64 << 20);
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
   // Peers ping every 10 s while a stream is open (services/peer/peer_channels.cc);
   // gRPC's default would call that abuse and close the connection with GOAWAY.
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
@@ -329,7 +334,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   if (allowed.empty()) allowed = {::geteuid(), 0};
   for (const std::string& path : unix_paths) {
     EnsureParentDir(path);
-    auto listener = UnixListener::Start(path, options.socket_mode, allowed, state->server.get());
+    UnixListener::RawPushHandler raw_push;
+    if (options.raw_unix_push) {
+      raw_push = [service = state->service.get()](UniqueFd fd) { service->StartRawPush(std::move(fd)); };
+    }
+    auto listener = UnixListener::Start(path, options.socket_mode, allowed, state->server.get(), raw_push);
     if (!listener.ok()) {
       state->server->Shutdown();
       return listener.status();
@@ -417,6 +426,8 @@ void Daemon::Shutdown() {
   for (auto& listener : s.unix_listeners) listener->Shutdown();
   // Aborting loads first wakes every stream, so the server's shutdown is quick.
   s.registry->Shutdown();
+  const size_t raw_left = s.raw_push_calls->Shutdown(std::chrono::steady_clock::now() + std::chrono::seconds(5));
+  if (raw_left > 0) LogEvent(LogLevel::kWarning, "shutdown_raw_pushes_left", {{"connections", raw_left}});
   s.server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   // Every load has failed, so the executors' tasks end soon; a thread still in a
   // task at the deadline is in a device call that does not return (a wedged

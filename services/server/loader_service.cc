@@ -135,9 +135,16 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* LoaderService::PushShards(grpc::Callb
     auto it = context->client_metadata().find(key);
     return it == context->client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
   };
-  return new PushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget, deps_.push_hooks,
+  return new GrpcPushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget, deps_.push_hooks,
                                deps_.parse_limits, deps_.pin_pushed_tensors, summary,
                                named(kPushModelIdKey), named(kPushShardFileKey));
+}
+
+void LoaderService::StartRawPush(UniqueFd fd) {
+  auto* reactor = new RawPushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget,
+                                           deps_.push_hooks, deps_.parse_limits, deps_.pin_pushed_tensors,
+                                           /*response=*/nullptr);
+  reactor->Start(std::move(fd), deps_.max_message_bytes, *deps_.raw_push_calls);
 }
 
 grpc::ServerUnaryReactor* LoaderService::GetManifest(grpc::CallbackServerContext* context,

@@ -12,7 +12,9 @@
 #include "services/peer/peer_channels.h"
 #include "services/peer/peer_directory.h"
 #include "services/peer/peer_serve_reactor.h"
+#include "base/unique_fd.h"
 #include "services/safetensors/header.h"
+#include "services/server/raw_push_call.h"
 #include "services/registry/registry.h"
 #include "services/sources/path_source.h"
 #include "services/sources/source_hooks.h"
@@ -35,6 +37,8 @@ struct LoaderServiceDeps {
   std::string version;
   safetensors::ParseLimits parse_limits;
   bool pin_pushed_tensors = false;  // ShardWriter::PinGatheredTensors for every push
+  RawPushCalls* raw_push_calls = nullptr;  // the live raw push connections (StartRawPush)
+  uint32_t max_message_bytes = 64 << 20;   // the gRPC server's, and a raw push frame's, limit
   StallWatchdog* push_watchdog = nullptr;  // watches every push and peer load; may be null
   // Peers (docs/cluster.md).
   std::shared_ptr<const PeerChannels> peer_channels;
@@ -56,6 +60,9 @@ class LoaderService final : public v1::Loader::WithRawCallbackMethod_PushShards<
                                                      const v1::LoadModelRequest* request) override;
   grpc::ServerReadReactor<grpc::ByteBuffer>* PushShards(grpc::CallbackServerContext* context,
                                                         grpc::ByteBuffer* summary) override;
+  // A raw push connection on the Unix socket (base/raw_push_wire.h), its magic
+  // read: served like a PushShards call on a thread of its own (raw_push_call.h).
+  void StartRawPush(UniqueFd fd);
   grpc::ServerUnaryReactor* GetManifest(grpc::CallbackServerContext* context,
                                         const v1::GetManifestRequest* request,
                                         v1::Manifest* response) override;

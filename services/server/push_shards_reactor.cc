@@ -16,7 +16,8 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 
 }  // namespace
 
-PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
+template <class Transport>
+PushShardsReactor<Transport>::PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
                                      SourceHooks hooks,
                                      safetensors::ParseLimits limits, bool pin_gathered,
                                      grpc::ByteBuffer* response,
@@ -28,20 +29,22 @@ PushShardsReactor::PushShardsReactor(Registry& registry, Executor& executor, Exe
       hooks_(std::move(hooks)),
       limits_(limits),
       pin_gathered_(pin_gathered),
-      response_(response),
+      response_(ResponseOf(*this, response)),
       named_model_(std::move(named_model)),
       named_file_(std::move(named_file)) {
   std::lock_guard<std::mutex> lock(mu_);
   reading_ = true;
   reactor_order::Release(this);
-  StartRead(&incoming_);
+  this->StartRead(&incoming_);
 }
 
-PushShardsReactor::~PushShardsReactor() {
+template <class Transport>
+PushShardsReactor<Transport>::~PushShardsReactor() {
   if (sha_ != nullptr) EVP_MD_CTX_free(sha_);
 }
 
-bool PushShardsReactor::TakeReadSlot() {
+template <class Transport>
+bool PushShardsReactor<Transport>::TakeReadSlot() {
   if (reading_ || ended_ || finished_ || held_ >= kMaxHeldChunks) return false;
   // Reading ahead waits while host memory is short; a stream holding no message
   // may always read one (services/load/host_budget.h).
@@ -52,7 +55,8 @@ bool PushShardsReactor::TakeReadSlot() {
 
 // gRPC runs reactions off the thread that starts an operation, so StartRead may
 // be called under `mu_`; doing so orders every StartRead before Finish.
-void PushShardsReactor::OnReadDone(bool ok) {
+template <class Transport>
+void PushShardsReactor<Transport>::OnReadDone(bool ok) {
   reactor_order::Reaction reaction(this);
   bool post = false;
   {
@@ -66,7 +70,7 @@ void PushShardsReactor::OnReadDone(bool ok) {
       ++held_;
       if (TakeReadSlot()) {
         reactor_order::Release(this);
-        StartRead(&incoming_);
+        this->StartRead(&incoming_);
       }
     } else {
       ended_ = true;  // the client closed its side or went away: no more bytes come
@@ -76,7 +80,8 @@ void PushShardsReactor::OnReadDone(bool ok) {
   if (post) executor_.Post([this] { Drain(); });
 }
 
-void PushShardsReactor::Drain() {
+template <class Transport>
+void PushShardsReactor<Transport>::Drain() {
   for (;;) {
     if (feeding_) {
       absl::StatusOr<bool> fed = FeedPending();
@@ -127,7 +132,8 @@ void PushShardsReactor::Drain() {
   }
 }
 
-void PushShardsReactor::OnAdmitted() {
+template <class Transport>
+void PushShardsReactor<Transport>::OnAdmitted() {
   bool post = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -141,24 +147,27 @@ void PushShardsReactor::OnAdmitted() {
   if (post) executor_.Post([this] { Drain(); });
 }
 
-void PushShardsReactor::Recycle() {
+template <class Transport>
+void PushShardsReactor<Transport>::Recycle() {
   std::lock_guard<std::mutex> lock(mu_);
   --held_;
   if (TakeReadSlot()) {
     reactor_order::Release(this);
-    StartRead(&incoming_);
+    this->StartRead(&incoming_);
   }
 }
 
 // The last touch of `this` in its drain task: the plan may exist at once, and
 // OnResume then runs the drain on another thread.
-void PushShardsReactor::AwaitPlan() {
+template <class Transport>
+void PushShardsReactor<Transport>::AwaitPlan() {
   job_->OnShardHeader(file_, parser_->header(), [this](absl::Status status) {
     executor_.Post([this, status] { OnResume(status); });
   });
 }
 
-absl::StatusOr<bool> PushShardsReactor::Consume(grpc::ByteBuffer buffer) {
+template <class Transport>
+absl::StatusOr<bool> PushShardsReactor<Transport>::Consume(grpc::ByteBuffer buffer) {
   charged_ += buffer.Length();  // charged on arrival; given back once fed (or by Fail)
   absl::StatusOr<std::unique_ptr<PushMessage>> decoded = PushMessage::Decode(buffer);
   buffer.Clear();
@@ -198,7 +207,8 @@ absl::StatusOr<bool> PushShardsReactor::Consume(grpc::ByteBuffer buffer) {
   return true;
 }
 
-absl::StatusOr<bool> PushShardsReactor::FeedPending() {
+template <class Transport>
+absl::StatusOr<bool> PushShardsReactor<Transport>::FeedPending() {
   if (job_->failed()) return job_->status();
   for (; pending_next_ < pending_.size(); ++pending_next_) {
     std::string_view& piece = pending_[pending_next_];
@@ -216,7 +226,8 @@ absl::StatusOr<bool> PushShardsReactor::FeedPending() {
   return true;
 }
 
-void PushShardsReactor::DoneFeeding() {
+template <class Transport>
+void PushShardsReactor<Transport>::DoneFeeding() {
   feeding_ = false;
   pending_.clear();
   pending_next_ = 0;
@@ -225,12 +236,14 @@ void PushShardsReactor::DoneFeeding() {
   Recycle();
 }
 
-void PushShardsReactor::GiveBackCharge() {
+template <class Transport>
+void PushShardsReactor<Transport>::GiveBackCharge() {
   if (budget_ != nullptr && charged_ > 0) budget_->ReleaseMessage(charged_);
   charged_ = 0;
 }
 
-absl::Status PushShardsReactor::Open(const v1::ShardOpen& open) {
+template <class Transport>
+absl::Status PushShardsReactor<Transport>::Open(const v1::ShardOpen& open) {
   file_ = open.shard_file();
   WEIGHTD_ASSIGN_OR_RETURN(job_, registry_.LoadingJob(open.model_id()));
   if (!job_->ExpectsShard(file_)) {
@@ -249,7 +262,8 @@ absl::Status PushShardsReactor::Open(const v1::ShardOpen& open) {
   return absl::OkStatus();
 }
 
-void PushShardsReactor::OnResume(absl::Status status) {
+template <class Transport>
+void PushShardsReactor<Transport>::OnResume(absl::Status status) {
   if (!status.ok()) {
     Fail(status);
     return;
@@ -269,7 +283,14 @@ void PushShardsReactor::OnResume(absl::Status status) {
   Drain();
 }
 
-absl::Status PushShardsReactor::EndOfStream() {
+template <class Transport>
+absl::Status PushShardsReactor<Transport>::EndOfStream() {
+  const absl::Status cut = CutOf(*this);
+  if (!cut.ok()) {
+    if (parser_ == nullptr) return cut;
+    return absl::Status(cut.code(), absl::StrCat("shard '", file_, "': ", cut.message(), " (shard byte ",
+                                                 parser_->position(), ")"));
+  }
   if (parser_ == nullptr) return EndedBeforeOpen();
   if (writer_ == nullptr) {
     // Cut inside the header, or while waiting for the plan: the shard never arrives.
@@ -300,7 +321,8 @@ absl::Status PushShardsReactor::EndOfStream() {
 // so a client that cancels right after its first message may leave the daemon
 // with no `open` at all. The metadata still names the shard: its load fails now
 // rather than waiting for the push idle timeout.
-absl::Status PushShardsReactor::EndedBeforeOpen() {
+template <class Transport>
+absl::Status PushShardsReactor<Transport>::EndedBeforeOpen() {
   if (!named_model_.empty() && !named_file_.empty()) {
     absl::StatusOr<std::shared_ptr<LoadJob>> job = registry_.LoadingJob(named_model_);
     if (job.ok() && (*job)->AwaitsHeader(named_file_)) {
@@ -313,7 +335,8 @@ absl::Status PushShardsReactor::EndedBeforeOpen() {
   return absl::InvalidArgumentError("PushShards stream ended before `open`");
 }
 
-void PushShardsReactor::Fail(const absl::Status& status) {
+template <class Transport>
+void PushShardsReactor<Transport>::Fail(const absl::Status& status) {
   std::deque<grpc::ByteBuffer> dropped;  // freed now, not when gRPC is done with the call
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -341,10 +364,11 @@ void PushShardsReactor::Fail(const absl::Status& status) {
   absl::Status reply = (job_ != nullptr && job_->failed()) ? job_->status() : status;
   if (status.code() == absl::StatusCode::kAlreadyExists) reply = status;
   reactor_order::Release(this);
-  Finish(ToGrpcStatus(reply));  // nothing touches `this` after this
+  this->Finish(ToGrpcStatus(reply));  // nothing touches `this` after this
 }
 
-void PushShardsReactor::Succeed() {
+template <class Transport>
+void PushShardsReactor<Transport>::Succeed() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (finished_) return;
@@ -362,14 +386,18 @@ void PushShardsReactor::Succeed() {
   grpc::Slice slice(summary.data(), summary.size());
   *response_ = grpc::ByteBuffer(&slice, 1);
   reactor_order::Release(this);
-  Finish(grpc::Status::OK);  // nothing touches `this` after this
+  this->Finish(grpc::Status::OK);  // nothing touches `this` after this
   job->OnShardDone(file, absl::OkStatus());
   registry.MaybeReportProgress(job->model_id());
 }
 
-void PushShardsReactor::OnDone() {
+template <class Transport>
+void PushShardsReactor<Transport>::OnDone() {
   reactor_order::Acquire(this);
   delete this;
 }
+
+template class PushShardsReactor<grpc::ServerReadReactor<grpc::ByteBuffer>>;
+template class PushShardsReactor<RawPushCall>;
 
 }  // namespace weightd

@@ -12,6 +12,11 @@
 // queued message. Any error in an expected shard fails the whole load; a stream
 // for a shard the load does not expect fails alone.
 //
+// The transport is a template parameter: gRPC's ServerReadReactor<ByteBuffer>
+// (LoaderService::PushShards), or a raw connection on the Unix socket
+// (raw_push_call.h), whose read ends carry a reason of their own (`cut`), named
+// in the stream's error.
+//
 // Thread-safety: `mu_` guards the queue and the read/drain/finish flags, which
 // the gRPC reactions and the drain task share. Everything else belongs to the
 // drain task. Finish is called once, by the drain task, outside `mu_`, as its
@@ -33,12 +38,22 @@
 #include "services/registry/registry.h"
 #include "services/safetensors/parser.h"
 #include "services/server/push_message.h"
+#include "services/server/raw_push_call.h"
 #include "services/sources/source_hooks.h"
 #include "weightd/v1/loader.pb.h"
 
 namespace weightd {
 
-class PushShardsReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+// Why a transport's reads ended early, and where its reply's PushSummary goes.
+inline absl::Status CutOf(const grpc::ServerReadReactor<grpc::ByteBuffer>&) { return absl::OkStatus(); }
+inline absl::Status CutOf(const RawPushCall& call) { return call.cut(); }
+inline grpc::ByteBuffer* ResponseOf(grpc::ServerReadReactor<grpc::ByteBuffer>&, grpc::ByteBuffer* given) {
+  return given;
+}
+inline grpc::ByteBuffer* ResponseOf(RawPushCall& call, grpc::ByteBuffer*) { return call.response(); }
+
+template <class Transport>
+class PushShardsReactor : public Transport {
  public:
   // Messages a stream holds at most: queued, being processed and being read.
   static constexpr int kMaxHeldChunks = 3;
@@ -47,7 +62,7 @@ class PushShardsReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   // `placement` (may be null: inline) places gathered tensors while the drain
   // gathers the next (ShardWriter::PlaceOffThread); it must not be `executor`.
   // `budget` (may be null: no limit) is --host-memory-limit's (services/load/host_budget.h).
-  // `response` receives the serialized PushSummary.
+  // `response` receives the serialized PushSummary (ignored for a raw call: its own).
   PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
                     SourceHooks hooks,
                     safetensors::ParseLimits limits, bool pin_gathered, grpc::ByteBuffer* response,
@@ -122,5 +137,8 @@ class PushShardsReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   size_t pending_next_ = 0;
   uint64_t charged_ = 0;                   // host memory charged for them (their whole message)
 };
+
+using GrpcPushShardsReactor = PushShardsReactor<grpc::ServerReadReactor<grpc::ByteBuffer>>;
+using RawPushShardsReactor = PushShardsReactor<RawPushCall>;
 
 }  // namespace weightd

@@ -14,18 +14,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/log.h"
+#include "base/raw_push_wire.h"
 #include "base/wake_fd.h"
 
 namespace weightd {
 
-UnixListener::UnixListener(std::string path, std::vector<uid_t> allowed_uids, grpc::Server* server)
-    : path_(std::move(path)), allowed_uids_(std::move(allowed_uids)), server_(server) {}
+UnixListener::UnixListener(std::string path, std::vector<uid_t> allowed_uids, grpc::Server* server,
+                           RawPushHandler raw_push)
+    : path_(std::move(path)), allowed_uids_(std::move(allowed_uids)), server_(server), raw_push_(std::move(raw_push)) {}
 
 UnixListener::~UnixListener() { Shutdown(); }
 
 absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Start(const std::string& path, mode_t mode,
                                                                   std::vector<uid_t> allowed_uids,
-                                                                  grpc::Server* server) {
+                                                                  grpc::Server* server, RawPushHandler raw_push) {
   struct sockaddr_un addr = {};
   addr.sun_family = AF_UNIX;
   if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
@@ -37,7 +39,8 @@ absl::StatusOr<std::unique_ptr<UnixListener>> UnixListener::Start(const std::str
     if (!S_ISSOCK(st.st_mode)) return absl::FailedPreconditionError(absl::StrCat(path, " exists and is not a socket"));
     ::unlink(path.c_str());
   }
-  std::unique_ptr<UnixListener> listener(new UnixListener(path, std::move(allowed_uids), server));
+  std::unique_ptr<UnixListener> listener(
+      new UnixListener(path, std::move(allowed_uids), server, std::move(raw_push)));
   listener->listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!listener->listener_.valid()) return absl::ErrnoToStatus(errno, "socket");
   const auto* sa = reinterpret_cast<const struct sockaddr*>(&addr);
@@ -61,36 +64,82 @@ void UnixListener::Shutdown() {
 
 void UnixListener::Run() {
   for (;;) {
-    struct pollfd pfds[2] = {{wake_.get(), POLLIN, 0}, {listener_.get(), POLLIN, 0}};
-    if (::poll(pfds, 2, -1) < 0) {
+    std::vector<struct pollfd> pfds = {{wake_.get(), POLLIN, 0}, {listener_.get(), POLLIN, 0}};
+    int timeout_ms = -1;
+    const auto now = std::chrono::steady_clock::now();
+    for (const Pending& p : pending_) {
+      pfds.push_back({p.fd.get(), POLLIN, 0});
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(p.deadline - now).count() + 1;
+      timeout_ms = timeout_ms < 0 ? static_cast<int>(std::max<int64_t>(left, 0))
+                                  : std::min(timeout_ms, static_cast<int>(std::max<int64_t>(left, 0)));
+    }
+    if (::poll(pfds.data(), pfds.size(), timeout_ms) < 0) {
       if (errno == EINTR) continue;
       WEIGHTD_LOG(ERROR) << "grpc socket: poll failed: " << std::strerror(errno);
       serving_ = false;
       return;
     }
     if (pfds[0].revents != 0) return;
-    for (;;) {
-      UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-      if (!fd.valid()) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-          WEIGHTD_LOG(WARNING) << "grpc socket: accept failed: " << std::strerror(errno);
-          ::usleep(100000);  // out of descriptors: back off rather than spin
-        }
-        break;
-      }
-      struct ucred cred = {};
-      socklen_t len = sizeof(cred);
-      if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) continue;
-      if (std::find(allowed_uids_.begin(), allowed_uids_.end(), cred.uid) == allowed_uids_.end()) {
-        LogEvent(LogLevel::kWarning, "connection_refused",
-                 {{"socket", path_}, {"uid", static_cast<int64_t>(cred.uid)},
-                  {"pid", static_cast<int64_t>(cred.pid)}});
+    // Pending connections first (AcceptAll appends to pending_).
+    std::vector<Pending> waiting;
+    const auto after = std::chrono::steady_clock::now();
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      Pending& p = pending_[i];
+      if (pfds[i + 2].revents != 0 && Sniff(p)) continue;
+      if (after >= p.deadline) {
+        grpc::AddInsecureChannelFromFd(server_, p.fd.release());  // silent: gRPC's handshake timeout applies
         continue;
       }
-      grpc::AddInsecureChannelFromFd(server_, fd.release());
+      waiting.push_back(std::move(p));
     }
+    pending_ = std::move(waiting);
+    if (pfds[1].revents != 0) AcceptAll();
   }
+}
+
+void UnixListener::AcceptAll() {
+  for (;;) {
+    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!fd.valid()) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        WEIGHTD_LOG(WARNING) << "grpc socket: accept failed: " << std::strerror(errno);
+        ::usleep(100000);  // out of descriptors: back off rather than spin
+      }
+      return;
+    }
+    struct ucred cred = {};
+    socklen_t len = sizeof(cred);
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) continue;
+    if (std::find(allowed_uids_.begin(), allowed_uids_.end(), cred.uid) == allowed_uids_.end()) {
+      LogEvent(LogLevel::kWarning, "connection_refused",
+               {{"socket", path_}, {"uid", static_cast<int64_t>(cred.uid)},
+                {"pid", static_cast<int64_t>(cred.pid)}});
+      continue;
+    }
+    if (!raw_push_) {
+      grpc::AddInsecureChannelFromFd(server_, fd.release());
+      continue;
+    }
+    Pending pending{std::move(fd), std::chrono::steady_clock::now() + kSniffTimeout};
+    if (!Sniff(pending)) pending_.push_back(std::move(pending));
+  }
+}
+
+bool UnixListener::Sniff(Pending& pending) {
+  char first[kRawPushMagic.size()];
+  const ssize_t n = ::recv(pending.fd.get(), first, sizeof(first), MSG_PEEK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+  if (n <= 0) return true;  // closed before a byte, or failed: dropped
+  const std::string_view got(first, static_cast<size_t>(n));
+  if (got != kRawPushMagic.substr(0, got.size())) {
+    grpc::AddInsecureChannelFromFd(server_, pending.fd.release());
+    return true;
+  }
+  if (got.size() < kRawPushMagic.size()) return false;  // the rest of the magic is yet to come
+  ::recv(pending.fd.get(), first, sizeof(first), 0);   // consumed: the frames follow
+  raw_push_(std::move(pending.fd));
+  return true;
 }
 
 }  // namespace weightd

@@ -1,0 +1,162 @@
+#include "services/server/raw_push_call.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <cerrno>
+#include <thread>
+#include <vector>
+
+#include "base/raw_push_wire.h"
+#include "services/server/push_frame_reader.h"
+
+namespace weightd {
+namespace {
+
+// A reply or the magic: small, into a socket buffer the client drains; the
+// timeout only bounds a client that stopped reading with a full buffer.
+constexpr int kSendTimeoutSeconds = 10;
+
+bool SendAll(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+}  // namespace
+
+bool RawPushCalls::Add(const void* call, int fd) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shut_down_) return false;
+  live_[call] = fd;
+  return true;
+}
+
+void RawPushCalls::ForgetSocket(const void* call) {
+  std::lock_guard<std::mutex> lock(mu_);
+  live_[call] = -1;
+}
+
+void RawPushCalls::Remove(const void* call) {
+  std::lock_guard<std::mutex> lock(mu_);
+  live_.erase(call);
+  removed_.notify_all();
+}
+
+size_t RawPushCalls::Shutdown(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  shut_down_ = true;
+  for (const auto& [call, fd] : live_) {
+    if (fd >= 0) ::shutdown(fd, SHUT_RD);  // the reply still goes out
+  }
+  removed_.wait_until(lock, deadline, [this] { return live_.empty(); });
+  return live_.size();
+}
+
+RawPushCall::~RawPushCall() = default;
+
+void RawPushCall::Start(UniqueFd fd, uint32_t max_frame_bytes, RawPushCalls& calls) {
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+  const struct timeval timeout = {kSendTimeoutSeconds, 0};
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  if (!calls.Add(this, fd.get())) {
+    // Shutting down: closed unanswered (the client falls back to gRPC, which is
+    // shutting down too). Nothing has happened yet but the first StartRead.
+    fd.reset();
+    OnDone();
+    return;
+  }
+  fd_ = std::move(fd);
+  calls_ = &calls;
+  std::thread(&RawPushCall::Run, this, max_frame_bytes).detach();
+}
+
+void RawPushCall::StartRead(grpc::ByteBuffer* message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  target_ = message;
+  wake_.notify_all();
+}
+
+void RawPushCall::Finish(grpc::Status status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  finished_ = true;
+  status_ = std::move(status);
+  // A read in progress ends now; the connection's thread closes the socket only
+  // after it sees finished_, under mu_, so the descriptor is still ours here.
+  if (target_ != nullptr) ::shutdown(fd_.get(), SHUT_RD);
+  wake_.notify_all();
+}
+
+absl::Status RawPushCall::cut() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cut_;
+}
+
+void RawPushCall::Run(uint32_t max_frame_bytes) {
+  PushFrameReader reader(fd_.get(), max_frame_bytes);
+  const bool greeted = SendAll(fd_.get(), kRawPushMagic);
+  for (;;) {
+    grpc::ByteBuffer* target = nullptr;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [this] { return target_ != nullptr || finished_; });
+      if (finished_) break;
+      target = target_;
+    }
+    absl::StatusOr<std::optional<grpc::Slice>> frame =
+        greeted ? reader.Next() : absl::UnavailableError("raw push: the client went away before the greeting");
+    const bool ok = frame.ok() && frame->has_value();
+    if (ok) *target = grpc::ByteBuffer(&**frame, 1);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      target_ = nullptr;
+      if (!ok && !finished_) cut_ = frame.status();  // OK: the end frame
+    }
+    OnReadDone(ok);
+  }
+  bool cut_short = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cut_short = target_ != nullptr;
+    target_ = nullptr;
+  }
+  if (cut_short) OnReadDone(false);  // a read Finish cut short, as gRPC reports it
+  Reply();
+  RawPushCalls* calls = calls_;
+  const void* key = this;
+  calls->ForgetSocket(key);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fd_.reset();
+  }
+  OnDone();  // deletes this
+  calls->Remove(key);
+}
+
+void RawPushCall::Reply() {
+  RawPushReply reply;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reply.code = static_cast<int>(status_.error_code());
+    reply.message = status_.error_message();
+  }
+  if (reply.code == 0) {
+    std::vector<grpc::Slice> slices;
+    if (response_.Dump(&slices).ok()) {
+      for (const grpc::Slice& slice : slices) reply.summary.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+    }
+  }
+  std::string bytes;
+  const std::string body = EncodeRawPushReply(reply);
+  AppendLength(static_cast<uint32_t>(body.size()), bytes);
+  bytes += body;
+  SendAll(fd_.get(), bytes);  // a client gone away misses the answer, as on gRPC
+}
+
+}  // namespace weightd

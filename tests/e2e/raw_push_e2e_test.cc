@@ -1,0 +1,260 @@
+// The raw push connection on the daemon's Unix socket (base/raw_push_wire.h)
+// against the real daemon: a pushed checkpoint equals the path load and the gRPC
+// push byte for byte; broken frames get their precise status naming the shard and
+// the byte, fail the load, and leave nothing behind; a daemon run without it is
+// pushed over gRPC.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "base/raw_push_wire.h"
+#include "base/unique_fd.h"
+#include "client/cpp/chunk_wire.h"
+#include "client/cpp/raw_shard_stream.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/checkpoint_files.h"
+#include "tests/e2e/daemon_process.h"
+#include "tests/e2e/push_stream.h"
+
+namespace weightd::testing {
+namespace {
+
+std::string Frame(const std::string& payload) {
+  std::string frame;
+  AppendLength(static_cast<uint32_t>(payload.size()), frame);
+  return frame + payload;
+}
+
+std::string DataChunk(const std::string& bytes) { return client::DataFieldPrefix(bytes.size()) + bytes; }
+
+// A raw push connection written by hand, to break the protocol on purpose.
+class HandConnection {
+ public:
+  explicit HandConnection(const DaemonProcess& daemon) {
+    const std::string path = daemon.dir() + "/weightd.sock";
+    struct sockaddr_un addr = {};
+    addr.sun_family = AF_UNIX;
+    path.copy(addr.sun_path, path.size());
+    fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    EXPECT_EQ(::connect(fd_.get(), reinterpret_cast<const struct sockaddr*>(&addr), sizeof(addr)), 0);
+    Send(std::string(kRawPushMagic));
+    char greeting[8] = {};
+    EXPECT_EQ(::recv(fd_.get(), greeting, sizeof(greeting), MSG_WAITALL), 8);
+    EXPECT_EQ(std::string_view(greeting, 8), kRawPushMagic);
+  }
+  void Send(const std::string& bytes) { ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL); }
+  void CloseWrites() { ::shutdown(fd_.get(), SHUT_WR); }
+  // The daemon's answer.
+  RawPushReply Reply() {
+    unsigned char length[4];
+    if (::recv(fd_.get(), length, 4, MSG_WAITALL) != 4) return {-1, "no answer", ""};
+    std::string body(ReadLength(length), '\0');
+    EXPECT_EQ(::recv(fd_.get(), body.data(), body.size(), MSG_WAITALL), static_cast<ssize_t>(body.size()));
+    absl::StatusOr<RawPushReply> reply = DecodeRawPushReply(body);
+    EXPECT_TRUE(reply.ok()) << reply.status();
+    return reply.ok() ? *reply : RawPushReply{-1, "malformed", ""};
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
+class RawPushE2ETest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    checkpoint_ = daemon_.model_root() + "/tiny";
+    CommandResult gen = daemon_.GenerateTiny("tiny", {"--shards=3", "--dtype=mixed"});
+    ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  }
+
+  void ExpectOk(const CommandResult& result) { EXPECT_EQ(result.exit_code, 0) << result.out << result.err; }
+
+  void ExpectServingAndEmpty() {
+    EXPECT_EQ(daemon_.Ctl({"list"}).exit_code, 0);
+    EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
+  }
+
+  // The daemon's descriptors back at `before` (connections close on the daemon's
+  // own threads: waited for, bounded).
+  void ExpectFdsBackTo(int before) {
+    int now = -1;
+    for (int i = 0; i < 100 && (now = daemon_.OpenFds()) > before; ++i) ::usleep(50000);
+    EXPECT_LE(now, before);
+  }
+
+  // Pushes every shard of the tiny checkpoint with `open` into a load, one stream
+  // and thread each (the load is planned once every shard's header is in).
+  template <typename OpenFn>
+  void PushAll(const std::string& model, OpenFn open) {
+    const std::vector<std::string> names = {"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                            "model-00003-of-00003.safetensors"};
+    PushLoad load(daemon_, model, names);
+    std::vector<std::thread> threads;
+    for (const std::string& name : names) {
+      threads.emplace_back([&, name] {
+        const std::string bytes = ReadFile(checkpoint_ + "/" + name);
+        ASSERT_FALSE(bytes.empty()) << name;
+        absl::StatusOr<std::unique_ptr<client::ShardStream>> stream = open(model, name, bytes.size());
+        ASSERT_TRUE(stream.ok()) << stream.status();
+        size_t at = 0;
+        // 1000-byte messages: many frames per shard, tensors spanning several.
+        while ((*stream)->Send(1000, [&](uint8_t* buffer, size_t capacity) {
+          const size_t n = std::min(capacity, bytes.size() - at);
+          std::memcpy(buffer, bytes.data() + at, n);
+          at += n;
+          return n;
+        })) {
+        }
+        absl::StatusOr<v1::PushSummary> summary = (*stream)->Finish();
+        ASSERT_TRUE(summary.ok()) << name << ": " << summary.status();
+        EXPECT_EQ(summary->bytes_received(), bytes.size()) << name;
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    EXPECT_TRUE(load.Finish().ok());
+  }
+
+  DaemonProcess daemon_;
+  std::string checkpoint_;
+};
+
+TEST_F(RawPushE2ETest, ARawPushEqualsThePathLoadAndTheGrpcPush) {
+  daemon_.Start();
+  ExpectOk(daemon_.Ctl({"load", "by-path", "--path=tiny"}));
+  const std::string address = daemon_.grpc_address();
+  PushAll("by-raw", [&](const std::string& model, const std::string& name, uint64_t size)
+                        -> absl::StatusOr<std::unique_ptr<client::ShardStream>> {
+    // Raw, not a fallback: Open fails unless the daemon accepted the connection.
+    absl::StatusOr<std::unique_ptr<client::RawShardStream>> raw = client::RawShardStream::Open(address, model, name, size);
+    if (!raw.ok()) return raw.status();
+    return std::unique_ptr<client::ShardStream>(std::move(*raw));
+  });
+  PushAll("by-grpc", [&](const std::string& model, const std::string& name, uint64_t size) {
+    return client::OpenShardStream(address, {}, model, name, size, client::PushTransport::kGrpc);
+  });
+  const std::string path = daemon_.dir() + "/export-path";
+  ExpectOk(daemon_.Ctl({"export", "by-path", path}));
+  const std::string path_bytes = ReadFile(path + "/model.safetensors");
+  ASSERT_FALSE(path_bytes.empty());
+  for (const char* model : {"by-raw", "by-grpc"}) {
+    const std::string out = daemon_.dir() + "/export-" + model;
+    ExpectOk(daemon_.Ctl({"export", model, out}));
+    EXPECT_TRUE(path_bytes == ReadFile(out + "/model.safetensors")) << model << " and the path load differ";
+  }
+  CommandResult verify = daemon_.Ctl({"verify", checkpoint_, daemon_.dir() + "/export-by-raw"});
+  ExpectOk(verify);
+  EXPECT_NE(verify.out.find("quantized equal to the CPU reference"), std::string::npos) << verify.out;
+}
+
+struct BrokenCase {
+  const char* name;
+  // What follows a valid `open` frame (with the header and 10 data bytes).
+  std::string after_open;
+  bool close_writes;  // the client half-closes after sending
+  const char* code;
+  std::vector<const char*> message_parts;
+};
+
+TEST_F(RawPushE2ETest, BrokenFramesGetTheirStatusNamingTheShardAndTheByte) {
+  daemon_.Start();
+  const std::string file = Shard(R"({"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})",
+                                 std::string(16, '\x01'));
+  v1::ShardChunk first;
+  first.mutable_open()->set_model_id("m");
+  first.mutable_open()->set_shard_file("model.safetensors");
+  first.mutable_open()->set_size(file.size());
+  first.set_data(file.substr(0, 10));
+  const std::string open_frame = Frame(first.SerializeAsString());
+  const std::string over_limit("\xf0\xff\xff\x0f", 4);  // 0x0ffffff0 bytes: past 64 MiB
+  const std::vector<BrokenCase> cases = {
+      {"not_a_shard_chunk", Frame(std::string("\x12\x10short", 7)), false, "INVALID_ARGUMENT",
+       {"shard 'model.safetensors'", "not a valid ShardChunk"}},
+      {"frame_over_the_limit", over_limit, false, "RESOURCE_EXHAUSTED",
+       {"shard 'model.safetensors'", "over the limit", "shard byte 10"}},
+      {"cut_inside_a_frame", std::string("\xe8\x03\x00\x00", 4) + "0123456789", true, "DATA_LOSS",
+       {"shard 'model.safetensors'", "inside the frame", "10 of its 1000 bytes"}},
+      {"no_end_frame", Frame(DataChunk(file.substr(10))), true, "DATA_LOSS",
+       {"shard 'model.safetensors'", "without the end frame"}},
+  };
+  ASSERT_EQ(daemon_.Ctl({"list"}).exit_code, 0);  // the daemon's lazily opened descriptors exist
+  const int fds_before = daemon_.OpenFds();
+  for (const BrokenCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    PushLoad load(daemon_, "m", {"model.safetensors"});
+    HandConnection connection(daemon_);
+    connection.Send(open_frame + c.after_open);
+    if (c.close_writes) connection.CloseWrites();
+    const RawPushReply reply = connection.Reply();
+    EXPECT_EQ(absl::StatusCodeToString(static_cast<absl::StatusCode>(reply.code)), c.code) << reply.message;
+    for (const char* part : c.message_parts) EXPECT_NE(reply.message.find(part), std::string::npos) << reply.message;
+    const grpc::Status loaded = load.Finish();
+    EXPECT_EQ(loaded.error_code(), static_cast<grpc::StatusCode>(reply.code)) << loaded.error_message();
+    ExpectServingAndEmpty();
+  }
+  ExpectFdsBackTo(fds_before);
+  // The same shard whole, on a fresh connection: the daemon still loads it.
+  PushLoad load(daemon_, "m", {"model.safetensors"});
+  HandConnection connection(daemon_);
+  connection.Send(open_frame + Frame(DataChunk(file.substr(10))) + std::string(4, '\0'));
+  const RawPushReply reply = connection.Reply();
+  EXPECT_EQ(reply.code, 0) << reply.message;
+  v1::PushSummary summary;
+  ASSERT_TRUE(summary.ParseFromString(reply.summary));
+  EXPECT_EQ(summary.bytes_received(), file.size());
+  EXPECT_TRUE(load.Finish().ok());
+}
+
+TEST_F(RawPushE2ETest, ADaemonWithoutRawPushesIsPushedOverGrpc) {
+  daemon_.Start({"--raw-unix-push=false"});
+  absl::StatusOr<std::unique_ptr<client::RawShardStream>> raw =
+      client::RawShardStream::Open(daemon_.grpc_address(), "m", "model.safetensors", 100);
+  EXPECT_EQ(raw.status().code(), absl::StatusCode::kUnimplemented) << raw.status();
+  // weightctl's push falls back to gRPC and loads.
+  ExpectOk(daemon_.Ctl({"load", "by-push", "--push=" + checkpoint_}));
+  ExpectOk(daemon_.Ctl({"load", "by-path", "--path=tiny"}));
+  const std::string a = daemon_.dir() + "/a", b = daemon_.dir() + "/b";
+  ExpectOk(daemon_.Ctl({"export", "by-push", a}));
+  ExpectOk(daemon_.Ctl({"export", "by-path", b}));
+  EXPECT_TRUE(ReadFile(a + "/model.safetensors") == ReadFile(b + "/model.safetensors"));
+}
+
+// A shutdown ends raw connections the way it ends gRPC streams: the client gets
+// an answer, and the daemon exits without waiting for the client.
+TEST_F(RawPushE2ETest, AShutdownEndsAConnectionInTheMiddleOfAShard) {
+  daemon_.Start();
+  PushLoad load(daemon_, "m", {"model.safetensors"});
+  const std::string file = Shard(R"({"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})",
+                                 std::string(16, '\x01'));
+  v1::ShardChunk first;
+  first.mutable_open()->set_model_id("m");
+  first.mutable_open()->set_shard_file("model.safetensors");
+  first.mutable_open()->set_size(file.size());
+  first.set_data(file.substr(0, 10));
+  HandConnection connection(daemon_);
+  connection.Send(Frame(first.SerializeAsString()));
+  std::optional<int> exit = daemon_.StopWithin(std::chrono::seconds(20));
+  ASSERT_TRUE(exit.has_value()) << "the daemon did not exit";
+  EXPECT_EQ(*exit, 0);
+  const RawPushReply reply = connection.Reply();
+  EXPECT_NE(reply.code, 0) << reply.message;
+  EXPECT_NE(reply.code, -1) << "no answer before the daemon exited";
+}
+
+TEST_F(RawPushE2ETest, AConnectionFromAUidNotAllowedIsClosedBeforeTheGreeting) {
+  daemon_.Start({"--allowed-uids=" + std::to_string(::geteuid() + 4242)});
+  absl::StatusOr<std::unique_ptr<client::RawShardStream>> raw =
+      client::RawShardStream::Open(daemon_.grpc_address(), "m", "model.safetensors", 100);
+  EXPECT_FALSE(raw.ok());
+  daemon_.Stop();
+  EXPECT_NE(daemon_.log().find("connection_refused"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace weightd::testing
