@@ -34,6 +34,21 @@ std::string Frame(const std::string& payload) {
 
 std::string DataChunk(const std::string& bytes) { return client::DataFieldPrefix(bytes.size()) + bytes; }
 
+// A 4-float shard, model.safetensors of model "m".
+std::string OneShard() {
+  return Shard(R"({"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})", std::string(16, '\x01'));
+}
+
+// The first frame of a raw push of `file`: `open`, the header and 10 data bytes.
+std::string OpenFrame(const std::string& file) {
+  v1::ShardChunk first;
+  first.mutable_open()->set_model_id("m");
+  first.mutable_open()->set_shard_file("model.safetensors");
+  first.mutable_open()->set_size(file.size());
+  first.set_data(file.substr(0, 10));
+  return Frame(first.SerializeAsString());
+}
+
 // A raw push connection written by hand, to break the protocol on purpose.
 class HandConnection {
  public:
@@ -164,14 +179,8 @@ struct BrokenCase {
 
 TEST_F(RawPushE2ETest, BrokenFramesGetTheirStatusNamingTheShardAndTheByte) {
   daemon_.Start();
-  const std::string file = Shard(R"({"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})",
-                                 std::string(16, '\x01'));
-  v1::ShardChunk first;
-  first.mutable_open()->set_model_id("m");
-  first.mutable_open()->set_shard_file("model.safetensors");
-  first.mutable_open()->set_size(file.size());
-  first.set_data(file.substr(0, 10));
-  const std::string open_frame = Frame(first.SerializeAsString());
+  const std::string file = OneShard();
+  const std::string open_frame = OpenFrame(file);
   const std::string over_limit("\xf0\xff\xff\x0f", 4);  // 0x0ffffff0 bytes: past 64 MiB
   const std::vector<BrokenCase> cases = {
       {"not_a_shard_chunk", Frame(std::string("\x12\x10short", 7)), false, "INVALID_ARGUMENT",
@@ -230,15 +239,8 @@ TEST_F(RawPushE2ETest, ADaemonWithoutRawPushesIsPushedOverGrpc) {
 TEST_F(RawPushE2ETest, AShutdownEndsAConnectionInTheMiddleOfAShard) {
   daemon_.Start();
   PushLoad load(daemon_, "m", {"model.safetensors"});
-  const std::string file = Shard(R"({"a.weight":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]}})",
-                                 std::string(16, '\x01'));
-  v1::ShardChunk first;
-  first.mutable_open()->set_model_id("m");
-  first.mutable_open()->set_shard_file("model.safetensors");
-  first.mutable_open()->set_size(file.size());
-  first.set_data(file.substr(0, 10));
   HandConnection connection(daemon_);
-  connection.Send(Frame(first.SerializeAsString()));
+  connection.Send(OpenFrame(OneShard()));
   std::optional<int> exit = daemon_.StopWithin(std::chrono::seconds(20));
   ASSERT_TRUE(exit.has_value()) << "the daemon did not exit";
   EXPECT_EQ(*exit, 0);
