@@ -52,10 +52,8 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 // Raw messages (client/cpp/shard_stream.h): the generator writes each message's
 // data straight into the buffer that is sent (raw push on a Unix address, or gRPC).
 absl::Status PushShard(const std::string& address, const std::string& model, const GenOptions& options,
-                       const CheckpointPlan& plan, int shard) {
+                       const CheckpointPlan& plan, int shard, client::PushTransport transport) {
   ShardByteSource source(options, plan, shard);
-  const client::PushTransport transport =
-      absl::GetFlag(FLAGS_transport) == "grpc" ? client::PushTransport::kGrpc : client::PushTransport::kAuto;
   WEIGHTD_ASSIGN_OR_RETURN(std::unique_ptr<client::ShardStream> stream,
                            client::OpenShardStream(address, client::TlsOptions{}, model, plan.files[shard],
                                                    source.size(), transport));
@@ -104,6 +102,12 @@ absl::Status Run() {
   const uint64_t bytes = FileBytes(options, plan);
   const std::string model = absl::GetFlag(FLAGS_model);
   const std::string address = absl::GetFlag(FLAGS_address);
+  const std::string transport_name = absl::GetFlag(FLAGS_transport);  // read once: the push threads share it
+  if (transport_name != "auto" && transport_name != "grpc") {
+    return absl::InvalidArgumentError("--transport: auto or grpc, not '" + transport_name + "'");
+  }
+  const client::PushTransport transport =
+      transport_name == "grpc" ? client::PushTransport::kGrpc : client::PushTransport::kAuto;
   const auto start = std::chrono::steady_clock::now();
   const double cpu_start = ProcessCpuSeconds();
   uint64_t resident = 0;
@@ -130,7 +134,8 @@ absl::Status Run() {
     auto manifest = client.Load(request, [&](const v1::LoadEvent&) {
       if (!pusher.joinable()) {
         pusher = std::thread([&] {
-          push_status = ForEachShard(plan, [&](int s) { return PushShard(address, model, options, plan, s); });
+          push_status =
+              ForEachShard(plan, [&](int s) { return PushShard(address, model, options, plan, s, transport); });
         });
       }
     });

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <string>
@@ -96,12 +97,23 @@ class RawPushE2ETest : public ::testing::Test {
     EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
   }
 
+  // What the daemon's descriptors point at, for a failure's message.
+  std::string OpenFdTargets() const {
+    std::string out;
+    const std::string dir = "/proc/" + std::to_string(daemon_.pid()) + "/fd";
+    for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+      std::error_code error;
+      out += entry.path().filename().string() + " -> " + std::filesystem::read_symlink(entry.path(), error).string() + "\n";
+    }
+    return out;
+  }
+
   // The daemon's descriptors back at `before` (connections close on the daemon's
   // own threads: waited for, bounded).
   void ExpectFdsBackTo(int before) {
     int now = -1;
-    for (int i = 0; i < 100 && (now = daemon_.OpenFds()) > before; ++i) ::usleep(50000);
-    EXPECT_LE(now, before);
+    for (int i = 0; i < 300 && (now = daemon_.OpenFds()) > before; ++i) ::usleep(100000);
+    EXPECT_LE(now, before) << OpenFdTargets();
   }
 
   // Pushes every shard of the tiny checkpoint with `open` into a load, one stream
