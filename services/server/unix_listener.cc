@@ -87,7 +87,8 @@ void UnixListener::Run() {
       Pending& p = pending_[i];
       if (pfds[i + 2].revents != 0 && Sniff(p)) continue;
       if (after >= p.deadline) {
-        grpc::AddInsecureChannelFromFd(server_, p.fd.release());  // silent: gRPC's handshake timeout applies
+        // Silent: gRPC's handshake timeout applies. Part of the magic and no more: closed.
+        if (p.matched == 0) grpc::AddInsecureChannelFromFd(server_, p.fd.release());
         continue;
       }
       waiting.push_back(std::move(p));
@@ -127,17 +128,26 @@ void UnixListener::AcceptAll() {
 }
 
 bool UnixListener::Sniff(Pending& pending) {
-  char first[kRawPushMagic.size()];
-  const ssize_t n = ::recv(pending.fd.get(), first, sizeof(first), MSG_PEEK);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
-  if (n <= 0) return true;  // closed before a byte, or failed: dropped
-  const std::string_view got(first, static_cast<size_t>(n));
-  if (got != kRawPushMagic.substr(0, got.size())) {
-    grpc::AddInsecureChannelFromFd(server_, pending.fd.release());
-    return true;
+  char bytes[kRawPushMagic.size()];
+  if (pending.matched == 0) {
+    const ssize_t n = ::recv(pending.fd.get(), bytes, 1, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+    if (n <= 0) return true;  // closed before a byte, or failed: dropped
+    if (bytes[0] != kRawPushMagic[0]) {
+      grpc::AddInsecureChannelFromFd(server_, pending.fd.release());
+      return true;
+    }
   }
-  if (got.size() < kRawPushMagic.size()) return false;  // the rest of the magic is yet to come
-  ::recv(pending.fd.get(), first, sizeof(first), 0);   // consumed: the frames follow
+  const ssize_t n = ::recv(pending.fd.get(), bytes, kRawPushMagic.size() - pending.matched, 0);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return false;
+  if (n <= 0) return true;
+  const std::string_view got(bytes, static_cast<size_t>(n));
+  if (got != kRawPushMagic.substr(pending.matched, got.size())) {
+    LogEvent(LogLevel::kWarning, "connection_refused", {{"socket", path_}, {"reason", "neither gRPC nor a raw push"}});
+    return true;  // closed
+  }
+  pending.matched += got.size();
+  if (pending.matched < kRawPushMagic.size()) return false;  // the rest of the magic is yet to come
   raw_push_(std::move(pending.fd));
   return true;
 }

@@ -9,6 +9,10 @@
 // HTTP/2's preface at once, a raw push client kRawPushMagic. The accept thread
 // polls connections whose first bytes are still to come, never waiting on one;
 // one silent for kSniffTimeout goes to gRPC, whose own handshake timeout applies.
+// The first byte is only peeked at (gRPC must see it); once it is the magic's
+// ('W', never HTTP/2's 'P') the magic is read as it comes, so a client that sends
+// part of it and stalls wakes the thread only when more arrives, and one whose
+// bytes then differ from the magic is closed.
 // Thread-safety: one internal accept thread; Shutdown() from any one thread.
 #pragma once
 
@@ -56,6 +60,7 @@ class UnixListener {
   struct Pending {
     UniqueFd fd;
     std::chrono::steady_clock::time_point deadline;
+    size_t matched = 0;  // bytes of kRawPushMagic read (consumed) so far
   };
 
   UnixListener(std::string path, std::vector<uid_t> allowed_uids, grpc::Server* server, RawPushHandler raw_push);

@@ -53,17 +53,23 @@ std::string OpenFrame(const std::string& file) {
 // A raw push connection written by hand, to break the protocol on purpose.
 class HandConnection {
  public:
-  explicit HandConnection(const DaemonProcess& daemon) {
+  // Connected and greeted (`greet`: the magic sent whole, and the daemon's read back).
+  explicit HandConnection(const DaemonProcess& daemon, bool greet = true) {
     const std::string path = daemon.dir() + "/weightd.sock";
     struct sockaddr_un addr = {};
     addr.sun_family = AF_UNIX;
     path.copy(addr.sun_path, path.size());
     fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     EXPECT_EQ(::connect(fd_.get(), reinterpret_cast<const struct sockaddr*>(&addr), sizeof(addr)), 0);
+    if (!greet) return;
     Send(std::string(kRawPushMagic));
+    EXPECT_EQ(Greeting(), kRawPushMagic);
+  }
+  // The daemon's first 8 bytes, or fewer when it closes first.
+  std::string Greeting() {
     char greeting[8] = {};
-    EXPECT_EQ(::recv(fd_.get(), greeting, sizeof(greeting), MSG_WAITALL), 8);
-    EXPECT_EQ(std::string_view(greeting, 8), kRawPushMagic);
+    const ssize_t n = ::recv(fd_.get(), greeting, sizeof(greeting), MSG_WAITALL);
+    return std::string(greeting, n < 0 ? 0 : static_cast<size_t>(n));
   }
   void Send(const std::string& bytes) { ::send(fd_.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL); }
   void CloseWrites() { ::shutdown(fd_.get(), SHUT_WR); }
@@ -259,6 +265,23 @@ TEST_F(RawPushE2ETest, AShutdownEndsAConnectionInTheMiddleOfAShard) {
   const RawPushReply reply = connection.Reply();
   EXPECT_NE(reply.code, 0) << reply.message;
   EXPECT_NE(reply.code, -1) << "no answer before the daemon exited";
+}
+
+// The listener reads a magic as it comes: one sent in pieces is greeted; one that
+// turns out wrong is closed, and the daemon goes on serving.
+TEST_F(RawPushE2ETest, AMagicSentInPiecesIsGreetedAndAWrongOneIsClosed) {
+  daemon_.Start();
+  HandConnection pieces(daemon_, /*greet=*/false);
+  pieces.Send(std::string(kRawPushMagic.substr(0, 3)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  pieces.Send(std::string(kRawPushMagic.substr(3)));
+  EXPECT_EQ(pieces.Greeting(), kRawPushMagic);
+  HandConnection wrong(daemon_, /*greet=*/false);
+  wrong.Send("WDPxxxxx");
+  EXPECT_EQ(wrong.Greeting(), "");
+  EXPECT_EQ(daemon_.Ctl({"list"}).exit_code, 0);
+  daemon_.Stop();
+  EXPECT_NE(daemon_.log().find("neither gRPC nor a raw push"), std::string::npos);
 }
 
 TEST_F(RawPushE2ETest, AConnectionFromAUidNotAllowedIsClosedBeforeTheGreeting) {
