@@ -33,7 +33,8 @@ cpu() { awk '{print $14 + $15}' "/proc/$daemon/stat"; }
 # from /proc/interrupts): what unmapping and refaulting receive buffers costs.
 faults() { awk '{print $10}' "/proc/$daemon/stat"; }
 shootdowns() { awk '$1 == "TLB:" {s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i; print s}' /proc/interrupts; }
-# The daemon's CPU ticks by thread name (gRPC's nexting_thread receives and parses,
+# The daemon's CPU ticks by thread name (gRPC's nexting_thread receives and parses, wd-rawpush
+# reads a raw push connection but ends with it, before the count: its CPU is in the total only,
 # wd-work drains and gathers, wd-place places), as JSON.
 thread_cpu() {
   python3 - "$daemon" <<'PY'
