@@ -112,14 +112,21 @@ void RawPushCall::Run(uint32_t max_frame_bytes) {
       if (finished_) break;
       target = target_;
     }
-    absl::StatusOr<std::optional<grpc::Slice>> frame =
-        greeted ? reader.Next() : absl::UnavailableError("raw push: the client went away before the greeting");
-    const bool ok = frame.ok() && frame->has_value();
-    if (ok) *target = grpc::ByteBuffer(&**frame, 1);
+    bool ok = false;
+    absl::Status error;  // OK with !ok: the end frame
+    {
+      absl::StatusOr<std::optional<grpc::Slice>> frame =
+          greeted ? reader.Next() : absl::UnavailableError("raw push: the client went away before the greeting");
+      ok = frame.ok() && frame->has_value();
+      if (ok) *target = grpc::ByteBuffer(&**frame, 1);
+      if (!frame.ok()) error = frame.status();
+    }  // This thread's reference to the frame goes before the reactor sees it, so the
+       // last one, whose release returns the buffer to the pool, is always the
+       // reactor's, after its reads (ThreadSanitizer cannot see gRPC's refcounts).
     {
       std::lock_guard<std::mutex> lock(mu_);
       target_ = nullptr;
-      if (!ok && !finished_) cut_ = frame.status();  // OK: the end frame
+      if (!ok && !finished_) cut_ = error;
     }
     OnReadDone(ok);
   }
