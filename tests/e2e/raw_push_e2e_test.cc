@@ -103,23 +103,28 @@ class RawPushE2ETest : public ::testing::Test {
     EXPECT_EQ(daemon_.Metric("weightd_device_memory_used_bytes{device=\"0\"}"), 0);
   }
 
-  // What the daemon's descriptors point at, for a failure's message.
-  std::string OpenFdTargets() const {
-    std::string out;
+  // The daemon's open sockets (/proc/<pid>/fd), and what every descriptor points at.
+  // Sockets, not every descriptor: a sanitizer's symbolizer adds pipes of its own.
+  int OpenSockets(std::string* listing = nullptr) const {
+    int sockets = 0;
     const std::string dir = "/proc/" + std::to_string(daemon_.pid()) + "/fd";
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
       std::error_code error;
-      out += entry.path().filename().string() + " -> " + std::filesystem::read_symlink(entry.path(), error).string() + "\n";
+      const std::string target = std::filesystem::read_symlink(entry.path(), error).string();
+      if (target.rfind("socket:", 0) == 0) ++sockets;
+      if (listing != nullptr) *listing += entry.path().filename().string() + " -> " + target + "\n";
     }
-    return out;
+    return sockets;
   }
 
-  // The daemon's descriptors back at `before` (connections close on the daemon's
-  // own threads: waited for, bounded).
-  void ExpectFdsBackTo(int before) {
+  // The daemon's sockets back at `before` (connections close on the daemon's own
+  // threads: waited for, bounded).
+  void ExpectSocketsBackTo(int before) {
     int now = -1;
-    for (int i = 0; i < 300 && (now = daemon_.OpenFds()) > before; ++i) ::usleep(100000);
-    EXPECT_LE(now, before) << OpenFdTargets();
+    for (int i = 0; i < 300 && (now = OpenSockets()) > before; ++i) ::usleep(100000);
+    std::string listing;
+    OpenSockets(&listing);
+    EXPECT_LE(now, before) << listing;
   }
 
   // Pushes every shard of the tiny checkpoint with `open` into a load, one stream
@@ -211,7 +216,7 @@ TEST_F(RawPushE2ETest, BrokenFramesGetTheirStatusNamingTheShardAndTheByte) {
        {"shard 'model.safetensors'", "without the end frame"}},
   };
   ASSERT_EQ(daemon_.Ctl({"list"}).exit_code, 0);  // the daemon's lazily opened descriptors exist
-  const int fds_before = daemon_.OpenFds();
+  const int sockets_before = OpenSockets();
   for (const BrokenCase& c : cases) {
     SCOPED_TRACE(c.name);
     PushLoad load(daemon_, "m", {"model.safetensors"});
@@ -225,7 +230,7 @@ TEST_F(RawPushE2ETest, BrokenFramesGetTheirStatusNamingTheShardAndTheByte) {
     EXPECT_EQ(loaded.error_code(), static_cast<grpc::StatusCode>(reply.code)) << loaded.error_message();
     ExpectServingAndEmpty();
   }
-  ExpectFdsBackTo(fds_before);
+  ExpectSocketsBackTo(sockets_before);
   // The same shard whole, on a fresh connection: the daemon still loads it.
   PushLoad load(daemon_, "m", {"model.safetensors"});
   HandConnection connection(daemon_);
