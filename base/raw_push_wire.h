@@ -11,6 +11,7 @@
 //                     of a serialized ShardChunk (the first carries `open`, exactly
 //                     as on gRPC); a frame of length 0 ends the stream (WritesDone)
 //   daemon -> client  one reply: a 4-byte little-endian length, then EncodeRawPushReply's bytes
+//                     (base/fd_passing.h's frame, with no descriptors)
 //
 // Thread-safe (pure functions).
 #pragma once

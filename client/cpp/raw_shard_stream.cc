@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "base/fd_passing.h"
 #include "base/raw_push_wire.h"
 #include "client/cpp/chunk_wire.h"
 
@@ -86,16 +87,12 @@ absl::StatusOr<std::unique_ptr<RawShardStream>> RawShardStream::Open(const std::
   }
   SetReceiveTimeout(fd->get(), 0);  // the answer comes when the shard is placed
   std::unique_ptr<RawShardStream> stream(new RawShardStream(*std::move(fd)));
-  const std::string open = OpenMessage(model_id, shard_file, size);
-  std::string frame;
-  AppendLength(static_cast<uint32_t>(open.size()), frame);
-  frame += open;
-  stream->buffer_.assign(frame.begin(), frame.end());
-  stream->SendFrame(0, stream->buffer_.size());  // a failure shows in Finish
+  // A failure shows in Finish.
+  if (!SendFrame(stream->fd_.get(), OpenMessage(model_id, shard_file, size)).ok()) stream->broken_ = true;
   return stream;
 }
 
-bool RawShardStream::SendFrame(size_t start, size_t bytes) {
+bool RawShardStream::SendBuffered(size_t start, size_t bytes) {
   if (broken_) return false;
   if (!SendAll(fd_.get(), buffer_.data() + start, bytes)) broken_ = true;
   return !broken_;
@@ -115,7 +112,7 @@ bool RawShardStream::Send(size_t capacity, const std::function<size_t(uint8_t*, 
   const size_t start = kRoom - field.size() - length.size();
   std::memcpy(buffer_.data() + start, length.data(), length.size());
   std::memcpy(buffer_.data() + start + length.size(), field.data(), field.size());
-  return SendFrame(start, kRoom - start + n);
+  return SendBuffered(start, kRoom - start + n);
 }
 
 void RawShardStream::Cancel() {
@@ -127,15 +124,12 @@ absl::StatusOr<v1::PushSummary> RawShardStream::Finish() {
   if (cancelled_) return absl::CancelledError("the push was cancelled by the client");
   const unsigned char end[kRawPushLengthBytes] = {0, 0, 0, 0};
   if (!broken_) SendAll(fd_.get(), end, sizeof(end));  // a daemon that stopped reading answers all the same
-  unsigned char length[kRawPushLengthBytes];
-  if (ReadAll(fd_.get(), length, sizeof(length)) != sizeof(length)) {
-    return absl::UnavailableError("weightd closed the raw push connection without an answer");
-  }
-  const uint32_t n = ReadLength(length);
-  if (n > kMaxRawPushReplyBytes) return absl::InternalError("malformed raw push answer from the daemon");
-  std::string body(n, '\0');
-  if (ReadAll(fd_.get(), body.data(), n) != n) {
-    return absl::UnavailableError("weightd closed the raw push connection inside its answer");
+  std::string body;
+  std::vector<UniqueFd> no_fds;
+  const absl::Status received = RecvFrame(fd_.get(), absl::InfiniteDuration(), &body, &no_fds);
+  if (!received.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("weightd closed the raw push connection without a whole answer: ", received.message()));
   }
   absl::StatusOr<RawPushReply> reply = DecodeRawPushReply(body);
   if (!reply.ok()) return absl::InternalError(absl::StrCat("malformed raw push answer: ", reply.status().message()));

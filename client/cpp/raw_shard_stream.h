@@ -29,9 +29,9 @@ class RawShardStream : public ShardStream {
 
  private:
   explicit RawShardStream(UniqueFd fd) : fd_(std::move(fd)) {}
-  // One frame of `payload` bytes starting at buffer_[start] (its length prefix
-  // included): false once the daemon has stopped reading (Finish tells why).
-  bool SendFrame(size_t start, size_t bytes);
+  // `bytes` of buffer_ from `start` (a data frame, its length prefix included):
+  // false once the daemon has stopped reading (Finish tells why).
+  bool SendBuffered(size_t start, size_t bytes);
 
   UniqueFd fd_;
   std::vector<uint8_t> buffer_;  // the frame being sent; reused

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/fd_passing.h"
 #include "base/raw_push_wire.h"
 #include "services/server/push_frame_reader.h"
 
@@ -162,11 +163,9 @@ void RawPushCall::Reply() {
       for (const grpc::Slice& slice : slices) reply.summary.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
     }
   }
-  std::string bytes;
-  const std::string body = EncodeRawPushReply(reply);
-  AppendLength(static_cast<uint32_t>(body.size()), bytes);
-  bytes += body;
-  SendAll(fd_.get(), bytes);  // a client gone away misses the answer, as on gRPC
+  // The handle socket's frame format (base/fd_passing.h). A client gone away
+  // misses the answer, as on gRPC.
+  SendFrame(fd_.get(), EncodeRawPushReply(reply)).IgnoreError();
 }
 
 }  // namespace weightd
