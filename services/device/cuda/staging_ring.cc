@@ -45,6 +45,7 @@ absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uin
                                                                   HostPinnedAccounting* pinned, int copy_streams,
                                                                   bool blocking_waits) {
   std::unique_ptr<StagingRing> ring(new StagingRing(device, pinned));
+  ring->wait_flags_ = blocking_waits ? cudaEventBlockingSync : 0u;
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device));
   const uint64_t slot_bytes = ring_bytes / static_cast<uint64_t>(std::max(1, slots)) / kAlignment * kAlignment;
   if (slot_bytes < 64 * 1024) return absl::InvalidArgumentError("the staging ring needs at least 64 KiB per slot");
@@ -69,7 +70,7 @@ absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uin
     WEIGHTD_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&slot.device), slot_bytes));
     WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
     WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(
-        &slot.done, cudaEventDisableTiming | (blocking_waits ? cudaEventBlockingSync : 0u)));
+        &slot.done, cudaEventDisableTiming | ring->wait_flags_));
   }
   return ring;
 }
@@ -330,7 +331,7 @@ void StagingRing::FenceCopies() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < copy_streams_.size(); ++i) {
-      if (cudaEventCreateWithFlags(&fences[i], cudaEventDisableTiming) != cudaSuccess ||
+      if (cudaEventCreateWithFlags(&fences[i], cudaEventDisableTiming | wait_flags_) != cudaSuccess ||
           cudaEventRecord(fences[i], copy_streams_[i]) != cudaSuccess) {
         cudaGetLastError();
         if (fences[i] != nullptr) cudaEventDestroy(fences[i]);

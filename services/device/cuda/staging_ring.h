@@ -33,7 +33,8 @@ class StagingRing {
   // Every pinned buffer is counted in `pinned` (may be null) while it exists.
   // `copy_streams` host-to-device streams take the chunks' copies in turn (one
   // stream keeps copies in order; several let the copy engines overlap them).
-  // `blocking_waits`: a thread waiting for a slot sleeps instead of spinning.
+  // `blocking_waits`: a thread waiting for a slot, or for a fence (FenceCopies),
+  // sleeps instead of spinning.
   static absl::StatusOr<std::unique_ptr<StagingRing>> Create(int device, uint64_t ring_bytes, int slots,
                                                              HostPinnedAccounting* pinned = nullptr,
                                                              int copy_streams = 1, bool blocking_waits = false);
@@ -148,6 +149,7 @@ class StagingRing {
   HostPinnedAccounting* pinned_ledger_;
   uint64_t slot_data_bytes_ = 0;   // source bytes per slot
   uint64_t slot_scale_bytes_ = 0;  // scales per slot, after the data
+  unsigned wait_flags_ = 0;  // cudaEventBlockingSync for events waited on, with blocking waits
   std::vector<cudaStream_t> copy_streams_;
   size_t next_copy_ = 0;  // guarded by mu_
   cudaStream_t compute_stream_ = nullptr;
