@@ -78,11 +78,12 @@ ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
           "slower so far (docs/performance.md), e.g. --pin-path-sources=true");
-ABSL_FLAG(bool, pin_pushed_tensors, true,
+ABSL_FLAG(bool, pin_pushed_tensors, false,
           "CUDA: each pushed tensor gathered on the host for quantization is pinned (read-only) while it is "
           "placed, so the GPU copies it in place instead of through the staging ring's pinned buffers: one "
-          "host copy of every byte fewer (per-tensor and stored tensors; per-channel and block scales are "
-          "taken in that copy; docs/performance.md), e.g. --pin-pushed-tensors=false");
+          "host copy of every byte fewer, but slower at 8 streams, where the copy engines then read the "
+          "gathered tensors from DRAM beside the streams landing theirs (per-tensor and stored tensors; "
+          "docs/performance.md), e.g. --pin-pushed-tensors=true");
 ABSL_FLAG(bool, raw_unix_push, true,
           "The gRPC Unix socket also takes raw push connections (one shard per connection, length-prefixed "
           "ShardChunk frames read straight into the daemon's buffers; weightctl push and the clients use them "

@@ -1,6 +1,7 @@
 #include "services/load/shard_writer.h"
 
 #include "absl/strings/str_cat.h"
+#include "base/huge_pages.h"
 #include "base/status_macros.h"
 #include "kernels/quantize_fast.h"
 
@@ -77,7 +78,9 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
     try {
       if (offset == 0) {
         buffer.clear();
+        const char* kept = buffer.data();
         buffer.reserve(header_.tensors[index].size());
+        if (buffer.data() != kept) AdviseHugePages(buffer.data(), buffer.capacity());  // fresh: not faulted in yet
         if (whole_amax_[index]) gathering->amax.emplace(header_.tensors[index].dtype);
       }
       buffer.append(bytes);

@@ -37,7 +37,7 @@ struct DaemonOptions {
   bool park_per_tensor = true;    // --park-per-tensor
   bool park_rest_in_arena = false;  // --park-rest-in-arena
   bool pin_path_sources = false;    // --pin-path-sources
-  bool pin_pushed_tensors = true;   // --pin-pushed-tensors
+  bool pin_pushed_tensors = false;  // --pin-pushed-tensors
   bool raw_unix_push = true;        // --raw-unix-push (base/raw_push_wire.h)
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity
