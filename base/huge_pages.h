@@ -15,6 +15,7 @@ namespace weightd {
 // than kHugePageAdviceMin are left alone (a few faults, and huge pages would
 // round their memory up). Whether the advice was taken (false: too small, or a
 // kernel without transparent huge pages).
+inline constexpr size_t kHugePageBytes = size_t{2} << 20;  // x86-64's transparent huge page
 inline constexpr size_t kHugePageAdviceMin = size_t{8} << 20;
 bool AdviseHugePages(void* data, size_t bytes);
 

@@ -39,7 +39,7 @@ TEST(HugePagesTest, ALargeBufferIsAdvisedAndASmallOneIsNot) {
   if (!AdviseHugePages(large.data(), large.capacity())) {
     GTEST_SKIP() << "this kernel takes no MADV_HUGEPAGE (no transparent huge pages)";
   }
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  constexpr uintptr_t kHuge = kHugePageBytes;
   const uintptr_t inside = (reinterpret_cast<uintptr_t>(large.data()) + kHuge - 1) & ~(kHuge - 1);
   const std::string flags = VmFlagsAt(inside);
   ASSERT_FALSE(flags.empty()) << "no mapping holds the buffer";
