@@ -41,7 +41,7 @@ void FusedScaleGate::Clear() {
     }
   }
   for (Part& p : freed) {
-    p.bytes = std::string();
+    p.bytes = GatherBuffer();
     if (p.release) p.release();
   }
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "base/gather_buffer.h"
 #include "services/load/planner.h"
 #include "services/safetensors/header.h"
 
@@ -23,7 +24,7 @@ class FusedScaleGate {
   struct Part {
     const TensorTask* task = nullptr;
     const safetensors::TensorHeader* header = nullptr;
-    std::string bytes;          // the whole source tensor
+    GatherBuffer bytes;         // the whole source tensor
     std::vector<float> amax;    // per rank
     std::function<void()> release;
   };

@@ -1,7 +1,8 @@
 #include "services/load/shard_writer.h"
 
+#include <cstring>
+
 #include "absl/strings/str_cat.h"
-#include "base/huge_pages.h"
 #include "base/status_macros.h"
 #include "kernels/quantize_fast.h"
 
@@ -72,25 +73,24 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
       }
       gathering = &it->second;  // only this tensor's thread touches it until it completes
     }
-    std::string& buffer = gathering->bytes;
-    // Without --host-memory-limit nothing admits the tensor first: memory that
-    // cannot be had fails its load here, never as an exception on this thread.
-    try {
-      if (offset == 0) {
-        buffer.clear();
-        const char* kept = buffer.data();
-        buffer.reserve(header_.tensors[index].size());
-        if (buffer.data() != kept) AdviseHugePages(buffer.data(), buffer.capacity());  // fresh: not faulted in yet
-        if (whole_amax_[index]) gathering->amax.emplace(header_.tensors[index].dtype);
-      }
-      buffer.append(bytes);
-    } catch (const std::bad_alloc&) {
-      return NoHostMemory(index);
-    } catch (const std::length_error&) {
-      return NoHostMemory(index);
+    GatherBuffer& buffer = gathering->bytes;
+    if (offset == 0) {
+      // Without --host-memory-limit nothing admits the tensor first: memory that
+      // cannot be had fails its load here.
+      if (!buffer.Reset(header_.tensors[index].size())) return NoHostMemory(index);
+      if (whole_amax_[index]) gathering->amax.emplace(header_.tensors[index].dtype);
     }
-    // While the bytes just written are still in cache.
-    if (gathering->amax) gathering->amax->Scan(buffer.data(), buffer.size());
+    const uint64_t at = buffer.size();
+    char* to = buffer.Extend(bytes.size());
+    if (offset != at || to == nullptr) {  // the parser hands a gathered tensor's bytes over in order
+      return absl::InternalError(absl::StrCat(Where(index), ": bytes [", offset, ", +", bytes.size(),
+                                              ") out of order (", at, " gathered)"));
+    }
+    if (gathering->amax) {
+      gathering->amax->CopyAppend(buffer.data(), at, bytes);  // the amax in the same pass as the copy
+    } else if (!bytes.empty()) {
+      std::memcpy(to, bytes.data(), bytes.size());
+    }
   }
   progress_.add_bytes(bytes.size());
   return absl::OkStatus();
@@ -104,7 +104,7 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
     progress_.add_tensor();
     return absl::OkStatus();
   }
-  std::string source;
+  GatherBuffer source;
   std::optional<float> amax;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -122,8 +122,10 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
   if (!post_) return PlaceGathered(index, std::move(source), amax);
   // The task owns the gathered bytes and holds the writer and its owner: a
   // stream of a failed load may end before the task does (OnAborted).
-  post_([self = shared_from_this(), owner = owner_.lock(), index, amax, source = std::move(source)]() mutable {
-    absl::Status placed = self->PlaceGathered(index, std::move(source), amax);
+  // (std::function copies its target: the move-only buffer goes behind a shared_ptr.)
+  post_([self = shared_from_this(), owner = owner_.lock(), index, amax,
+         source = std::make_shared<GatherBuffer>(std::move(source))]() mutable {
+    absl::Status placed = self->PlaceGathered(index, std::move(*source), amax);
     {
       std::lock_guard<std::mutex> lock(self->mu_);
       if (self->place_status_.ok()) self->place_status_ = placed;
@@ -143,7 +145,7 @@ absl::Status ShardWriter::FlushRun() {
   return written;
 }
 
-absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::optional<float> amax) {
+absl::Status ShardWriter::PlaceGathered(size_t index, GatherBuffer source, std::optional<float> amax) {
   if (tasks_[index].fused_scale >= 0) {
     // Held until the fused output's other parts arrive, outside the budget: kept
     // charged, it could hold back the admission of the very parts it waits for.
@@ -167,7 +169,7 @@ absl::Status ShardWriter::PlaceGathered(size_t index, std::string source, std::o
     if (pin_gathered_ && !ScalesFromCopies(tasks_[index])) {
       pin = placer_->backend().PinSource(source.data(), source.size());
     }
-    placed = Place(index, source, amax);
+    placed = Place(index, source.view(), amax);
   }
   if (budget_ == nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -226,7 +228,7 @@ ShardWriter::~ShardWriter() {
 
 bool ShardWriter::TakeSpareCharge(size_t index, uint64_t bytes) {
   uint64_t release = 0;
-  std::string freed;
+  GatherBuffer freed;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (spare_charge_ == 0) return false;
@@ -297,7 +299,9 @@ absl::Status ShardWriter::OnWholeTensor(size_t index, std::string_view bytes) {
   }
   progress_.add_bytes(bytes.size());
   if (tasks_[index].fused_scale >= 0) {  // held until its fused output's scale is known: a copy
-    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::string(bytes), std::nullopt));
+    GatherBuffer copy = GatherBuffer::CopyOf(bytes);
+    if (copy.size() != bytes.size()) return NoHostMemory(index);
+    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::move(copy), std::nullopt));
   } else {
     WEIGHTD_RETURN_IF_ERROR(Place(index, bytes));
     WEIGHTD_RETURN_IF_ERROR(placer_->Complete(tasks_[index]));
@@ -319,11 +323,11 @@ absl::Status ShardWriter::Quantize(size_t index, std::string_view source, std::o
   return NonFiniteError(index, source);
 }
 
-absl::Status ShardWriter::QuantizeFused(size_t index, std::string source, std::optional<float> amax) {
+absl::Status ShardWriter::QuantizeFused(size_t index, GatherBuffer source, std::optional<float> amax) {
   const safetensors::TensorHeader& t = header_.tensors[index];
   absl::StatusOr<std::vector<float>> per_rank = placer_->FusedAmax(tasks_[index], t, source.data(), policy_, amax);
   if (!per_rank.ok()) {  // non-finite values are named here, while the bytes are at hand
-    return per_rank.status().code() == absl::StatusCode::kInvalidArgument ? NonFiniteError(index, source)
+    return per_rank.status().code() == absl::StatusCode::kInvalidArgument ? NonFiniteError(index, source.view())
                                                                          : per_rank.status();
   }
   return placer_->QuantizeFused(tasks_[index], t, std::move(source), *std::move(per_rank));

@@ -21,6 +21,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
 
+#include "base/gather_buffer.h"
 #include "kernels/quantize.h"
 #include "services/load/host_budget.h"
 #include "services/load/planner.h"
@@ -96,9 +97,9 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
 
  private:
   // A tensor being gathered: its bytes so far and, where placing it takes the
-  // whole tensor's amax, the amax of those bytes (taken as they arrive).
+  // whole tensor's amax, the amax of those bytes (taken as they are copied in).
   struct Gathering {
-    std::string bytes;
+    GatherBuffer bytes;
     std::optional<RunningAmax> amax;
   };
   // A gathered (or whole) tensor onto its ranks; `amax`, if known, the whole tensor's.
@@ -107,14 +108,14 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
   // A part of a fused output with one per-tensor scale: its amax taken (a
   // non-finite value named), then handed to the placer, which holds it until the
   // output's other parts arrive.
-  absl::Status QuantizeFused(size_t index, std::string source, std::optional<float> amax);
+  absl::Status QuantizeFused(size_t index, GatherBuffer source, std::optional<float> amax);
   // INVALID_ARGUMENT naming the first non-finite element of `source` and its file offset.
   absl::Status NonFiniteError(size_t index, std::string_view source) const;
   std::string Where(size_t index) const;
   // RESOURCE_EXHAUSTED naming the tensor whose gathering buffer could not be allocated.
   absl::Status NoHostMemory(size_t index) const;
   // The placement of a gathered tensor, and its bookkeeping; takes `source`'s buffer back.
-  absl::Status PlaceGathered(size_t index, std::string source, std::optional<float> amax);
+  absl::Status PlaceGathered(size_t index, GatherBuffer source, std::optional<float> amax);
   // The bytes admitted for tensor `index`, no longer recorded (0 if none). Needs mu_.
   uint64_t TakeAdmittedLocked(size_t index);
   // Waits until no placement is in flight (or the load has failed); the first
@@ -134,7 +135,7 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
   // Source bytes of the tensors being quantized, by tensor index; finished
   // buffers are kept for the next tensor, so their pages are touched once.
   absl::node_hash_map<size_t, Gathering> staging_;  // pointer-stable: a thread appends without the lock
-  std::vector<std::string> spare_;
+  std::vector<GatherBuffer> spare_;
   // Admits tensor `index` with the kept buffer's charge if it covers `bytes`;
   // otherwise frees that buffer and its charge, and returns false.
   bool TakeSpareCharge(size_t index, uint64_t bytes);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <thread>
 
@@ -76,24 +77,46 @@ absl::Status SliceAmax(kernels::DType dtype, const char* tensor, const SliceByte
   return first_error;
 }
 
-void RunningAmax::Scan(const char* tensor, uint64_t bytes) {
+void RunningAmax::CopyAppend(char* tensor, uint64_t offset, std::string_view piece) {
   const uint64_t element = kernels::DTypeSize(dtype_);
-  const uint64_t whole = bytes / element * element;
-  if (whole <= scanned_) return;
-  if (Tracked(dtype_) && finite_) {
-    absl::StatusOr<float> m =
-        kernels::AbsMaxFast(dtype_, tensor + scanned_, (whole - scanned_) / element, kernels::NonFinitePolicy::kFail);
+  const uint64_t end = offset + piece.size();
+  if (offset != appended_) in_order_ = false;
+  appended_ = end;
+  if (!Tracked(dtype_) || !finite_ || !in_order_) {
+    if (!piece.empty()) std::memcpy(tensor + offset, piece.data(), piece.size());
+    return;
+  }
+  const auto take = [&](absl::StatusOr<float> m) {
     if (m.ok()) {
       max_ = std::max(max_, *m);
     } else {
       finite_ = false;
     }
+  };
+  const char* src = piece.data();
+  uint64_t at = offset;
+  if (at > scanned_) {  // the rest of an element the last piece began
+    const uint64_t n = std::min(end, scanned_ + element) - at;
+    std::memcpy(tensor + at, src, n);
+    src += n;
+    at += n;
+    if (at == scanned_ + element) {
+      take(kernels::AbsMaxFast(dtype_, tensor + scanned_, 1, kernels::NonFinitePolicy::kFail));
+      scanned_ = at;
+    }
   }
-  scanned_ = whole;
+  const uint64_t whole = (end - at) / element;
+  if (whole > 0) {
+    take(kernels::CopyAbsMaxFast(dtype_, tensor + at, src, whole, kernels::NonFinitePolicy::kFail));
+    src += whole * element;
+    at += whole * element;
+    scanned_ = at;
+  }
+  if (at < end) std::memcpy(tensor + at, src, end - at);  // an element the next piece ends
 }
 
 std::optional<float> RunningAmax::amax() const {
-  if (!Tracked(dtype_) || !finite_) return std::nullopt;
+  if (!Tracked(dtype_) || !finite_ || !in_order_) return std::nullopt;
   return max_;
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -20,15 +21,19 @@ namespace weightd {
 absl::Status SliceAmax(kernels::DType dtype, const char* tensor, const SliceBytes& slice, bool per_segment,
                        kernels::NonFinitePolicy policy, std::vector<float>& amax);
 
-// The amax of a whole tensor taken while it is gathered, piece by piece, from
-// bytes just written (still in cache), so placing it needs no second pass over
-// the tensor. Exact: the same value SliceAmax finds. Not thread-safe.
+// The amax of a whole tensor taken while it is gathered, piece by piece, in
+// the same pass that copies each piece into the gathering buffer, so placing it
+// needs no second pass over the tensor. Exact: the same value SliceAmax finds.
+// Not thread-safe.
 class RunningAmax {
  public:
   explicit RunningAmax(kernels::DType dtype) : dtype_(dtype) {}
-  // Scans the whole elements of `tensor` (its first `bytes` bytes, gathered so
-  // far) not scanned yet; a trailing partial element waits for the next call.
-  void Scan(const char* tensor, uint64_t bytes);
+  // Copies `piece`, the tensor's bytes from `offset` on, to tensor + offset and
+  // scans the whole elements it completes (an element split between two pieces
+  // is read back from `tensor` once its last byte is there). Pieces come in
+  // order: `offset` is the number of bytes copied so far. One that does not
+  // (a gap, or bytes again) is still copied, and leaves no answer.
+  void CopyAppend(char* tensor, uint64_t offset, std::string_view piece);
   // The amax of the elements scanned, when all of them were finite and the
   // dtype is BF16, F16 or F32; otherwise none (the caller takes the full path,
   // which applies the non-finite policy).
@@ -37,9 +42,11 @@ class RunningAmax {
 
  private:
   kernels::DType dtype_;
-  uint64_t scanned_ = 0;  // bytes, a whole number of elements
+  uint64_t scanned_ = 0;   // bytes, a whole number of elements
+  uint64_t appended_ = 0;  // bytes copied
   float max_ = 0.0f;      // of the elements scanned
-  bool finite_ = true;    // no NaN or Inf among them
+  bool finite_ = true;     // no NaN or Inf among them
+  bool in_order_ = true;   // every piece began where the one before ended
 };
 
 }  // namespace weightd

@@ -400,7 +400,7 @@ absl::StatusOr<std::vector<float>> TensorPlacer::FusedAmax(const TensorTask& tas
   return per_rank;
 }
 
-absl::Status TensorPlacer::QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, std::string bytes,
+absl::Status TensorPlacer::QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, GatherBuffer bytes,
                                          std::vector<float> amax) {
   WEIGHTD_RETURN_IF_ERROR(BeforeTask(task));  // the parts share their output
   FusedScaleGate::Part part{&task, &t, std::move(bytes), std::move(amax), nullptr};
@@ -414,7 +414,7 @@ absl::Status TensorPlacer::QuantizeFused(const TensorTask& task, const safetenso
       // The scales are given, so the policy (for a slice's own scales) is not consulted.
       placed = PlaceQuantized(*p.task, *p.header, p.bytes.data(), kernels::NonFinitePolicy::kFail, scales);
     }
-    p.bytes = std::string();
+    p.bytes = GatherBuffer();
     if (p.release) p.release();
   }
   return placed;

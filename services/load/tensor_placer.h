@@ -61,7 +61,7 @@ class TensorPlacer {
   // Takes the part's whole bytes and amax (FusedAmax), and places them once every
   // part of the output has arrived, from whichever call brings the last
   // (FusedScaleGate).
-  absl::Status QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, std::string bytes,
+  absl::Status QuantizeFused(const TensorTask& task, const safetensors::TensorHeader& t, GatherBuffer bytes,
                              std::vector<float> amax);
   // A peer's bytes, already quantized (services/peer): bytes [offset, +size) of
   // the whole tensor as an FP8 checkpoint holds it (a quantized tensor's E4M3

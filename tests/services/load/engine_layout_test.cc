@@ -132,7 +132,7 @@ TEST(FusedScaleGateTest, ReleasesThePartsOnceTheLastArrivesWithTheLargestAmax) {
   FusedScaleGate gate(plan);
   std::atomic<int> released{0};
   auto part = [&](float a0, float a1) {
-    return FusedScaleGate::Part{nullptr, nullptr, std::string(16, 'x'), {a0, a1}, [&] { ++released; }};
+    return FusedScaleGate::Part{nullptr, nullptr, GatherBuffer::CopyOf(std::string(16, 'x')), {a0, a1}, [&] { ++released; }};
   };
   EXPECT_FALSE(gate.Add(0, part(1.0f, 5.0f)));
   EXPECT_FALSE(gate.Add(0, part(3.0f, 2.0f)));
@@ -148,10 +148,10 @@ TEST(FusedScaleGateTest, ClearFreesWhatIsHeldAndWhatComesLater) {
   plan.fused_scales.push_back({"x.gate_up_proj.weight", 2});
   FusedScaleGate gate(plan);
   std::atomic<int> released{0};
-  EXPECT_FALSE(gate.Add(0, {nullptr, nullptr, "abc", {1.0f}, [&] { ++released; }}));
+  EXPECT_FALSE(gate.Add(0, {nullptr, nullptr, GatherBuffer::CopyOf("abc"), {1.0f}, [&] { ++released; }}));
   gate.Clear();
   EXPECT_EQ(released, 1);
-  EXPECT_FALSE(gate.Add(0, {nullptr, nullptr, "def", {1.0f}, [&] { ++released; }}));
+  EXPECT_FALSE(gate.Add(0, {nullptr, nullptr, GatherBuffer::CopyOf("def"), {1.0f}, [&] { ++released; }}));
   EXPECT_EQ(released, 2);
 }
 

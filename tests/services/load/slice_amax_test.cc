@@ -4,7 +4,9 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <iterator>
 #include <limits>
+#include <string_view>
 
 #include "gtest/gtest.h"
 #include "kernels/float_convert.h"
@@ -76,37 +78,78 @@ TEST(SliceAmax, NonFiniteValuesFailOrAreLeftOutUnderSaturate) {
   EXPECT_EQ(amax[0], 19.98f);
 }
 
-// Fed in pieces that cut elements in two, as a stream's messages do.
-TEST(RunningAmax, EqualsTheReferenceWhateverThePieces) {
+// Fed in pieces that cut elements in two (some in three or four), as a stream's
+// frames do: the copy is the tensor, the amax the reference's.
+TEST(RunningAmax, CopiesAndEqualsTheReferenceWhateverThePieces) {
   const Encoded encoded(Values(100003));
   const size_t n = encoded.f32.size();
-  for (Input in : encoded.inputs()) {
-    const uint64_t total = n * kernels::DTypeSize(in.dtype);
-    RunningAmax running(in.dtype);
-    for (uint64_t at = 0; at < total;) {
-      at = std::min(total, at + 4099);  // odd: most pieces end inside an element
-      running.Scan(in.bytes, at);
+  for (const uint64_t largest : {uint64_t{4099}, uint64_t{65537}}) {
+    for (Input in : encoded.inputs()) {
+      const uint64_t total = n * kernels::DTypeSize(in.dtype);
+      std::vector<char> copy(total);
+      RunningAmax running(in.dtype);
+      const uint64_t sizes[] = {1, 1, 2, 3, 1, 5, largest};
+      for (uint64_t at = 0, i = 0; at < total; ++i) {
+        const uint64_t piece = std::min(total - at, sizes[i % std::size(sizes)]);
+        running.CopyAppend(copy.data(), at, std::string_view(in.bytes + at, piece));
+        at += piece;
+      }
+      EXPECT_EQ(running.scanned(), total);
+      EXPECT_EQ(std::memcmp(copy.data(), in.bytes, total), 0);
+      ASSERT_TRUE(running.amax().has_value());
+      EXPECT_EQ(*running.amax(), *kernels::AbsMax(in.dtype, in.bytes, n, kernels::NonFinitePolicy::kFail));
     }
-    EXPECT_EQ(running.scanned(), total);
-    ASSERT_TRUE(running.amax().has_value());
-    EXPECT_EQ(*running.amax(), *kernels::AbsMax(in.dtype, in.bytes, n, kernels::NonFinitePolicy::kFail));
   }
+}
+
+// The largest magnitude in the element split between two pieces.
+TEST(RunningAmax, FindsTheMaximumInASplitElement) {
+  std::vector<float> v(64, 1.0f);
+  v[10] = -300.5f;
+  const char* bytes = reinterpret_cast<const char*>(v.data());
+  std::vector<float> copy(v.size());
+  RunningAmax running(kernels::DType::kF32);
+  running.CopyAppend(reinterpret_cast<char*>(copy.data()), 0, std::string_view(bytes, 41));
+  running.CopyAppend(reinterpret_cast<char*>(copy.data()), 41, std::string_view(bytes + 41, v.size() * 4 - 41));
+  EXPECT_EQ(copy, v);
+  ASSERT_TRUE(running.amax().has_value());
+  EXPECT_EQ(*running.amax(), 300.5f);
 }
 
 TEST(RunningAmax, NoAnswerWhenAValueIsNotFinite) {
   for (float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::quiet_NaN()}) {
     std::vector<float> v = Values(1000);
     v[999] = bad;
+    const char* bytes = reinterpret_cast<const char*>(v.data());
+    std::vector<float> copy(v.size());
+    char* out = reinterpret_cast<char*>(copy.data());
     RunningAmax running(kernels::DType::kF32);
-    running.Scan(reinterpret_cast<const char*>(v.data()), 998 * 4 + 3);
+    running.CopyAppend(out, 0, std::string_view(bytes, 998 * 4 + 3));
     EXPECT_TRUE(running.amax().has_value());  // the bad value is not scanned yet
-    running.Scan(reinterpret_cast<const char*>(v.data()), v.size() * 4);
+    running.CopyAppend(out, 998 * 4 + 3, std::string_view(bytes + 998 * 4 + 3, 4 * 2 - 3));
     EXPECT_FALSE(running.amax().has_value());
+    EXPECT_EQ(std::memcmp(out, bytes, v.size() * 4), 0);  // copied all the same
   }
   RunningAmax fp8(kernels::DType::kF8E4M3);
   const char byte = 1;
-  fp8.Scan(&byte, 1);
+  char out = 0;
+  fp8.CopyAppend(&out, 0, std::string_view(&byte, 1));
+  EXPECT_EQ(out, 1);
   EXPECT_FALSE(fp8.amax().has_value());  // not a dtype it scans
+}
+
+// A piece that does not begin where the last one ended is copied where it says,
+// and leaves no answer (the caller takes the full pass over the buffer).
+TEST(RunningAmax, NoAnswerForPiecesOutOfOrder) {
+  const std::vector<float> v = Values(256);
+  const char* bytes = reinterpret_cast<const char*>(v.data());
+  std::vector<float> copy(v.size());
+  char* out = reinterpret_cast<char*>(copy.data());
+  RunningAmax running(kernels::DType::kF32);
+  running.CopyAppend(out, 512, std::string_view(bytes + 512, 512));
+  running.CopyAppend(out, 0, std::string_view(bytes, 512));
+  EXPECT_EQ(copy, v);
+  EXPECT_FALSE(running.amax().has_value());
 }
 
 }  // namespace
