@@ -19,6 +19,7 @@
 #include "kernels/fast_codec.h"
 #include "kernels/float_convert.h"
 #include "kernels/fp8_e4m3.h"
+#include "kernels/stream_copy.h"
 
 namespace weightd::kernels {
 namespace {
@@ -316,6 +317,21 @@ absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, si
     case DType::kF32: max = CopyMax32(out, in, n); break;
     default:
       if (n > 0) std::memcpy(dst, src, n * DTypeSize(dtype));
+      return AbsMax(dtype, dst, n, policy);
+  }
+  // A NaN or Inf among them: the finite maximum (or the error) from the copy.
+  if (max >= InfBits(dtype)) return AbsMaxFast(dtype, dst, n, policy);
+  return MagnitudeValue(dtype, max);
+}
+
+absl::StatusOr<float> StreamCopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy) {
+  uint32_t max = 0;
+  switch (dtype) {
+    case DType::kBF16:
+    case DType::kF16: max = StreamCopyMax16(dst, src, n); break;
+    case DType::kF32: max = StreamCopyMax32(dst, src, n); break;
+    default:
+      StreamCopy(dst, src, n * DTypeSize(dtype));
       return AbsMax(dtype, dst, n, policy);
   }
   // A NaN or Inf among them: the finite maximum (or the error) from the copy.

@@ -78,6 +78,11 @@ absl::StatusOr<float> AbsMaxFast(DType dtype, const void* src, size_t n, NonFini
 // taken in the same pass: the amax costs little more than the copy.
 absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy);
 
+// As CopyAbsMaxFast, writing `dst` with non-temporal stores (kernels/stream_copy.h):
+// for a destination not read again soon (a gathered tensor, placed once whole), so
+// the copy neither reads its lines in first nor pushes hotter ones out of the cache.
+absl::StatusOr<float> StreamCopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy);
+
 // Copies the tiling.rows x tiling.cols elements of `src` to `dst` (not overlapping) and
 // takes their scales in the same pass, on the calling thread: the scales of
 // TileScalesFast, and under kFail its error (the element's index within `src`). Each

@@ -1,10 +1,9 @@
 #include "services/load/shard_writer.h"
 
-#include <cstring>
-
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 #include "kernels/quantize_fast.h"
+#include "kernels/stream_copy.h"
 
 namespace weightd {
 
@@ -88,8 +87,8 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
     }
     if (gathering->amax) {
       gathering->amax->CopyAppend(buffer.data(), at, bytes);  // the amax in the same pass as the copy
-    } else if (!bytes.empty()) {
-      std::memcpy(to, bytes.data(), bytes.size());
+    } else {
+      kernels::StreamCopy(to, bytes.data(), bytes.size());  // read again once whole, long after
     }
   }
   progress_.add_bytes(bytes.size());

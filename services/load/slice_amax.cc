@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "kernels/quantize_fast.h"
+#include "kernels/stream_copy.h"
 
 namespace weightd {
 namespace {
@@ -83,7 +84,7 @@ void RunningAmax::CopyAppend(char* tensor, uint64_t offset, std::string_view pie
   if (offset != appended_) in_order_ = false;
   appended_ = end;
   if (!Tracked(dtype_) || !finite_ || !in_order_) {
-    if (!piece.empty()) std::memcpy(tensor + offset, piece.data(), piece.size());
+    kernels::StreamCopy(tensor + offset, piece.data(), piece.size());
     return;
   }
   const auto take = [&](absl::StatusOr<float> m) {
@@ -107,7 +108,8 @@ void RunningAmax::CopyAppend(char* tensor, uint64_t offset, std::string_view pie
   }
   const uint64_t whole = (end - at) / element;
   if (whole > 0) {
-    take(kernels::CopyAbsMaxFast(dtype_, tensor + at, src, whole, kernels::NonFinitePolicy::kFail));
+    // Non-temporal stores: the tensor is read again once whole, long after (stream_copy.h).
+    take(kernels::StreamCopyAbsMaxFast(dtype_, tensor + at, src, whole, kernels::NonFinitePolicy::kFail));
     src += whole * element;
     at += whole * element;
     scanned_ = at;

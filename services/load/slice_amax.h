@@ -22,8 +22,9 @@ absl::Status SliceAmax(kernels::DType dtype, const char* tensor, const SliceByte
                        kernels::NonFinitePolicy policy, std::vector<float>& amax);
 
 // The amax of a whole tensor taken while it is gathered, piece by piece, in
-// the same pass that copies each piece into the gathering buffer, so placing it
-// needs no second pass over the tensor. Exact: the same value SliceAmax finds.
+// the same pass that copies each piece into the gathering buffer (with
+// non-temporal stores, kernels/stream_copy.h), so placing it needs no second
+// pass over the tensor. Exact: the same value SliceAmax finds.
 // Not thread-safe.
 class RunningAmax {
  public:

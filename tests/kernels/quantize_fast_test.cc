@@ -4,6 +4,7 @@
 // several thread counts, and sweeps over whole bit-pattern spaces.
 #include "kernels/quantize_fast.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -280,24 +281,33 @@ TEST(QuantizeFast, AbsMaxFastEqualsTheReferenceUnderBothPolicies) {
   }
 }
 
+// CopyAbsMaxFast, and StreamCopyAbsMaxFast (non-temporal stores), at every dst
+// alignment within a 32-byte line (an element-aligned dst takes the streaming loop).
 TEST(QuantizeFast, CopyAbsMaxFastCopiesAndEqualsTheReference) {
-  for (DType dtype : kDTypes) {
-    for (size_t n : {size_t{0}, size_t{1}, size_t{33}, size_t{5001}}) {
-      std::vector<uint8_t> src = RandomBytes(dtype, n, 9);
-      if (n > 40 && dtype != DType::kF8E4M3) Put(dtype, src, 40, std::numeric_limits<float>::infinity());
-      for (NonFinitePolicy policy : {NonFinitePolicy::kFail, NonFinitePolicy::kSaturate}) {
-        std::vector<uint8_t> copy(src.size() + 1, 0xCD);
-        absl::StatusOr<float> ref = AbsMax(dtype, src.data(), n, policy);
-        absl::StatusOr<float> fast = CopyAbsMaxFast(dtype, copy.data(), src.data(), n, policy);
-        EXPECT_EQ(std::vector<uint8_t>(copy.begin(), copy.end() - 1), src) << DTypeName(dtype) << " n=" << n;
-        EXPECT_EQ(copy.back(), 0xCD) << "wrote past the end";
-        ASSERT_EQ(ref.ok(), fast.ok()) << DTypeName(dtype) << " n=" << n;
-        if (!ref.ok()) {
-          EXPECT_EQ(fast.status().code(), absl::StatusCode::kInvalidArgument);
-          EXPECT_THAT(fast.status().message(), HasSubstr("element 40"));
-          continue;
+  using CopyAbsMax = absl::StatusOr<float> (*)(DType, void*, const void*, size_t, NonFinitePolicy);
+  for (CopyAbsMax copy_abs_max : {&CopyAbsMaxFast, &StreamCopyAbsMaxFast}) {
+    for (size_t shift = 0; shift < 32; ++shift) {
+      for (DType dtype : kDTypes) {
+        for (size_t n : {size_t{0}, size_t{1}, size_t{33}, size_t{5001}}) {
+          std::vector<uint8_t> src = RandomBytes(dtype, n, 9);
+          if (n > 40 && dtype != DType::kF8E4M3) Put(dtype, src, 40, std::numeric_limits<float>::infinity());
+          for (NonFinitePolicy policy : {NonFinitePolicy::kFail, NonFinitePolicy::kSaturate}) {
+            std::vector<uint8_t> copy(shift + src.size() + 1, 0xCD);
+            absl::StatusOr<float> ref = AbsMax(dtype, src.data(), n, policy);
+            absl::StatusOr<float> fast = copy_abs_max(dtype, copy.data() + shift, src.data(), n, policy);
+            EXPECT_EQ(std::vector<uint8_t>(copy.begin() + shift, copy.end() - 1), src)
+                << DTypeName(dtype) << " n=" << n << " shift=" << shift;
+            EXPECT_EQ(std::count(copy.begin(), copy.begin() + shift, 0xCD), shift) << "wrote before the start";
+            EXPECT_EQ(copy.back(), 0xCD) << "wrote past the end";
+            ASSERT_EQ(ref.ok(), fast.ok()) << DTypeName(dtype) << " n=" << n;
+            if (!ref.ok()) {
+              EXPECT_EQ(fast.status().code(), absl::StatusCode::kInvalidArgument);
+              EXPECT_THAT(fast.status().message(), HasSubstr("element 40"));
+              continue;
+            }
+            EXPECT_EQ(std::bit_cast<uint32_t>(*ref), std::bit_cast<uint32_t>(*fast)) << DTypeName(dtype) << " n=" << n;
+          }
         }
-        EXPECT_EQ(std::bit_cast<uint32_t>(*ref), std::bit_cast<uint32_t>(*fast)) << DTypeName(dtype) << " n=" << n;
       }
     }
   }
