@@ -21,6 +21,7 @@
 #include "base/container_limits.h"
 #include "base/log.h"
 #include "kernels/quantize_fast.h"
+#include "services/load/push_pinning.h"
 #include "services/server/daemon.h"
 
 ABSL_FLAG(std::string, listen, "unix:/run/weightd/weightd.sock",
@@ -78,12 +79,13 @@ ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
           "slower so far (docs/performance.md), e.g. --pin-path-sources=true");
-ABSL_FLAG(bool, pin_pushed_tensors, false,
-          "CUDA: each pushed tensor gathered on the host for quantization is pinned (read-only) while it is "
+ABSL_FLAG(std::string, pin_pushed_tensors, "auto",
+          "CUDA: a pushed tensor gathered on the host for quantization is pinned (read-only) while it is "
           "placed, so the GPU copies it in place instead of through the staging ring's pinned buffers: one "
-          "host copy of every byte fewer, but slower at 8 streams, where the copy engines then read the "
-          "gathered tensors from DRAM beside the streams landing theirs (per-tensor and stored tensors; "
-          "docs/performance.md), e.g. --pin-pushed-tensors=true");
+          "host copy of every byte fewer (a third less daemon CPU), faster up to 4 streams, slower at 8, where "
+          "the copy engines then read the gathered tensors from DRAM beside the streams landing theirs "
+          "(per-tensor and stored tensors; docs/performance.md). auto: pinned while at most 4 push streams "
+          "are open in the daemon; true: always; false: never, e.g. --pin-pushed-tensors=false");
 ABSL_FLAG(bool, raw_unix_push, true,
           "The gRPC Unix socket also takes raw push connections (one shard per connection, length-prefixed "
           "ShardChunk frames read straight into the daemon's buffers; weightctl push and the clients use them "
@@ -233,7 +235,9 @@ Flags take --dashed-names or --underscored_names.)");
   }
   options.nccl_min_ranks = absl::GetFlag(FLAGS_nccl_min_ranks);
   options.pin_path_sources = absl::GetFlag(FLAGS_pin_path_sources);
-  options.pin_pushed_tensors = absl::GetFlag(FLAGS_pin_pushed_tensors);
+  absl::StatusOr<int> pin_pushed = weightd::PushPinning::ParseFlag(absl::GetFlag(FLAGS_pin_pushed_tensors));
+  if (!pin_pushed.ok()) return Fail(std::string(pin_pushed.status().message()));
+  options.pin_pushed_max_streams = *pin_pushed;
   options.raw_unix_push = absl::GetFlag(FLAGS_raw_unix_push);
   if (options.nccl_min_ranks < 1) return Fail("--nccl-min-ranks must be at least 1");
   auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));

@@ -165,7 +165,7 @@ absl::Status ShardWriter::PlaceGathered(size_t index, GatherBuffer source, std::
     // Its destructor waits for the copies from `source`, which may then take
     // the next tensor's bytes.
     std::unique_ptr<SourcePin> pin;
-    if (pin_gathered_ && !ScalesFromCopies(tasks_[index])) {
+    if (pinning_ != nullptr && !ScalesFromCopies(tasks_[index]) && pinning_->Now()) {
       pin = placer_->backend().PinSource(source.data(), source.size());
     }
     placed = Place(index, source.view(), amax);

@@ -26,6 +26,7 @@
 #include "services/load/host_budget.h"
 #include "services/load/planner.h"
 #include "services/load/progress.h"
+#include "services/load/push_pinning.h"
 #include "services/load/slice_amax.h"
 #include "services/load/tensor_placer.h"
 #include "services/safetensors/parser.h"
@@ -74,14 +75,17 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
   // continuation, or its tensor completes.
   void CoalesceStreamedWrites() { coalesce_ = true; }
   static constexpr uint64_t kStreamedRunBytes = uint64_t{4} << 20;
-  // A stream's writer: each gathered tensor is pinned for its placement
-  // (DeviceBackend::PinSource), so the copy engines read it in place instead of
-  // through a host copy into the staging slots; unpinned once its copies have
-  // landed, before its buffer takes the next tensor. Not per-channel and block
-  // tensors, whose scales the copies into the slots take in the same pass (a
-  // pinned one would take a pass of its own: more CPU, measured in
-  // docs/performance.md). Nothing where the backend pins no sources.
-  void PinGatheredTensors() { pin_gathered_ = placer_->backend().pins_sources(); }
+  // A stream's writer: a gathered tensor is pinned for its placement
+  // (DeviceBackend::PinSource) when `pinning` says so as it is placed, so the
+  // copy engines read it in place instead of through a host copy into the
+  // staging slots; unpinned once its copies have landed, before its buffer takes
+  // the next tensor. Not per-channel and block tensors, whose scales the copies
+  // into the slots take in the same pass (a pinned one would take a pass of its
+  // own: more CPU, measured in docs/performance.md). Nothing where the backend
+  // pins no sources. `pinning` outlives the writer.
+  void PinGatheredTensors(const PushPinning* pinning) {
+    pinning_ = placer_->backend().pins_sources() ? pinning : nullptr;
+  }
 
   // A stream's writer under --host-memory-limit: gathered tensors are admitted
   // whole before their first byte (services/load/host_budget.h) and released
@@ -151,7 +155,7 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
 
   // The run of streamed bytes (CoalesceStreamedWrites); owned by the stream's thread.
   bool coalesce_ = false;
-  bool pin_gathered_ = false;
+  const PushPinning* pinning_ = nullptr;
   std::string run_;
   size_t run_index_ = 0;
   uint64_t run_offset_ = 0;

@@ -145,6 +145,7 @@ struct Daemon::State {
   std::unique_ptr<Metrics> metrics;
   std::unique_ptr<Registry> registry;
   std::unique_ptr<HostBudget> host_budget;  // outlives the streams that charge it
+  std::unique_ptr<PushPinning> push_pinning;  // outlives the streams it counts
   std::unique_ptr<RawPushCalls> raw_push_calls = std::make_unique<RawPushCalls>();
   std::unique_ptr<Executor> placement;  // outlives `work`, whose drain tasks wait on it
   std::unique_ptr<Executor> work;
@@ -209,7 +210,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_options.scales_from_slots = options.scales_from_slots;
   backend_options.park_per_tensor = options.park_per_tensor;
   backend_options.park_rest_in_arena = options.park_rest_in_arena;
-  backend_options.pin_sources = options.pin_path_sources || options.pin_pushed_tensors;
+  backend_options.pin_sources = options.pin_path_sources || options.pin_pushed_max_streams > 0;
   backend_options.nccl_min_ranks = options.nccl_min_ranks;
   backend_options.pinned = state->pinned.get();
   backend_options.test_hang_collective = options.test_hang_collective;
@@ -263,7 +264,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   deps.path_read = options.path_read;
   deps.version = kVersion;
   deps.parse_limits = options.parse_limits;
-  deps.pin_pushed_tensors = options.pin_pushed_tensors;
+  state->push_pinning = std::make_unique<PushPinning>(options.pin_pushed_max_streams);
+  deps.push_pinning = state->push_pinning.get();
   deps.raw_push_calls = state->raw_push_calls.get();
   deps.max_message_bytes = kMaxMessageBytes;
   state->push_watchdog = std::make_unique<StallWatchdog>(options.push_idle_timeout);

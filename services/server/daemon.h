@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/container_limits.h"
+#include "services/load/push_pinning.h"
 #include "services/peer/peer_channels.h"
 #include "services/sources/path_source.h"
 #include "services/safetensors/header.h"
@@ -37,7 +38,9 @@ struct DaemonOptions {
   bool park_per_tensor = true;    // --park-per-tensor
   bool park_rest_in_arena = false;  // --park-rest-in-arena
   bool pin_path_sources = false;    // --pin-path-sources
-  bool pin_pushed_tensors = false;  // --pin-pushed-tensors
+  // --pin-pushed-tensors (services/load/push_pinning.h): a push stream's gathered
+  // tensors are pinned while at most this many push streams are open; 0: never.
+  int pin_pushed_max_streams = PushPinning::kAutoMaxStreams;
   bool raw_unix_push = true;        // --raw-unix-push (base/raw_push_wire.h)
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity

@@ -136,13 +136,13 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* LoaderService::PushShards(grpc::Callb
     return it == context->client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
   };
   return new GrpcPushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget, deps_.push_hooks,
-                               deps_.parse_limits, deps_.pin_pushed_tensors, summary,
+                               deps_.parse_limits, deps_.push_pinning, summary,
                                named(kPushModelIdKey), named(kPushShardFileKey));
 }
 
 void LoaderService::StartRawPush(UniqueFd fd) {
   auto* reactor = new RawPushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget,
-                                           deps_.push_hooks, deps_.parse_limits, deps_.pin_pushed_tensors,
+                                           deps_.push_hooks, deps_.parse_limits, deps_.push_pinning,
                                            /*response=*/nullptr);
   reactor->Start(std::move(fd), deps_.max_message_bytes, *deps_.raw_push_calls);
 }

@@ -8,6 +8,7 @@
 #include "services/device/accounting.h"
 #include "services/device/device_backend.h"
 #include "services/executor.h"
+#include "services/load/push_pinning.h"
 #include "services/load/stall_watchdog.h"
 #include "services/peer/peer_channels.h"
 #include "services/peer/peer_directory.h"
@@ -36,7 +37,7 @@ struct LoaderServiceDeps {
   PathSourceOptions path_read;
   std::string version;
   safetensors::ParseLimits parse_limits;
-  bool pin_pushed_tensors = false;  // ShardWriter::PinGatheredTensors for every push
+  PushPinning* push_pinning = nullptr;  // --pin-pushed-tensors (ShardWriter::PinGatheredTensors); none: never
   RawPushCalls* raw_push_calls = nullptr;  // the live raw push connections (StartRawPush)
   uint32_t max_message_bytes = 64 << 20;   // the gRPC server's, and a raw push frame's, limit
   StallWatchdog* push_watchdog = nullptr;  // watches every push and peer load; may be null

@@ -19,7 +19,7 @@ std::string Hex(const unsigned char* bytes, size_t n) {
 template <class Transport>
 PushShardsReactor<Transport>::PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
                                      SourceHooks hooks,
-                                     safetensors::ParseLimits limits, bool pin_gathered,
+                                     safetensors::ParseLimits limits, PushPinning* pinning,
                                      grpc::ByteBuffer* response,
                                      std::string named_model, std::string named_file)
     : registry_(registry),
@@ -28,7 +28,8 @@ PushShardsReactor<Transport>::PushShardsReactor(Registry& registry, Executor& ex
       budget_(budget),
       hooks_(std::move(hooks)),
       limits_(limits),
-      pin_gathered_(pin_gathered),
+      pinning_(pinning),
+      counted_(pinning),
       response_(ResponseOf(*this, response)),
       named_model_(std::move(named_model)),
       named_file_(std::move(named_file)) {
@@ -278,7 +279,7 @@ void PushShardsReactor<Transport>::OnResume(absl::Status status) {
   }
   writer_->UseHostBudget(budget_);
   writer_->CoalesceStreamedWrites();
-  if (pin_gathered_) writer_->PinGatheredTensors();
+  if (pinning_ != nullptr && pinning_->Ever()) writer_->PinGatheredTensors(pinning_);
   feeding_ = true;  // the rest of the message that ended the header
   Drain();
 }

@@ -35,6 +35,7 @@
 
 #include "services/executor.h"
 #include "services/load/host_budget.h"
+#include "services/load/push_pinning.h"
 #include "services/registry/registry.h"
 #include "services/safetensors/parser.h"
 #include "services/server/push_message.h"
@@ -65,7 +66,7 @@ class PushShardsReactor : public Transport {
   // `response` receives the serialized PushSummary (ignored for a raw call: its own).
   PushShardsReactor(Registry& registry, Executor& executor, Executor* placement, HostBudget* budget,
                     SourceHooks hooks,
-                    safetensors::ParseLimits limits, bool pin_gathered, grpc::ByteBuffer* response,
+                    safetensors::ParseLimits limits, PushPinning* pinning, grpc::ByteBuffer* response,
                     std::string named_model = "", std::string named_file = "");
   ~PushShardsReactor() override;
 
@@ -105,7 +106,8 @@ class PushShardsReactor : public Transport {
   HostBudget* budget_;
   SourceHooks hooks_;
   const safetensors::ParseLimits limits_;
-  const bool pin_gathered_;  // ShardWriter::PinGatheredTensors
+  PushPinning* const pinning_;  // ShardWriter::PinGatheredTensors; may be null
+  const PushPinning::Stream counted_;  // this stream, open while the reactor lives
   grpc::ByteBuffer* response_;
   v1::PushSummary summary_;  // owned by the drain task
   const std::string named_model_;

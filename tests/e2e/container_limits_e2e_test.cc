@@ -81,7 +81,7 @@ TEST_F(ContainerLimitsE2ETest, AGarbledFileIsAWarningAndTheNodesFigures) {
   EXPECT_NE(daemon_.log().find("memory.max 'plenty' is not a positive number"), std::string::npos);
 }
 
-TEST_F(ContainerLimitsE2ETest, ThreadAndRingFlagsOutOfRangeAreRefusedNamingTheFlag) {
+TEST_F(ContainerLimitsE2ETest, ThreadRingAndPinFlagsOutOfRangeAreRefusedNamingTheFlag) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"--pin-threads=0", "--pin-threads must be at least 1"},
       {"--quantize-threads=-1", "--quantize-threads must be at least 0"},
@@ -89,6 +89,7 @@ TEST_F(ContainerLimitsE2ETest, ThreadAndRingFlagsOutOfRangeAreRefusedNamingTheFl
       {"--shutdown-grace-seconds=0", "--shutdown-grace-seconds must be at least 1"},
       {"--staging-ring-bytes=0", "--staging-ring-bytes must be more than 0 (or auto)"},
       {"--staging-ring-bytes=lots", "--staging-ring-bytes: "},
+      {"--pin-pushed-tensors=maybe", "--pin-pushed-tensors must be auto, true or false, not 'maybe'"},
   };
   for (const auto& [flag, message] : cases) {
     CommandResult run = RunCommand({BinPath("weightd"), flag, "--listen=unix:" + daemon_.dir() + "/w.sock",
