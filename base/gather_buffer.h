@@ -29,7 +29,8 @@ class GatherBuffer {
   // then empty, with no memory).
   bool Reset(uint64_t capacity);
   // The next `n` bytes, appended uninitialised, for the caller to write; null
-  // when they would pass the capacity (nothing appended).
+  // when they would pass the capacity, or the buffer has no memory (nothing
+  // appended).
   char* Extend(uint64_t n);
 
   char* data() { return data_.get(); }

@@ -45,8 +45,6 @@ class PushPinning {
 
   // Whether a tensor placed now is pinned.
   bool Now() const { return max_streams_ > 0 && open_.load(std::memory_order_relaxed) <= max_streams_; }
-  // Whether any tensor may be (the backend must then be able to pin sources).
-  bool Ever() const { return max_streams_ > 0; }
   int open() const { return open_.load(std::memory_order_relaxed); }
 
  private:

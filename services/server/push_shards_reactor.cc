@@ -279,7 +279,7 @@ void PushShardsReactor<Transport>::OnResume(absl::Status status) {
   }
   writer_->UseHostBudget(budget_);
   writer_->CoalesceStreamedWrites();
-  if (pinning_ != nullptr && pinning_->Ever()) writer_->PinGatheredTensors(pinning_);
+  if (pinning_ != nullptr) writer_->PinGatheredTensors(pinning_);
   feeding_ = true;  // the rest of the message that ended the header
   Drain();
 }

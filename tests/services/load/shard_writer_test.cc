@@ -1,7 +1,8 @@
-// A pushed tensor gathered on the host without --host-memory-limit: memory that
+// A pushed tensor gathered on the host: without --host-memory-limit, memory that
 // cannot be had fails its load RESOURCE_EXHAUSTED naming the tensor, never as an
-// exception that ends the daemon. The address space is capped in a child
-// process, so the allocation fails for certain and the test process is unharmed.
+// exception that ends the daemon (the address space is capped in a child
+// process, so the allocation fails for certain and the test process is
+// unharmed); pieces out of order fail INTERNAL naming the tensor and the bytes.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -77,6 +78,40 @@ TEST(ShardWriterTest, AGatheringBufferThatCannotBeAllocatedFailsTheLoadNamingThe
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_EXIT(std::exit(GatherUnderACappedAddressSpace()), ::testing::ExitedWithCode(0), "gathered: RESOURCE_EXHAUSTED");
 #endif
+}
+
+// A gathered tensor's pieces out of order (no caller sends them: the parser and
+// path reads deliver in order) fail INTERNAL naming the tensor and the bytes,
+// instead of landing in the wrong place; the load fails with it.
+TEST(ShardWriterTest, AGatheredTensorsPiecesOutOfOrderFailNamingTheTensorAndBytes) {
+  HostBackend backend(1, uint64_t{1} << 30);
+  DeviceAccounting accounting({uint64_t{1} << 30});
+  v1::LoadModelRequest request;
+  request.set_model_id("m");
+  request.mutable_source()->mutable_push()->add_shard_files("a.safetensors");
+  absl::Status result = absl::UnknownError("not finished");
+  auto job = std::make_shared<LoadJob>("m", NormalizeSpec(request), backend, accounting,
+                                       [&result](const LoadJob*, absl::StatusOr<ResidentModel> model) {
+                                         result = model.status();
+                                       });
+  job->ExpectShards({"a.safetensors"}, "{}");
+  auto header = safetensors::ParseShardHeaderJson(
+      "a.safetensors", R"({"w.weight":{"dtype":"BF16","shape":[64,128],"data_offsets":[0,16384]}})", {});
+  ASSERT_TRUE(header.ok()) << header.status();
+  absl::Status planned = absl::UnknownError("not resumed");
+  job->OnShardHeader("a.safetensors", *header, [&planned](absl::Status s) { planned = s; });
+  ASSERT_TRUE(planned.ok()) << planned;
+  ShardWriter* writer = job->Writer("a.safetensors");
+  ASSERT_NE(writer, nullptr);
+  const std::string piece(4096, '\x01');
+  ASSERT_TRUE(writer->OnTensorBytes(0, 0, piece).ok());
+  absl::Status skipped = writer->OnTensorBytes(0, 8192, piece);
+  EXPECT_EQ(skipped.code(), absl::StatusCode::kInternal) << skipped;
+  EXPECT_NE(skipped.message().find("tensor 'w.weight': bytes [8192, +4096) out of order (4096 gathered)"),
+            std::string::npos)
+      << skipped;
+  job->OnShardDone("a.safetensors", skipped);
+  EXPECT_EQ(result.code(), absl::StatusCode::kInternal) << result;
 }
 
 }  // namespace
