@@ -43,6 +43,9 @@ class SourcePin {
  public:
   // Waits for every copy from the bytes issued so far, then unpins them.
   virtual ~SourcePin() = default;
+  // Waits for every copy from the bytes issued so far; they stay pinned, and may
+  // be written again (a gather buffer taking its next tensor, PinnedGather).
+  virtual void AwaitCopies() = 0;
 };
 
 class DeviceBackend {

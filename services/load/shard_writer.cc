@@ -72,11 +72,11 @@ absl::Status ShardWriter::OnTensorBytes(size_t index, uint64_t offset, std::stri
       }
       gathering = &it->second;  // only this tensor's thread touches it until it completes
     }
-    GatherBuffer& buffer = gathering->bytes;
+    GatherBuffer& buffer = gathering->bytes.bytes();
     if (offset == 0) {
       // Without --host-memory-limit nothing admits the tensor first: memory that
       // cannot be had fails its load here.
-      if (!buffer.Reset(header_.tensors[index].size())) return NoHostMemory(index);
+      if (!gathering->bytes.Reset(header_.tensors[index].size())) return NoHostMemory(index);
       if (whole_amax_[index]) gathering->amax.emplace(header_.tensors[index].dtype);
     }
     const uint64_t at = buffer.size();
@@ -103,14 +103,14 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
     progress_.add_tensor();
     return absl::OkStatus();
   }
-  GatherBuffer source;
+  PinnedGather source;
   std::optional<float> amax;
   {
     std::unique_lock<std::mutex> lock(mu_);
     auto it = staging_.find(index);
     if (it != staging_.end()) {
       source = std::move(it->second.bytes);
-      if (it->second.amax && it->second.amax->scanned() == source.size()) amax = it->second.amax->amax();
+      if (it->second.amax && it->second.amax->scanned() == source.bytes().size()) amax = it->second.amax->amax();
       staging_.erase(it);
     }
     if (post_) {
@@ -123,7 +123,7 @@ absl::Status ShardWriter::OnTensorComplete(size_t index) {
   // stream of a failed load may end before the task does (OnAborted).
   // (std::function copies its target: the move-only buffer goes behind a shared_ptr.)
   post_([self = shared_from_this(), owner = owner_.lock(), index, amax,
-         source = std::make_shared<GatherBuffer>(std::move(source))]() mutable {
+         source = std::make_shared<PinnedGather>(std::move(source))]() mutable {
     absl::Status placed = self->PlaceGathered(index, std::move(*source), amax);
     {
       std::lock_guard<std::mutex> lock(self->mu_);
@@ -144,7 +144,7 @@ absl::Status ShardWriter::FlushRun() {
   return written;
 }
 
-absl::Status ShardWriter::PlaceGathered(size_t index, GatherBuffer source, std::optional<float> amax) {
+absl::Status ShardWriter::PlaceGathered(size_t index, PinnedGather source, std::optional<float> amax) {
   if (tasks_[index].fused_scale >= 0) {
     // Held until the fused output's other parts arrive, outside the budget: kept
     // charged, it could hold back the admission of the very parts it waits for.
@@ -156,20 +156,17 @@ absl::Status ShardWriter::PlaceGathered(size_t index, GatherBuffer source, std::
       }
       if (charge > 0) budget_->ReleaseGather(charge);
     }
-    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, std::move(source), amax));
+    WEIGHTD_RETURN_IF_ERROR(QuantizeFused(index, source.Release(), amax));
     progress_.add_tensor();
     return absl::OkStatus();
   }
-  absl::Status placed;
-  {
-    // Its destructor waits for the copies from `source`, which may then take
-    // the next tensor's bytes.
-    std::unique_ptr<SourcePin> pin;
-    if (pinning_ != nullptr && !ScalesFromCopies(tasks_[index]) && pinning_->Now()) {
-      pin = placer_->backend().PinSource(source.data(), source.size());
-    }
-    placed = Place(index, source.view(), amax);
+  if (pinning_ != nullptr && !ScalesFromCopies(tasks_[index]) && pinning_->Now()) {
+    source.Pin(placer_->backend());  // nothing to do where the buffer's pin covers the tensor
+  } else {
+    source.Unpin();
   }
+  absl::Status placed = Place(index, source.bytes().view(), amax);
+  source.AwaitCopies();  // then the buffer may take the next tensor's bytes
   if (budget_ == nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     spare_.push_back(std::move(source));
@@ -183,8 +180,8 @@ absl::Status ShardWriter::PlaceGathered(size_t index, GatherBuffer source, std::
     {
       std::lock_guard<std::mutex> lock(mu_);
       release = TakeAdmittedLocked(index);
-      if (keep && spare_.empty() && release >= source.capacity()) {
-        spare_charge_ = source.capacity();
+      if (keep && spare_.empty() && release >= source.bytes().capacity()) {
+        spare_charge_ = source.bytes().capacity();
         release -= spare_charge_;
         spare_.push_back(std::move(source));
       }
@@ -227,7 +224,7 @@ ShardWriter::~ShardWriter() {
 
 bool ShardWriter::TakeSpareCharge(size_t index, uint64_t bytes) {
   uint64_t release = 0;
-  GatherBuffer freed;
+  PinnedGather freed;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (spare_charge_ == 0) return false;

@@ -24,6 +24,7 @@
 #include "base/gather_buffer.h"
 #include "kernels/quantize.h"
 #include "services/load/host_budget.h"
+#include "services/load/pinned_gather.h"
 #include "services/load/planner.h"
 #include "services/load/progress.h"
 #include "services/load/push_pinning.h"
@@ -78,11 +79,13 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
   // A stream's writer: a gathered tensor is pinned for its placement
   // (DeviceBackend::PinSource) when `pinning` says so as it is placed, so the
   // copy engines read it in place instead of through a host copy into the
-  // staging slots; unpinned once its copies have landed, before its buffer takes
-  // the next tensor. Not per-channel and block tensors, whose scales the copies
+  // staging slots. The pin stays with its buffer (PinnedGather): once the copies
+  // have landed the buffer takes a later tensor, which is then read in place
+  // without pinning again (pinned anew only where it is larger). Unpinned when
+  // `pinning` says no, for per-channel and block tensors, whose scales the copies
   // into the slots take in the same pass (a pinned one would take a pass of its
-  // own: more CPU, measured in docs/performance.md). Nothing where the backend
-  // pins no sources. `pinning` outlives the writer.
+  // own: more CPU, measured in docs/performance.md), and when the buffer goes.
+  // Nothing where the backend pins no sources. `pinning` outlives the writer.
   void PinGatheredTensors(const PushPinning* pinning) {
     pinning_ = placer_->backend().pins_sources() ? pinning : nullptr;
   }
@@ -103,7 +106,7 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
   // A tensor being gathered: its bytes so far and, where placing it takes the
   // whole tensor's amax, the amax of those bytes (taken as they are copied in).
   struct Gathering {
-    GatherBuffer bytes;
+    PinnedGather bytes;
     std::optional<RunningAmax> amax;
   };
   // A gathered (or whole) tensor onto its ranks; `amax`, if known, the whole tensor's.
@@ -119,7 +122,7 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
   // RESOURCE_EXHAUSTED naming the tensor whose gathering buffer could not be allocated.
   absl::Status NoHostMemory(size_t index) const;
   // The placement of a gathered tensor, and its bookkeeping; takes `source`'s buffer back.
-  absl::Status PlaceGathered(size_t index, GatherBuffer source, std::optional<float> amax);
+  absl::Status PlaceGathered(size_t index, PinnedGather source, std::optional<float> amax);
   // The bytes admitted for tensor `index`, no longer recorded (0 if none). Needs mu_.
   uint64_t TakeAdmittedLocked(size_t index);
   // Waits until no placement is in flight (or the load has failed); the first
@@ -137,9 +140,10 @@ class ShardWriter : public safetensors::TensorSink, public std::enable_shared_fr
   std::vector<bool> whole_amax_;  // by tensor index: its amax is taken while it is gathered
   std::mutex mu_;
   // Source bytes of the tensors being quantized, by tensor index; finished
-  // buffers are kept for the next tensor, so their pages are touched once.
+  // buffers are kept for the next tensor (with their pins), so their pages are
+  // touched and pinned once.
   absl::node_hash_map<size_t, Gathering> staging_;  // pointer-stable: a thread appends without the lock
-  std::vector<GatherBuffer> spare_;
+  std::vector<PinnedGather> spare_;
   // Admits tensor `index` with the kept buffer's charge if it covers `bytes`;
   // otherwise frees that buffer and its charge, and returns false.
   bool TakeSpareCharge(size_t index, uint64_t bytes);

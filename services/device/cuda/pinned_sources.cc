@@ -18,6 +18,7 @@ class PinnedSources::Pinned : public SourcePin {
     fence_();
     if (cudaHostUnregister(reinterpret_cast<void*>(begin_)) != cudaSuccess) cudaGetLastError();
   }
+  void AwaitCopies() override { fence_(); }
 
  private:
   PinnedSources* owner_;

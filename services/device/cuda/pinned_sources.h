@@ -35,7 +35,7 @@ class PinnedSources {
   // Pins the whole pages inside [data, +size); null if there are fewer than
   // kMinBytes of them or the driver refuses (logged once). The pin's destructor
   // calls `fence` (which must wait for every copy issued so far on every device)
-  // before it unpins. `fence` must outlive the pin.
+  // before it unpins; its AwaitCopies calls it alone. `fence` must outlive the pin.
   std::unique_ptr<SourcePin> Pin(const void* data, uint64_t size, std::function<void()> fence);
 
   // The part of [data, +size) inside one pinned range; empty if none.

@@ -1,6 +1,10 @@
 // ShardWriter::PinGatheredTensors: a stream's gathered per-tensor tensor is pinned
 // for its placement (a pin covering the gathered bytes is live while the backend
-// quantizes them) and unpinned before the load is done; per-channel and block
+// quantizes them); the pin stays with its buffer (PinnedGather), so the next
+// tensor the buffer gathers is read in place without pinning again, unless it is
+// larger (pinned anew, after the smaller pin is gone); every placement waits for
+// the copies from a pinned buffer before it takes the next tensor; pins go
+// before their memory and before the load is done. Per-channel and block
 // tensors, whose scales the copies into the staging slots take, are not pinned,
 // nor is anything without PinGatheredTensors or while its PushPinning says no
 // (auto: more than 4 push streams open). Against the host backend, which
@@ -31,8 +35,9 @@ class PinRecordingBackend : public HostBackend {
   std::unique_ptr<SourcePin> PinSource(const void* data, uint64_t size) override {
     std::lock_guard<std::mutex> lock(mu_);
     pinned_.push_back(size);
+    live_when_pinned_.push_back(live_.size());
     live_.emplace_back(static_cast<const char*>(data), size);
-    return std::make_unique<Pin>(this, static_cast<const char*>(data));
+    return std::make_unique<Pin>(this, static_cast<const char*>(data), size);
   }
   absl::Status Quantize(DeviceAllocation& alloc, uint64_t offset, kernels::DType dtype, const void* src,
                         const kernels::Tiling& tiling, const float* scales) override {
@@ -59,11 +64,23 @@ class PinRecordingBackend : public HostBackend {
     std::lock_guard<std::mutex> lock(mu_);
     return live_.size();
   }
+  // Pins live (of this backend) as each pin was made.
+  std::vector<size_t> live_when_pinned() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return live_when_pinned_;
+  }
+  int awaits() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return awaits_;
+  }
 
  private:
   struct Pin : SourcePin {
-    Pin(PinRecordingBackend* b, const char* d) : backend(b), data(d) {}
+    Pin(PinRecordingBackend* b, const char* d, uint64_t n) : backend(b), data(d), size(n) {}
     ~Pin() override {
+      // The pinned bytes must still be there (a freed buffer fails here under ASan).
+      const volatile char* bytes = data;
+      static_cast<void>(bytes[0] + bytes[size - 1]);
       std::lock_guard<std::mutex> lock(backend->mu_);
       auto& live = backend->live_;
       for (auto it = live.begin(); it != live.end(); ++it) {
@@ -73,22 +90,30 @@ class PinRecordingBackend : public HostBackend {
         }
       }
     }
+    void AwaitCopies() override {
+      std::lock_guard<std::mutex> lock(backend->mu_);
+      ++backend->awaits_;
+    }
     PinRecordingBackend* backend;
     const char* data;
+    uint64_t size;
   };
 
   std::mutex mu_;
+  int awaits_ = 0;
+  std::vector<size_t> live_when_pinned_;
   std::vector<uint64_t> pinned_;
   std::vector<std::pair<const char*, uint64_t>> live_;
   std::vector<bool> quantized_under_a_pin_;
 };
 
-constexpr uint64_t kTensorBytes = 64 * 128 * 2;  // BF16 [64, 128]
+constexpr int kCols = 128;
+constexpr uint64_t kTensorBytes = 64 * kCols * 2;  // BF16 [64, 128]
 
-// Pushes one shard of two quantized BF16 weights through a stream's writer;
-// `before(t)` runs before tensor t's first byte.
-void PushTwoWeights(PinRecordingBackend& backend, v1::Scheme scheme, const PushPinning* pinning,
-                    const std::function<void(size_t)>& before = nullptr) {
+// Pushes one shard of quantized BF16 weights [rows[t], 128] through a stream's
+// writer; `before(t)` runs before tensor t's first byte.
+void PushWeights(PinRecordingBackend& backend, v1::Scheme scheme, const PushPinning* pinning,
+                 const std::vector<int>& rows, const std::function<void(size_t)>& before = nullptr) {
   DeviceAccounting accounting({uint64_t{1} << 30});
   v1::LoadModelRequest request;
   request.set_model_id("m");
@@ -100,13 +125,17 @@ void PushTwoWeights(PinRecordingBackend& backend, v1::Scheme scheme, const PushP
                                          result = model.status();
                                        });
   job->ExpectShards({"a.safetensors"}, "{}");
-  const std::string n = std::to_string(kTensorBytes);
-  auto header = safetensors::ParseShardHeaderJson(
-      "a.safetensors",
-      R"({"model.layers.0.mlp.up_proj.weight":{"dtype":"BF16","shape":[64,128],"data_offsets":[0,)" + n +
-          R"(]},"model.layers.0.mlp.down_proj.weight":{"dtype":"BF16","shape":[64,128],"data_offsets":[)" + n +
-          "," + std::to_string(2 * kTensorBytes) + "]}}",
-      {});
+  std::string json = "{";
+  uint64_t end = 0;
+  for (size_t t = 0; t < rows.size(); ++t) {
+    const uint64_t begin = end;
+    end += static_cast<uint64_t>(rows[t]) * kCols * 2;
+    json += (t == 0 ? "" : ",") + std::string("\"model.layers.") + std::to_string(t) +
+            ".mlp.up_proj.weight\":{\"dtype\":\"BF16\",\"shape\":[" + std::to_string(rows[t]) + "," +
+            std::to_string(kCols) + "],\"data_offsets\":[" + std::to_string(begin) + "," + std::to_string(end) +
+            "]}";
+  }
+  auto header = safetensors::ParseShardHeaderJson("a.safetensors", json + "}", {});
   ASSERT_TRUE(header.ok()) << header.status();
   absl::Status planned = absl::UnknownError("not resumed");
   job->OnShardHeader("a.safetensors", *header, [&planned](absl::Status s) { planned = s; });
@@ -114,28 +143,49 @@ void PushTwoWeights(PinRecordingBackend& backend, v1::Scheme scheme, const PushP
   ShardWriter* writer = job->Writer("a.safetensors");
   ASSERT_NE(writer, nullptr);
   if (pinning != nullptr) writer->PinGatheredTensors(pinning);
-  std::string bytes(kTensorBytes, '\0');
-  for (size_t i = 0; i < bytes.size(); i += 2) {  // finite BF16 values of both signs
-    bytes[i] = static_cast<char>(i * 7);
-    bytes[i + 1] = static_cast<char>((i % 5 == 0 ? 0xBF : 0x3F) - (i / 2) % 3);
-  }
-  for (size_t t = 0; t < 2; ++t) {
+  for (size_t t = 0; t < rows.size(); ++t) {
     if (before) before(t);
+    std::string bytes(static_cast<size_t>(rows[t]) * kCols * 2, '\0');
+    for (size_t i = 0; i < bytes.size(); i += 2) {  // finite BF16 values of both signs
+      bytes[i] = static_cast<char>(i * 7 + t);
+      bytes[i + 1] = static_cast<char>((i % 5 == 0 ? 0xBF : 0x3F) - (i / 2) % 3);
+    }
     // Two pieces, as a stream delivers them.
-    ASSERT_TRUE(writer->OnTensorBytes(t, 0, std::string_view(bytes).substr(0, kTensorBytes / 2)).ok());
-    ASSERT_TRUE(writer->OnTensorBytes(t, kTensorBytes / 2, std::string_view(bytes).substr(kTensorBytes / 2)).ok());
+    const std::string_view all(bytes);
+    ASSERT_TRUE(writer->OnTensorBytes(t, 0, all.substr(0, bytes.size() / 2)).ok());
+    ASSERT_TRUE(writer->OnTensorBytes(t, bytes.size() / 2, all.substr(bytes.size() / 2)).ok());
     ASSERT_TRUE(writer->OnTensorComplete(t).ok());
   }
   job->OnShardDone("a.safetensors", absl::OkStatus());
   EXPECT_TRUE(result.ok()) << result;
 }
 
-TEST(PinnedGatherTest, APerTensorWeightIsPinnedWhileItIsQuantizedAndUnpinnedAfter) {
+void PushTwoWeights(PinRecordingBackend& backend, v1::Scheme scheme, const PushPinning* pinning,
+                    const std::function<void(size_t)>& before = nullptr) {
+  PushWeights(backend, scheme, pinning, {64, 64}, before);
+}
+
+TEST(PinnedGatherTest, APerTensorWeightIsPinnedAndItsBufferStaysPinnedForTheNext) {
   PinRecordingBackend backend;
   PushPinning always(PushPinning::kAlways);
   PushTwoWeights(backend, v1::SCHEME_PER_TENSOR, &always);
-  EXPECT_EQ(backend.pinned(), std::vector<uint64_t>({kTensorBytes, kTensorBytes}));
+  // One pin: the second weight is gathered into the first one's buffer, still pinned.
+  EXPECT_EQ(backend.pinned(), std::vector<uint64_t>({kTensorBytes}));
   EXPECT_EQ(backend.quantized_under_a_pin(), std::vector<bool>({true, true}));
+  EXPECT_EQ(backend.awaits(), 2);  // each placement waited for the copies from it
+  EXPECT_EQ(backend.live(), 0u);   // unpinned with its buffer, before the load was done
+}
+
+TEST(PinnedGatherTest, ALargerTensorIsPinnedAnewOnceTheSmallerPinIsGone) {
+  PinRecordingBackend backend;
+  PushPinning always(PushPinning::kAlways);
+  PushWeights(backend, v1::SCHEME_PER_TENSOR, &always, {64, 128, 32, 128});
+  // The buffer grows for the second weight (unpinned before its memory goes),
+  // whose pin then covers the third and fourth.
+  EXPECT_EQ(backend.pinned(), std::vector<uint64_t>({kTensorBytes, 2 * kTensorBytes}));
+  EXPECT_EQ(backend.live_when_pinned(), std::vector<size_t>({0, 0}));  // pins never overlap
+  EXPECT_EQ(backend.quantized_under_a_pin(), std::vector<bool>({true, true, true, true}));
+  EXPECT_EQ(backend.awaits(), 4);
   EXPECT_EQ(backend.live(), 0u);
 }
 
