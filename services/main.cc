@@ -79,13 +79,13 @@ ABSL_FLAG(bool, pin_path_sources, false,
           "CUDA: path loads pin 512 MiB blocks of the mapped checkpoint files (read-only) so the GPU copies "
           "them from the page cache in place, instead of through the staging ring's pinned buffers; measured "
           "slower so far (docs/performance.md), e.g. --pin-path-sources=true");
-ABSL_FLAG(std::string, pin_pushed_tensors, "auto",
+ABSL_FLAG(std::string, pin_pushed_tensors, "true",
           "CUDA: a pushed tensor gathered on the host for quantization is pinned (read-only) while it is "
           "placed, so the GPU copies it in place instead of through the staging ring's pinned buffers: one "
-          "host copy of every byte fewer (a third less daemon CPU), faster up to 4 streams, slower at 8, where "
-          "the copy engines then read the gathered tensors from DRAM beside the streams landing theirs "
-          "(per-tensor and stored tensors; docs/performance.md). auto: pinned while at most 4 push streams "
-          "are open in the daemon; true: always; false: never, e.g. --pin-pushed-tensors=false");
+          "host copy of every byte fewer (a third less daemon CPU); the pin stays with the stream's buffer "
+          "for the tensors it gathers next, and faster at 1, 4 and 8 streams (per-tensor and stored tensors; "
+          "docs/performance.md). true: always; auto: while at most 4 push streams are open in the daemon "
+          "(the default while each tensor was pinned anew); false: never, e.g. --pin-pushed-tensors=false");
 ABSL_FLAG(bool, raw_unix_push, true,
           "The gRPC Unix socket also takes raw push connections (one shard per connection, length-prefixed "
           "ShardChunk frames read straight into the daemon's buffers; weightctl push and the clients use them "

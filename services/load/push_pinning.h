@@ -1,11 +1,13 @@
 // Whether a push stream's gathered tensors are pinned for their placement
-// (ShardWriter::PinGatheredTensors, --pin-pushed-tensors): always, never, or
-// while few push streams are open in the daemon (auto). Pinned, the GPU's copy
-// engines read a gathered tensor in place: a third less daemon CPU, and faster
-// up to 4 streams; at 8 the copy engines' reads of DRAM beside the streams
-// landing theirs, and the pinning itself, made it slower (docs/performance.md,
-// "The push path"). The choice is made per tensor, as it is placed, from the
-// streams open then. Thread-safe.
+// (ShardWriter::PinGatheredTensors, --pin-pushed-tensors): always (the default),
+// never, or while few push streams are open in the daemon (auto). Pinned, the
+// GPU's copy engines read a gathered tensor in place: a third less daemon CPU.
+// While each tensor was pinned anew, pinning was faster up to 4 streams and
+// slower at 8 (the registrations, and the copy engines' reads of DRAM beside the
+// streams landing theirs), hence auto; since the pins stay with the streams'
+// buffers (PinnedGather) it is faster at 8 too (docs/performance.md, "The push
+// path"). The choice is made per tensor, as it is placed, from the streams open
+// then. Thread-safe.
 #pragma once
 
 #include <atomic>

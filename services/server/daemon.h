@@ -40,7 +40,7 @@ struct DaemonOptions {
   bool pin_path_sources = false;    // --pin-path-sources
   // --pin-pushed-tensors (services/load/push_pinning.h): a push stream's gathered
   // tensors are pinned while at most this many push streams are open; 0: never.
-  int pin_pushed_max_streams = PushPinning::kAutoMaxStreams;
+  int pin_pushed_max_streams = PushPinning::kAlways;
   bool raw_unix_push = true;        // --raw-unix-push (base/raw_push_wire.h)
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity
