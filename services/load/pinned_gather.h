@@ -41,13 +41,10 @@ class PinnedGather {
   // The buffer, unpinned (for an owner that keeps it without the pin).
   GatherBuffer Release();
 
-  // The bytes the pin covers (from the start; 0: none).
-  uint64_t pinned() const { return pinned_; }
-
  private:
   GatherBuffer bytes_;
   std::unique_ptr<SourcePin> pin_;
-  uint64_t pinned_ = 0;
+  uint64_t pinned_ = 0;  // the bytes the pin covers, from the start (0: none)
 };
 
 }  // namespace weightd

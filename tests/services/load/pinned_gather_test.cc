@@ -24,6 +24,7 @@
 #include "services/load/load_job.h"
 #include "services/load/push_pinning.h"
 #include "services/load/spec_validation.h"
+#include "tests/services/load/one_shard_push.h"
 
 namespace weightd {
 namespace {
@@ -114,17 +115,7 @@ constexpr uint64_t kTensorBytes = 64 * kCols * 2;  // BF16 [64, 128]
 // writer; `before(t)` runs before tensor t's first byte.
 void PushWeights(PinRecordingBackend& backend, v1::Scheme scheme, const PushPinning* pinning,
                  const std::vector<int>& rows, const std::function<void(size_t)>& before = nullptr) {
-  DeviceAccounting accounting({uint64_t{1} << 30});
-  v1::LoadModelRequest request;
-  request.set_model_id("m");
-  request.mutable_source()->mutable_push()->add_shard_files("a.safetensors");
-  request.mutable_quantization()->set_scheme(scheme);
-  absl::Status result = absl::UnknownError("not finished");
-  auto job = std::make_shared<LoadJob>("m", NormalizeSpec(request), backend, accounting,
-                                       [&result](const LoadJob*, absl::StatusOr<ResidentModel> model) {
-                                         result = model.status();
-                                       });
-  job->ExpectShards({"a.safetensors"}, "{}");
+  OneShardPush push(backend, scheme);
   std::string json = "{";
   uint64_t end = 0;
   for (size_t t = 0; t < rows.size(); ++t) {
@@ -135,12 +126,7 @@ void PushWeights(PinRecordingBackend& backend, v1::Scheme scheme, const PushPinn
             std::to_string(kCols) + "],\"data_offsets\":[" + std::to_string(begin) + "," + std::to_string(end) +
             "]}";
   }
-  auto header = safetensors::ParseShardHeaderJson("a.safetensors", json + "}", {});
-  ASSERT_TRUE(header.ok()) << header.status();
-  absl::Status planned = absl::UnknownError("not resumed");
-  job->OnShardHeader("a.safetensors", *header, [&planned](absl::Status s) { planned = s; });
-  ASSERT_TRUE(planned.ok()) << planned;
-  ShardWriter* writer = job->Writer("a.safetensors");
+  ShardWriter* writer = push.Plan(json + "}");
   ASSERT_NE(writer, nullptr);
   if (pinning != nullptr) writer->PinGatheredTensors(pinning);
   for (size_t t = 0; t < rows.size(); ++t) {
@@ -156,8 +142,8 @@ void PushWeights(PinRecordingBackend& backend, v1::Scheme scheme, const PushPinn
     ASSERT_TRUE(writer->OnTensorBytes(t, bytes.size() / 2, all.substr(bytes.size() / 2)).ok());
     ASSERT_TRUE(writer->OnTensorComplete(t).ok());
   }
-  job->OnShardDone("a.safetensors", absl::OkStatus());
-  EXPECT_TRUE(result.ok()) << result;
+  push.Done(absl::OkStatus());
+  EXPECT_TRUE(push.result.ok()) << push.result;
 }
 
 void PushTwoWeights(PinRecordingBackend& backend, v1::Scheme scheme, const PushPinning* pinning,

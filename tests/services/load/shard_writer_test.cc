@@ -16,6 +16,7 @@
 #include "services/device/host_backend.h"
 #include "services/load/load_job.h"
 #include "services/load/spec_validation.h"
+#include "tests/services/load/one_shard_push.h"
 
 namespace weightd {
 namespace {
@@ -85,23 +86,8 @@ TEST(ShardWriterTest, AGatheringBufferThatCannotBeAllocatedFailsTheLoadNamingThe
 // instead of landing in the wrong place; the load fails with it.
 TEST(ShardWriterTest, AGatheredTensorsPiecesOutOfOrderFailNamingTheTensorAndBytes) {
   HostBackend backend(1, uint64_t{1} << 30);
-  DeviceAccounting accounting({uint64_t{1} << 30});
-  v1::LoadModelRequest request;
-  request.set_model_id("m");
-  request.mutable_source()->mutable_push()->add_shard_files("a.safetensors");
-  absl::Status result = absl::UnknownError("not finished");
-  auto job = std::make_shared<LoadJob>("m", NormalizeSpec(request), backend, accounting,
-                                       [&result](const LoadJob*, absl::StatusOr<ResidentModel> model) {
-                                         result = model.status();
-                                       });
-  job->ExpectShards({"a.safetensors"}, "{}");
-  auto header = safetensors::ParseShardHeaderJson(
-      "a.safetensors", R"({"w.weight":{"dtype":"BF16","shape":[64,128],"data_offsets":[0,16384]}})", {});
-  ASSERT_TRUE(header.ok()) << header.status();
-  absl::Status planned = absl::UnknownError("not resumed");
-  job->OnShardHeader("a.safetensors", *header, [&planned](absl::Status s) { planned = s; });
-  ASSERT_TRUE(planned.ok()) << planned;
-  ShardWriter* writer = job->Writer("a.safetensors");
+  OneShardPush push(backend);
+  ShardWriter* writer = push.Plan(R"({"w.weight":{"dtype":"BF16","shape":[64,128],"data_offsets":[0,16384]}})");
   ASSERT_NE(writer, nullptr);
   const std::string piece(4096, '\x01');
   ASSERT_TRUE(writer->OnTensorBytes(0, 0, piece).ok());
@@ -110,8 +96,8 @@ TEST(ShardWriterTest, AGatheredTensorsPiecesOutOfOrderFailNamingTheTensorAndByte
   EXPECT_NE(skipped.message().find("tensor 'w.weight': bytes [8192, +4096) out of order (4096 gathered)"),
             std::string::npos)
       << skipped;
-  job->OnShardDone("a.safetensors", skipped);
-  EXPECT_EQ(result.code(), absl::StatusCode::kInternal) << result;
+  push.Done(skipped);
+  EXPECT_EQ(push.result.code(), absl::StatusCode::kInternal) << push.result;
 }
 
 }  // namespace
