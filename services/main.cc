@@ -91,6 +91,9 @@ ABSL_FLAG(bool, raw_unix_push, true,
           "ShardChunk frames read straight into the daemon's buffers; weightctl push and the clients use them "
           "on a Unix address), past gRPC's receive path (docs/api.md). false: gRPC only (clients fall "
           "back to gRPC by themselves), e.g. --raw-unix-push=false");
+ABSL_FLAG(int, max_raw_push_connections, 512,
+          "Raw push connections served at once (a thread each); one more is closed before its greeting and "
+          "its client pushes over gRPC instead, e.g. --max-raw-push-connections=64");
 ABSL_FLAG(bool, direct_cold_reads, false,
           "Path loads read checkpoint segments that are not in the page cache with O_DIRECT (past the page "
           "cache, two 8 MiB requests in flight per read thread, a buffer of at most 128 MiB per read thread) "
@@ -239,6 +242,8 @@ Flags take --dashed-names or --underscored_names.)");
   if (!pin_pushed.ok()) return Fail(std::string(pin_pushed.status().message()));
   options.pin_pushed_max_streams = *pin_pushed;
   options.raw_unix_push = absl::GetFlag(FLAGS_raw_unix_push);
+  if (absl::GetFlag(FLAGS_max_raw_push_connections) < 0) return Fail("--max-raw-push-connections must be at least 0");
+  options.max_raw_push_connections = static_cast<size_t>(absl::GetFlag(FLAGS_max_raw_push_connections));
   if (options.nccl_min_ranks < 1) return Fail("--nccl-min-ranks must be at least 1");
   auto limit = weightd::ParseByteSize(absl::GetFlag(FLAGS_device_memory_limit));
   if (!limit.ok()) return Fail("--device-memory-limit: " + std::string(limit.status().message()));

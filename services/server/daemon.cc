@@ -146,7 +146,7 @@ struct Daemon::State {
   std::unique_ptr<Registry> registry;
   std::unique_ptr<HostBudget> host_budget;  // outlives the streams that charge it
   std::unique_ptr<PushPinning> push_pinning;  // outlives the streams it counts
-  std::unique_ptr<RawPushCalls> raw_push_calls = std::make_unique<RawPushCalls>();
+  std::unique_ptr<RawPushCalls> raw_push_calls;
   std::unique_ptr<Executor> placement;  // outlives `work`, whose drain tasks wait on it
   std::unique_ptr<Executor> work;
   std::unique_ptr<Executor> loaders;
@@ -194,6 +194,7 @@ struct Daemon::State {
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& options) {
   auto state = std::make_unique<State>();
+  state->raw_push_calls = std::make_unique<RawPushCalls>(options.max_raw_push_connections);
   const ContainerLimits limits =
       options.limits.memory_bytes > 0 ? options.limits : ReadContainerLimits("/", ReadNodeResources());
   const BuildFeatures build = CompiledFeatures();
@@ -267,6 +268,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   state->push_pinning = std::make_unique<PushPinning>(options.pin_pushed_max_streams);
   deps.push_pinning = state->push_pinning.get();
   deps.raw_push_calls = state->raw_push_calls.get();
+  deps.raw_push_first_frame_timeout = options.push_idle_timeout;
   deps.max_message_bytes = kMaxMessageBytes;
   state->push_watchdog = std::make_unique<StallWatchdog>(options.push_idle_timeout);
   state->shutdown_grace = options.shutdown_grace;

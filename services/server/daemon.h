@@ -42,6 +42,7 @@ struct DaemonOptions {
   // tensors are pinned while at most this many push streams are open; 0: never.
   int pin_pushed_max_streams = PushPinning::kAlways;
   bool raw_unix_push = true;        // --raw-unix-push (base/raw_push_wire.h)
+  size_t max_raw_push_connections = 512;  // --max-raw-push-connections (RawPushCalls)
   int nccl_min_ranks = 2;  // smaller device groups copy in process
   uint64_t device_memory_limit = 0;  // 0: the device's capacity
   // Host memory for pushed bytes (received messages, gathered tensors); 0: no limit.

@@ -144,7 +144,7 @@ void LoaderService::StartRawPush(UniqueFd fd) {
   auto* reactor = new RawPushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget,
                                            deps_.push_hooks, deps_.parse_limits, deps_.push_pinning,
                                            /*response=*/nullptr);
-  reactor->Start(std::move(fd), deps_.max_message_bytes, *deps_.raw_push_calls);
+  reactor->Start(std::move(fd), deps_.max_message_bytes, deps_.raw_push_first_frame_timeout, *deps_.raw_push_calls);
 }
 
 grpc::ServerUnaryReactor* LoaderService::GetManifest(grpc::CallbackServerContext* context,

@@ -1,6 +1,8 @@
 #include "services/server/push_frame_reader.h"
 
 #include <grpc/slice.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -65,11 +67,23 @@ PushFrameReader::PushFrameReader(int fd, uint32_t max_frame_bytes)
 
 PushFrameReader::~PushFrameReader() = default;
 
+void PushFrameReader::SetReceiveTimeout(std::chrono::milliseconds timeout) {
+  timeout_ = timeout;
+  const struct timeval tv = {static_cast<time_t>(timeout.count() / 1000),
+                             static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
 absl::StatusOr<size_t> PushFrameReader::ReadFully(void* into, size_t n) {
   size_t got = 0;
   while (got < n) {
     const ssize_t r = ::read(fd_, static_cast<char*>(into) + got, n - got);
     if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && timeout_.count() > 0) {
+      offset_ += got;
+      return absl::DeadlineExceededError(absl::StrCat("raw push: nothing received for ", timeout_.count(),
+                                                      " ms at byte ", offset_));
+    }
     if (r < 0) {
       return absl::UnavailableError(absl::StrCat("raw push: read failed at byte ", offset_ + got, ": ",
                                                  std::strerror(errno)));

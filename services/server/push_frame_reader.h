@@ -10,6 +10,7 @@
 
 #include <grpcpp/support/slice.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -30,10 +31,14 @@ class PushFrameReader {
   PushFrameReader(const PushFrameReader&) = delete;
   PushFrameReader& operator=(const PushFrameReader&) = delete;
 
+  // Each read waits at most `timeout` for bytes (SO_RCVTIMEO); 0: no limit (the default).
+  void SetReceiveTimeout(std::chrono::milliseconds timeout);
+
   // The next frame's bytes; nullopt for the end frame (length 0). Errors, each
   // naming the connection's byte offset: DATA_LOSS when the connection ends
   // before the end frame (inside a frame or between two), RESOURCE_EXHAUSTED for
-  // a length over the limit, UNAVAILABLE for a failed read.
+  // a length over the limit, DEADLINE_EXCEEDED when no byte came within the
+  // receive timeout, UNAVAILABLE for a failed read.
   absl::StatusOr<std::optional<grpc::Slice>> Next();
   // Bytes read so far, length prefixes included.
   uint64_t offset() const { return offset_; }
@@ -47,6 +52,7 @@ class PushFrameReader {
   const uint32_t max_frame_bytes_;
   std::shared_ptr<Pool> pool_;
   uint64_t offset_ = 0;
+  std::chrono::milliseconds timeout_{0};
 };
 
 }  // namespace weightd

@@ -9,7 +9,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "base/fd_passing.h"
+#include "base/log.h"
 #include "base/raw_push_wire.h"
 #include "services/server/push_frame_reader.h"
 
@@ -32,11 +34,20 @@ bool SendAll(int fd, std::string_view bytes) {
 
 }  // namespace
 
-bool RawPushCalls::Add(const void* call, int fd) {
+RawPushCalls::Added RawPushCalls::Add(const void* call, int fd) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (shut_down_) return false;
+  if (shut_down_) return Added::kShuttingDown;
+  if (live_.size() >= max_live_) {
+    if (!full_logged_) {
+      full_logged_ = true;
+      LogEvent(LogLevel::kWarning, "raw_push_connections_full",
+               {{"limit", static_cast<uint64_t>(max_live_)},
+                {"effect", "further raw push connections are closed ungreeted; their clients push over gRPC"}});
+    }
+    return Added::kFull;
+  }
   live_[call] = fd;
-  return true;
+  return Added::kYes;
 }
 
 void RawPushCalls::ForgetSocket(const void* call) {
@@ -47,6 +58,7 @@ void RawPushCalls::ForgetSocket(const void* call) {
 void RawPushCalls::Remove(const void* call) {
   std::lock_guard<std::mutex> lock(mu_);
   live_.erase(call);
+  if (live_.size() < max_live_) full_logged_ = false;
   removed_.notify_all();
 }
 
@@ -62,21 +74,23 @@ size_t RawPushCalls::Shutdown(std::chrono::steady_clock::time_point deadline) {
 
 RawPushCall::~RawPushCall() = default;
 
-void RawPushCall::Start(UniqueFd fd, uint32_t max_frame_bytes, RawPushCalls& calls) {
+void RawPushCall::Start(UniqueFd fd, uint32_t max_frame_bytes, std::chrono::milliseconds first_frame_timeout,
+                        RawPushCalls& calls) {
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
   const struct timeval timeout = {kSendTimeoutSeconds, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-  if (!calls.Add(this, fd.get())) {
-    // Shutting down: closed unanswered (the client falls back to gRPC, which is
-    // shutting down too). Nothing has happened yet but the first StartRead.
+  if (calls.Add(this, fd.get()) != RawPushCalls::Added::kYes) {
+    // Full or shutting down: closed unanswered, and the client falls back to
+    // gRPC (which, shutting down, refuses it too). Nothing has happened yet but
+    // the first StartRead.
     fd.reset();
     OnDone();
     return;
   }
   fd_ = std::move(fd);
   calls_ = &calls;
-  std::thread thread(&RawPushCall::Run, this, max_frame_bytes);
+  std::thread thread(&RawPushCall::Run, this, max_frame_bytes, first_frame_timeout);
   pthread_setname_np(thread.native_handle(), "wd-rawpush");  // per-thread CPU in push_bench.sh
   thread.detach();
 }
@@ -102,9 +116,11 @@ absl::Status RawPushCall::cut() const {
   return cut_;
 }
 
-void RawPushCall::Run(uint32_t max_frame_bytes) {
+void RawPushCall::Run(uint32_t max_frame_bytes, std::chrono::milliseconds first_frame_timeout) {
   PushFrameReader reader(fd_.get(), max_frame_bytes);
   const bool greeted = SendAll(fd_.get(), kRawPushMagic);
+  reader.SetReceiveTimeout(first_frame_timeout);
+  bool first = true;
   for (;;) {
     grpc::ByteBuffer* target = nullptr;
     {
@@ -121,6 +137,14 @@ void RawPushCall::Run(uint32_t max_frame_bytes) {
       ok = frame.ok() && frame->has_value();
       if (ok) *target = grpc::ByteBuffer(&**frame, 1);
       if (!frame.ok()) error = frame.status();
+      if (first && absl::IsDeadlineExceeded(error)) {
+        error = absl::DeadlineExceededError(absl::StrCat(
+            error.message(), ": a raw push's first frame must come within --push-idle-timeout-seconds"));
+      }
+      if (ok && first) {
+        first = false;
+        reader.SetReceiveTimeout(std::chrono::milliseconds(0));  // the load's watchdog from here on
+      }
     }  // This thread's reference to the frame goes before the reactor sees it, so the
        // last one, whose release returns the buffer to the pool, is always the
        // reactor's, after its reads (ThreadSanitizer cannot see gRPC's refcounts).

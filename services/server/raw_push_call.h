@@ -30,6 +30,11 @@ namespace weightd {
 // The daemon's live raw push connections.
 class RawPushCalls {
  public:
+  // At most `max_live` connections at once (--max-raw-push-connections): one
+  // more is closed before its greeting, and its client pushes over gRPC instead
+  // (a thread per connection here, none per gRPC stream).
+  explicit RawPushCalls(size_t max_live = 512) : max_live_(max_live) {}
+
   // Ends every connection (their reads see the end; their streams fail as cut,
   // and the reply still goes out)
   // and waits until each has finished, at most until `deadline`. Connections that
@@ -41,14 +46,17 @@ class RawPushCalls {
   // Keys are the calls' addresses, never dereferenced: a call is deleted (its
   // OnDone) before it is removed, so Shutdown waits for that too. The socket is
   // forgotten before the call closes it (its number may be reused).
-  bool Add(const void* call, int fd);
+  enum class Added { kYes, kShuttingDown, kFull };
+  Added Add(const void* call, int fd);
   void ForgetSocket(const void* call);
   void Remove(const void* call);
 
   std::mutex mu_;
   std::condition_variable removed_;
   std::map<const void*, int> live_;  // call -> its socket, -1 once forgotten
+  const size_t max_live_;
   bool shut_down_ = false;
+  bool full_logged_ = false;  // refusals are logged once per time the limit is reached
 };
 
 class RawPushCall {
@@ -57,7 +65,12 @@ class RawPushCall {
 
   // Starts the connection's thread on `fd` (accepted, its magic already read):
   // it sends the magic back and serves reads. `max_frame_bytes`: PushFrameReader's.
-  void Start(UniqueFd fd, uint32_t max_frame_bytes, RawPushCalls& calls);
+  // The first frame must be whole within `first_frame_timeout` of the greeting
+  // (--push-idle-timeout-seconds; after it, the load's own watchdog applies), else
+  // the reads end with DEADLINE_EXCEEDED: a silent client does not hold a thread.
+  // When `calls` is full or shutting down the connection is closed ungreeted.
+  void Start(UniqueFd fd, uint32_t max_frame_bytes, std::chrono::milliseconds first_frame_timeout,
+             RawPushCalls& calls);
 
   void StartRead(grpc::ByteBuffer* message);
   void Finish(grpc::Status status);
@@ -71,7 +84,7 @@ class RawPushCall {
   grpc::ByteBuffer* response() { return &response_; }
 
  private:
-  void Run(uint32_t max_frame_bytes);
+  void Run(uint32_t max_frame_bytes, std::chrono::milliseconds first_frame_timeout);
   void Reply();
 
   UniqueFd fd_;

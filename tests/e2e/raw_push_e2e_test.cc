@@ -4,6 +4,7 @@
 // the byte, fail the load, and leave nothing behind; a daemon run without it is
 // pushed over gRPC.
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -61,6 +62,9 @@ class HandConnection {
     path.copy(addr.sun_path, path.size());
     fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     EXPECT_EQ(::connect(fd_.get(), reinterpret_cast<const struct sockaddr*>(&addr), sizeof(addr)), 0);
+    // A daemon that never answers fails the test rather than hanging it.
+    const struct timeval timeout = {60, 0};
+    ::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
     if (!greet) return;
     Send(std::string(kRawPushMagic));
     EXPECT_EQ(Greeting(), kRawPushMagic);
@@ -296,6 +300,66 @@ TEST_F(RawPushE2ETest, AConnectionFromAUidNotAllowedIsClosedBeforeTheGreeting) {
   EXPECT_FALSE(raw.ok());
   daemon_.Stop();
   EXPECT_NE(daemon_.log().find("connection_refused"), std::string::npos);
+}
+
+// A connection that is greeted and then sends no whole frame holds no thread
+// forever: once --push-idle-timeout-seconds have passed it is answered
+// DEADLINE_EXCEEDED and closed, whether it sent nothing or part of a frame. A
+// push whose frames come in time is not cut.
+TEST_F(RawPushE2ETest, AConnectionWithNoWholeFirstFrameIsAnsweredAfterTheIdleTimeout) {
+  daemon_.Start({"--push-idle-timeout-seconds=1"});
+  ASSERT_EQ(daemon_.Ctl({"list"}).exit_code, 0);  // the daemon's lazily opened descriptors exist
+  const int sockets_before = OpenSockets();
+  const std::string open_frame = OpenFrame(OneShard());
+  for (const std::string& sent : {std::string(), open_frame.substr(0, 7)}) {
+    SCOPED_TRACE(sent.size());
+    HandConnection connection(daemon_);
+    connection.Send(sent);
+    const RawPushReply reply = connection.Reply();
+    EXPECT_EQ(reply.code, static_cast<int>(absl::StatusCode::kDeadlineExceeded)) << reply.message;
+    EXPECT_NE(reply.message.find("at byte " + std::to_string(sent.size())), std::string::npos) << reply.message;
+    EXPECT_NE(reply.message.find("first frame must come within --push-idle-timeout-seconds"), std::string::npos)
+        << reply.message;
+  }
+  ExpectSocketsBackTo(sockets_before);
+  PushAll("in-time", [&](const std::string& model, const std::string& name, uint64_t size)
+                         -> absl::StatusOr<std::unique_ptr<client::ShardStream>> {
+    absl::StatusOr<std::unique_ptr<client::RawShardStream>> raw =
+        client::RawShardStream::Open(daemon_.grpc_address(), model, name, size);
+    if (!raw.ok()) return raw.status();
+    return std::unique_ptr<client::ShardStream>(std::move(*raw));
+  });
+  const std::string out = daemon_.dir() + "/export-in-time";
+  ExpectOk(daemon_.Ctl({"export", "in-time", out}));
+  ExpectOk(daemon_.Ctl({"verify", checkpoint_, out}));
+}
+
+// Past --max-raw-push-connections a connection is closed before its greeting and
+// its client pushes over gRPC; once one ends, raw connections are greeted again.
+TEST_F(RawPushE2ETest, PastTheConnectionLimitClientsPushOverGrpc) {
+  daemon_.Start({"--max-raw-push-connections=1"});
+  auto held = std::make_unique<HandConnection>(daemon_);  // the one allowed
+  HandConnection refused(daemon_, /*greet=*/false);
+  refused.Send(std::string(kRawPushMagic));
+  EXPECT_EQ(refused.Greeting(), "");
+  ExpectOk(daemon_.Ctl({"load", "by-push", "--push=" + checkpoint_}));  // each shard falls back to gRPC
+  ExpectOk(daemon_.Ctl({"load", "by-path", "--path=tiny"}));
+  const std::string a = daemon_.dir() + "/a", b = daemon_.dir() + "/b";
+  ExpectOk(daemon_.Ctl({"export", "by-push", a}));
+  ExpectOk(daemon_.Ctl({"export", "by-path", b}));
+  EXPECT_TRUE(ReadFile(a + "/model.safetensors") == ReadFile(b + "/model.safetensors"));
+  held.reset();  // its stream ends (no open) and its connection goes
+  absl::Status opened = absl::UnknownError("not tried");
+  for (int i = 0; i < 300 && !opened.ok(); ++i) {
+    if (i > 0) ::usleep(100000);
+    absl::StatusOr<std::unique_ptr<client::RawShardStream>> raw =
+        client::RawShardStream::Open(daemon_.grpc_address(), "m", "model.safetensors", 100);
+    opened = raw.status();
+    if (raw.ok()) (*raw)->Cancel();
+  }
+  EXPECT_TRUE(opened.ok()) << opened;
+  daemon_.Stop();
+  EXPECT_NE(daemon_.log().find("raw_push_connections_full"), std::string::npos);
 }
 
 }  // namespace
