@@ -70,7 +70,7 @@ PY
   stop_daemon
 done
 done
-grep -E '"event":"(path_read|staging_ring|load_landed|load_finished)"' "$out/weightd-path.log" | tail -n 24
+grep -E '"event":"(load_planned|path_read|staging_ring|load_landed|load_finished)"' "$out/weightd-path.log" | tail -n 24
 
 if [ "${COLD:-1}" = 1 ]; then
 echo "== cold page cache: a per-tensor load (O_DIRECT, then through the page cache) against the disk's sequential read (fio, dd iflag=direct)"
