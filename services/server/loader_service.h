@@ -39,7 +39,7 @@ struct LoaderServiceDeps {
   safetensors::ParseLimits parse_limits;
   PushPinning* push_pinning = nullptr;  // --pin-pushed-tensors (ShardWriter::PinGatheredTensors); none: never
   RawPushCalls* raw_push_calls = nullptr;  // the live raw push connections (StartRawPush)
-  // A raw push connection's first frame must be whole this soon (RawPushCall::Start).
+  // Before its first frame is whole, a raw push connection silent this long is cut (RawPushCall::Start).
   std::chrono::milliseconds raw_push_first_frame_timeout{std::chrono::minutes(5)};
   uint32_t max_message_bytes = 64 << 20;   // the gRPC server's, and a raw push frame's, limit
   StallWatchdog* push_watchdog = nullptr;  // watches every push and peer load; may be null

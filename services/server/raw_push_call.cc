@@ -139,7 +139,7 @@ void RawPushCall::Run(uint32_t max_frame_bytes, std::chrono::milliseconds first_
       if (!frame.ok()) error = frame.status();
       if (first && absl::IsDeadlineExceeded(error)) {
         error = absl::DeadlineExceededError(absl::StrCat(
-            error.message(), ": a raw push's first frame must come within --push-idle-timeout-seconds"));
+            error.message(), ", before the first frame was whole (--push-idle-timeout-seconds)"));
       }
       if (ok && first) {
         first = false;

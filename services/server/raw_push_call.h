@@ -65,9 +65,10 @@ class RawPushCall {
 
   // Starts the connection's thread on `fd` (accepted, its magic already read):
   // it sends the magic back and serves reads. `max_frame_bytes`: PushFrameReader's.
-  // The first frame must be whole within `first_frame_timeout` of the greeting
-  // (--push-idle-timeout-seconds; after it, the load's own watchdog applies), else
-  // the reads end with DEADLINE_EXCEEDED: a silent client does not hold a thread.
+  // Until the first frame is whole, a read that gets no byte for
+  // `first_frame_timeout` (--push-idle-timeout-seconds; after it, the load's own
+  // watchdog applies) ends the reads with DEADLINE_EXCEEDED: a silent client does
+  // not hold a thread.
   // When `calls` is full or shutting down the connection is closed ungreeted.
   void Start(UniqueFd fd, uint32_t max_frame_bytes, std::chrono::milliseconds first_frame_timeout,
              RawPushCalls& calls);

@@ -318,7 +318,7 @@ TEST_F(RawPushE2ETest, AConnectionWithNoWholeFirstFrameIsAnsweredAfterTheIdleTim
     const RawPushReply reply = connection.Reply();
     EXPECT_EQ(reply.code, static_cast<int>(absl::StatusCode::kDeadlineExceeded)) << reply.message;
     EXPECT_NE(reply.message.find("at byte " + std::to_string(sent.size())), std::string::npos) << reply.message;
-    EXPECT_NE(reply.message.find("first frame must come within --push-idle-timeout-seconds"), std::string::npos)
+    EXPECT_NE(reply.message.find("before the first frame was whole (--push-idle-timeout-seconds)"), std::string::npos)
         << reply.message;
   }
   ExpectSocketsBackTo(sockets_before);
