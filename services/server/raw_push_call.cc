@@ -34,9 +34,9 @@ bool SendAll(int fd, std::string_view bytes) {
 
 }  // namespace
 
-RawPushCalls::Added RawPushCalls::Add(const void* call, int fd) {
+bool RawPushCalls::Add(const void* call, int fd) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (shut_down_) return Added::kShuttingDown;
+  if (shut_down_) return false;
   if (live_.size() >= max_live_) {
     if (!full_logged_) {
       full_logged_ = true;
@@ -44,10 +44,10 @@ RawPushCalls::Added RawPushCalls::Add(const void* call, int fd) {
                {{"limit", static_cast<uint64_t>(max_live_)},
                 {"effect", "further raw push connections are closed ungreeted; their clients push over gRPC"}});
     }
-    return Added::kFull;
+    return false;
   }
   live_[call] = fd;
-  return Added::kYes;
+  return true;
 }
 
 void RawPushCalls::ForgetSocket(const void* call) {
@@ -80,7 +80,7 @@ void RawPushCall::Start(UniqueFd fd, uint32_t max_frame_bytes, std::chrono::mill
   if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
   const struct timeval timeout = {kSendTimeoutSeconds, 0};
   ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
-  if (calls.Add(this, fd.get()) != RawPushCalls::Added::kYes) {
+  if (!calls.Add(this, fd.get())) {
     // Full or shutting down: closed unanswered, and the client falls back to
     // gRPC (which, shutting down, refuses it too). Nothing has happened yet but
     // the first StartRead.

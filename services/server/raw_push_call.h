@@ -33,7 +33,7 @@ class RawPushCalls {
   // At most `max_live` connections at once (--max-raw-push-connections): one
   // more is closed before its greeting, and its client pushes over gRPC instead
   // (a thread per connection here, none per gRPC stream).
-  explicit RawPushCalls(size_t max_live = 512) : max_live_(max_live) {}
+  explicit RawPushCalls(size_t max_live) : max_live_(max_live) {}
 
   // Ends every connection (their reads see the end; their streams fail as cut,
   // and the reply still goes out)
@@ -46,8 +46,8 @@ class RawPushCalls {
   // Keys are the calls' addresses, never dereferenced: a call is deleted (its
   // OnDone) before it is removed, so Shutdown waits for that too. The socket is
   // forgotten before the call closes it (its number may be reused).
-  enum class Added { kYes, kShuttingDown, kFull };
-  Added Add(const void* call, int fd);
+  // False when full or shutting down.
+  bool Add(const void* call, int fd);
   void ForgetSocket(const void* call);
   void Remove(const void* call);
 
