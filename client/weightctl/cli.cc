@@ -44,4 +44,10 @@ absl::StatusOr<v1::Layout> ParseLayout(const std::string& layout) {
   return absl::InvalidArgumentError(absl::StrCat("--layout=", layout, ": use checkpoint or vllm"));
 }
 
+absl::StatusOr<client::PushTransport> ParsePushTransport(const std::string& transport) {
+  if (transport == "auto") return client::PushTransport::kAuto;
+  if (transport == "grpc") return client::PushTransport::kGrpc;
+  return absl::InvalidArgumentError(absl::StrCat("--push-transport=", transport, ": use auto or grpc"));
+}
+
 }  // namespace weightd::ctl

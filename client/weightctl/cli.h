@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "client/cpp/channel.h"
+#include "client/cpp/shard_stream.h"
 #include "weightd/v1/loader.pb.h"
 
 namespace weightd::ctl {
@@ -36,6 +37,7 @@ struct CliOptions {
   std::string tp_rules;       // load, verify: a JSON file of sharding rules
   std::string layout = "checkpoint";
   bool writable = false;      // load: placement.writable
+  std::string push_transport = "auto";  // load --push, push: auto (raw on a Unix socket) or grpc
   bool progress = true;
 };
 
@@ -57,6 +59,8 @@ absl::StatusOr<v1::Scheme> ParseScheme(const std::string& scheme);
 absl::StatusOr<v1::NonFinite> ParseNonFinite(const std::string& nonfinite);
 // --scale-scope: tensor or shard; INVALID_ARGUMENT otherwise.
 absl::StatusOr<v1::ScaleScope> ParseScaleScope(const std::string& scope);
+// --push-transport: auto or grpc; INVALID_ARGUMENT otherwise.
+absl::StatusOr<client::PushTransport> ParsePushTransport(const std::string& transport);
 
 // --layout: checkpoint or vllm; INVALID_ARGUMENT otherwise.
 absl::StatusOr<v1::Layout> ParseLayout(const std::string& layout);

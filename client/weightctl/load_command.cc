@@ -98,12 +98,15 @@ absl::StatusOr<v1::LoadModelRequest> BuildRequest(const CliOptions& options, con
 
 // Pushes every shard in its own thread; the first failure wins.
 absl::Status PushAll(const CliOptions& options, const std::string& model, const LocalShards& shards) {
+  absl::StatusOr<client::PushTransport> transport = ParsePushTransport(options.push_transport);
+  if (!transport.ok()) return transport.status();
   std::mutex mu;
   absl::Status first_error;
   std::vector<std::thread> threads;
   for (const fs::path& file : shards.files) {
     threads.emplace_back([&, file] {
-      auto summary = PushShardFile(options.address, options.tls, model, file.string(), file.filename().string());
+      auto summary =
+          PushShardFile(options.address, options.tls, model, file.string(), file.filename().string(), *transport);
       std::lock_guard<std::mutex> lock(mu);
       if (!summary.ok() && first_error.ok()) first_error = summary.status();
     });
@@ -126,13 +129,16 @@ int RunLoad(const CliOptions& options, const Args& args) {
     return Usage(
         "weightctl load MODEL --path DIR [--prefer-peers] | --push DIR_OR_FILE | --peer ADDR[,FALLBACK...] "
         "[--peer-model ID] [--peer-streams N] [--scheme S] [--ignore ...] [--tp N] "
-        "[--scale-scope tensor|shard] [--tp-rules FILE] [--layout checkpoint|vllm]");
+        "[--scale-scope tensor|shard] [--tp-rules FILE] [--layout checkpoint|vllm] [--push-transport auto|grpc]");
   }
   const std::string& model = args[0];
   std::optional<LocalShards> shards;
   if (!options.push.empty()) {
     auto found = FindLocalShards(options.push);
     if (!found.ok()) return ReportError(found.status());
+    // Before the load starts: a bad value must not leave a load waiting for shards.
+    auto transport = ParsePushTransport(options.push_transport);
+    if (!transport.ok()) return ReportError(transport.status());
     shards = std::move(*found);
   }
   auto request = BuildRequest(options, model, shards ? &*shards : nullptr);

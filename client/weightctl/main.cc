@@ -69,6 +69,9 @@ ABSL_FLAG(std::string, layout, "checkpoint",
 ABSL_FLAG(bool, writable, false,
           "load: workers may map the memory writable (frameworks that post-process weights in place); "
           "default read-only, e.g. --writable");
+ABSL_FLAG(std::string, push_transport, "auto",
+          "load --push, push: auto (on a Unix socket the daemon's raw push connection, gRPC where it takes "
+          "none; gRPC elsewhere) or grpc (PushShards always), e.g. --push-transport=grpc");
 ABSL_FLAG(bool, progress, true, "load, quantize: show progress on stderr, e.g. --progress=false in scripts");
 
 namespace {
@@ -135,6 +138,7 @@ int main(int argc, char** argv) {
   options.tp_rules = absl::GetFlag(FLAGS_tp_rules);
   options.layout = absl::GetFlag(FLAGS_layout);
   options.writable = absl::GetFlag(FLAGS_writable);
+  options.push_transport = absl::GetFlag(FLAGS_push_transport);
   options.progress = absl::GetFlag(FLAGS_progress);
 
   using Command = std::function<int(const weightd::ctl::CliOptions&, const weightd::ctl::Args&)>;

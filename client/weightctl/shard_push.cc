@@ -19,16 +19,15 @@ constexpr size_t kChunkBytes = 4 << 20;
 
 absl::StatusOr<v1::PushSummary> PushShardFile(const std::string& address, const client::TlsOptions& tls,
                                               const std::string& model_id, const std::string& file_path,
-                                              const std::string& shard_name) {
+                                              const std::string& shard_name, client::PushTransport transport) {
   UniqueFd fd(::open(file_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return absl::NotFoundError(absl::StrCat("cannot open ", file_path, ": ", std::strerror(errno)));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return absl::InternalError(absl::StrCat("fstat ", file_path));
 
-  // On a Unix socket, the daemon's raw push connection (gRPC where it takes none).
   WEIGHTD_ASSIGN_OR_RETURN(std::unique_ptr<client::ShardStream> stream,
                            client::OpenShardStream(address, tls, model_id, shard_name,
-                                                   static_cast<uint64_t>(st.st_size)));
+                                                   static_cast<uint64_t>(st.st_size), transport));
   absl::Status read_error;
   // Each message's bytes are read straight into the buffer that is sent.
   auto read = [&](uint8_t* buffer, size_t capacity) -> size_t {

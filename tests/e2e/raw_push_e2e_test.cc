@@ -363,5 +363,26 @@ TEST_F(RawPushE2ETest, PastTheConnectionLimitClientsPushOverGrpc) {
   EXPECT_NE(daemon_.log().find("raw_push_connections_full"), std::string::npos);
 }
 
+// weightctl --push-transport=grpc pushes over gRPC even where the daemon takes raw
+// pushes: with the one raw connection allowed held, no further raw connection
+// arrives (the daemon would log raw_push_connections_full, as in the test above).
+// A bad value is refused before any load starts.
+TEST_F(RawPushE2ETest, WeightctlPushTransportGrpcOpensNoRawConnection) {
+  daemon_.Start({"--max-raw-push-connections=1"});
+  HandConnection held(daemon_);
+  CommandResult bad = daemon_.Ctl({"load", "by-push", "--push=" + checkpoint_, "--push-transport=raw"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("INVALID_ARGUMENT: --push-transport=raw: use auto or grpc"), std::string::npos) << bad.err;
+  EXPECT_EQ(daemon_.Ctl({"list"}).out.find("by-push"), std::string::npos);  // no load waits for shards
+  ExpectOk(daemon_.Ctl({"load", "by-push", "--push=" + checkpoint_, "--push-transport=grpc"}));
+  ExpectOk(daemon_.Ctl({"load", "by-path", "--path=tiny"}));
+  const std::string a = daemon_.dir() + "/a", b = daemon_.dir() + "/b";
+  ExpectOk(daemon_.Ctl({"export", "by-push", a}));
+  ExpectOk(daemon_.Ctl({"export", "by-path", b}));
+  EXPECT_TRUE(ReadFile(a + "/model.safetensors") == ReadFile(b + "/model.safetensors"));
+  daemon_.Stop();
+  EXPECT_EQ(daemon_.log().find("raw_push_connections_full"), std::string::npos) << daemon_.log();
+}
+
 }  // namespace
 }  // namespace weightd::testing
