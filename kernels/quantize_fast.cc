@@ -307,16 +307,21 @@ absl::StatusOr<float> AbsMaxFast(DType dtype, const void* src, size_t n, NonFini
   return MagnitudeValue(dtype, m.first);
 }
 
-absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy) {
-  uint8_t* out = static_cast<uint8_t*>(dst);
-  const uint8_t* in = static_cast<const uint8_t*>(src);
+namespace {
+
+// Copies n elements of `src` to `dst` and returns their AbsMaxFast: BF16 and F16
+// through `copy_max16`, F32 through `copy_max32` (each returns the largest
+// sign-cleared bit pattern it copied); other dtypes through `copy_bytes`, then read.
+template <class CopyMax16Fn, class CopyMax32Fn, class CopyBytesFn>
+absl::StatusOr<float> CopyAbsMaxWith(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy,
+                                     CopyMax16Fn copy_max16, CopyMax32Fn copy_max32, CopyBytesFn copy_bytes) {
   uint32_t max = 0;
   switch (dtype) {
     case DType::kBF16:
-    case DType::kF16: max = CopyMax16(out, in, n); break;
-    case DType::kF32: max = CopyMax32(out, in, n); break;
+    case DType::kF16: max = copy_max16(); break;
+    case DType::kF32: max = copy_max32(); break;
     default:
-      if (n > 0) std::memcpy(dst, src, n * DTypeSize(dtype));
+      if (n > 0) copy_bytes(n * DTypeSize(dtype));
       return AbsMax(dtype, dst, n, policy);
   }
   // A NaN or Inf among them: the finite maximum (or the error) from the copy.
@@ -324,19 +329,20 @@ absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, si
   return MagnitudeValue(dtype, max);
 }
 
+}  // namespace
+
+absl::StatusOr<float> CopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy) {
+  uint8_t* out = static_cast<uint8_t*>(dst);
+  const uint8_t* in = static_cast<const uint8_t*>(src);
+  return CopyAbsMaxWith(
+      dtype, dst, src, n, policy, [&] { return CopyMax16(out, in, n); }, [&] { return CopyMax32(out, in, n); },
+      [&](size_t bytes) { std::memcpy(dst, src, bytes); });
+}
+
 absl::StatusOr<float> StreamCopyAbsMaxFast(DType dtype, void* dst, const void* src, size_t n, NonFinitePolicy policy) {
-  uint32_t max = 0;
-  switch (dtype) {
-    case DType::kBF16:
-    case DType::kF16: max = StreamCopyMax16(dst, src, n); break;
-    case DType::kF32: max = StreamCopyMax32(dst, src, n); break;
-    default:
-      StreamCopy(dst, src, n * DTypeSize(dtype));
-      return AbsMax(dtype, dst, n, policy);
-  }
-  // A NaN or Inf among them: the finite maximum (or the error) from the copy.
-  if (max >= InfBits(dtype)) return AbsMaxFast(dtype, dst, n, policy);
-  return MagnitudeValue(dtype, max);
+  return CopyAbsMaxWith(
+      dtype, dst, src, n, policy, [&] { return StreamCopyMax16(dst, src, n); },
+      [&] { return StreamCopyMax32(dst, src, n); }, [&](size_t bytes) { StreamCopy(dst, src, bytes); });
 }
 
 absl::Status CopyTileScalesFast(Scheme scheme, DType dtype, void* dst, const void* src, const Tiling& tiling,
