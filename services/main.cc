@@ -55,9 +55,10 @@ ABSL_FLAG(int, staging_slots, 16,
 ABSL_FLAG(int, staging_copy_streams, 1,
           "Host-to-device streams per GPU that the staging ring's copies take in turn, e.g. "
           "--staging-copy-streams=4");
-ABSL_FLAG(bool, staging_blocking_waits, false,
-          "Threads waiting for a free staging slot sleep until the GPU is done with it instead of spinning on "
-          "a core, e.g. --staging-blocking-waits=true");
+ABSL_FLAG(std::string, staging_blocking_waits, "auto",
+          "CUDA: threads waiting for a free staging slot (or for the copies from a pinned source) sleep until "
+          "the GPU is done instead of spinning on a core. auto: a push's threads (shared by its streams) sleep, "
+          "a path load's readers spin; true: all sleep; false: all spin, e.g. --staging-blocking-waits=true");
 ABSL_FLAG(bool, scales_from_slots, true,
           "CUDA: per-channel and block scales are taken in the pass that copies each chunk into the staging "
           "ring's pinned slot (chunks of whole tile rows) instead of in a pass over the tensor before it: the host reads "
@@ -226,7 +227,9 @@ Flags take --dashed-names or --underscored_names.)");
   }
   options.staging_slots = absl::GetFlag(FLAGS_staging_slots);
   options.staging_copy_streams = absl::GetFlag(FLAGS_staging_copy_streams);
-  options.staging_blocking_waits = absl::GetFlag(FLAGS_staging_blocking_waits);
+  absl::StatusOr<weightd::GpuWaits> waits = weightd::ParseGpuWaits(absl::GetFlag(FLAGS_staging_blocking_waits));
+  if (!waits.ok()) return Fail(std::string(waits.status().message()));
+  options.staging_waits = *waits;
   options.scales_from_slots = absl::GetFlag(FLAGS_scales_from_slots);
   options.park_per_tensor = absl::GetFlag(FLAGS_park_per_tensor);
   options.park_rest_in_arena = absl::GetFlag(FLAGS_park_rest_in_arena);

@@ -38,7 +38,7 @@ absl::StatusOr<std::unique_ptr<DeviceBackend>> CreateCuda(const BackendOptions& 
   cuda_options.staging_ring_bytes = options.staging_ring_bytes;
   cuda_options.staging_slots = options.staging_slots;
   cuda_options.staging_copy_streams = options.staging_copy_streams;
-  cuda_options.staging_blocking_waits = options.staging_blocking_waits;
+  cuda_options.staging_waits = options.staging_waits;
   cuda_options.scales_from_slots = options.scales_from_slots;
   cuda_options.park_per_tensor = options.park_per_tensor;
   cuda_options.park_rest_in_arena = options.park_rest_in_arena;

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "services/device/device_backend.h"
+#include "services/device/gpu_waits.h"
 #include "services/device/pinned_accounting.h"
 
 namespace weightd {
@@ -23,7 +24,7 @@ struct BackendOptions {
   uint64_t staging_ring_bytes = 0;  // 0: sized to the last-level cache (services/device/ring_size.h)
   int staging_slots = 16;
   int staging_copy_streams = 1;
-  bool staging_blocking_waits = false;
+  GpuWaits staging_waits = GpuWaits::kAuto;  // --staging-blocking-waits
   bool scales_from_slots = true;
   bool park_per_tensor = true;  // DeviceBackend::parks_per_tensor, either backend
   bool park_rest_in_arena = false;  // DeviceBackend::parks_rest_in_arena, with park_per_tensor

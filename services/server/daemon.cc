@@ -207,7 +207,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   backend_options.staging_ring_bytes = options.staging_ring_bytes;
   backend_options.staging_slots = options.staging_slots;
   backend_options.staging_copy_streams = options.staging_copy_streams;
-  backend_options.staging_blocking_waits = options.staging_blocking_waits;
+  backend_options.staging_waits = options.staging_waits;
   backend_options.scales_from_slots = options.scales_from_slots;
   backend_options.park_per_tensor = options.park_per_tensor;
   backend_options.park_rest_in_arena = options.park_rest_in_arena;

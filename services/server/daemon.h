@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "base/container_limits.h"
+#include "services/device/gpu_waits.h"
 #include "services/load/push_pinning.h"
 #include "services/peer/peer_channels.h"
 #include "services/sources/path_source.h"
@@ -33,7 +34,7 @@ struct DaemonOptions {
   uint64_t staging_ring_bytes = 0;  // 0: sized to the last-level cache (services/device/ring_size.h)
   int staging_slots = 16;
   int staging_copy_streams = 1;
-  bool staging_blocking_waits = false;
+  GpuWaits staging_waits = GpuWaits::kAuto;  // --staging-blocking-waits
   bool scales_from_slots = true;  // --scales-from-slots
   bool park_per_tensor = true;    // --park-per-tensor
   bool park_rest_in_arena = false;  // --park-rest-in-arena

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/escaping.h"
 #include "base/status_macros.h"
+#include "services/device/gpu_waits.h"
 #include "services/server/grpc_status.h"
 #include "services/server/push_framing.h"
 #include "services/server/reactor_order.h"
@@ -83,6 +84,7 @@ void PushShardsReactor<Transport>::OnReadDone(bool ok) {
 
 template <class Transport>
 void PushShardsReactor<Transport>::Drain() {
+  SleepOnGpuWaits sleep;  // a thread the push's streams share: its GPU waits leave the core (gpu_waits.h)
   for (;;) {
     if (feeding_) {
       absl::StatusOr<bool> fed = FeedPending();
@@ -275,7 +277,12 @@ void PushShardsReactor<Transport>::OnResume(absl::Status status) {
     return;
   }
   if (placement_ != nullptr) {
-    writer_->PlaceOffThread([placement = placement_](std::function<void()> task) { placement->Post(std::move(task)); });
+    writer_->PlaceOffThread([placement = placement_](std::function<void()> task) {
+      placement->Post([task = std::move(task)] {
+        SleepOnGpuWaits sleep;  // as the drain's
+        task();
+      });
+    });
   }
   writer_->UseHostBudget(budget_);
   writer_->CoalesceStreamedWrites();

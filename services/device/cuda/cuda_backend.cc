@@ -51,7 +51,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const CudaBacke
       device.granularity = 256;
     }
     auto ring = StagingRing::Create(d, ring_bytes, options.staging_slots, options.pinned,
-                                    options.staging_copy_streams, options.staging_blocking_waits);
+                                    options.staging_copy_streams, options.staging_waits);
     if (!ring.ok()) return ring.status();
     device.ring = std::move(*ring);
   }

@@ -21,8 +21,8 @@ struct CudaBackendOptions {
   uint64_t staging_ring_bytes = 0;  // device memory per GPU for staging; 0: AutoStagingRingBytes
   int staging_slots = 16;
   int staging_copy_streams = 1;
-  // Threads waiting for a staging slot sleep (cudaEventBlockingSync) instead of spinning.
-  bool staging_blocking_waits = false;
+  // Threads waiting for a staging slot sleep (cudaEventBlockingSync) or spin (gpu_waits.h).
+  GpuWaits staging_waits = GpuWaits::kAuto;
   HostPinnedAccounting* pinned = nullptr;  // counts the rings' pinned buffers; must outlive the backend
   // Device groups at least this large get an NCCL communicator; smaller ones (by
   // default a single rank, which needs no communication) copy in process, so an

@@ -43,9 +43,9 @@ Chunk NextChunk(const kernels::Tiling& t, uint64_t begin, uint64_t total, uint64
 
 absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uint64_t ring_bytes, int slots,
                                                                   HostPinnedAccounting* pinned, int copy_streams,
-                                                                  bool blocking_waits) {
+                                                                  GpuWaits waits) {
   std::unique_ptr<StagingRing> ring(new StagingRing(device, pinned));
-  ring->wait_flags_ = blocking_waits ? cudaEventBlockingSync : 0u;
+  ring->waits_ = waits;
   WEIGHTD_CUDA_CHECK(cudaSetDevice(device));
   const uint64_t slot_bytes = ring_bytes / static_cast<uint64_t>(std::max(1, slots)) / kAlignment * kAlignment;
   if (slot_bytes < 64 * 1024) return absl::InvalidArgumentError("the staging ring needs at least 64 KiB per slot");
@@ -70,7 +70,11 @@ absl::StatusOr<std::unique_ptr<StagingRing>> StagingRing::Create(int device, uin
     WEIGHTD_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&slot.device), slot_bytes));
     WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(&slot.copied, cudaEventDisableTiming));
     WEIGHTD_CUDA_CHECK(cudaEventCreateWithFlags(
-        &slot.done, cudaEventDisableTiming | ring->wait_flags_));
+        &slot.done, cudaEventDisableTiming | (waits == GpuWaits::kSleep ? cudaEventBlockingSync : 0u)));
+    if (waits == GpuWaits::kAuto) {
+      WEIGHTD_CUDA_CHECK(
+          cudaEventCreateWithFlags(&slot.done_sleeping, cudaEventDisableTiming | cudaEventBlockingSync));
+    }
   }
   return ring;
 }
@@ -86,6 +90,7 @@ StagingRing::~StagingRing() {
     if (slot.device != nullptr) cudaFree(slot.device);
     if (slot.copied != nullptr) cudaEventDestroy(slot.copied);
     if (slot.done != nullptr) cudaEventDestroy(slot.done);
+    if (slot.done_sleeping != nullptr) cudaEventDestroy(slot.done_sleeping);
   }
   for (cudaStream_t stream : copy_streams_) {
     if (stream != nullptr) cudaStreamDestroy(stream);
@@ -107,7 +112,8 @@ absl::StatusOr<StagingRing::Slot*> StagingRing::Acquire() {
     free_.pop_front();
   }
   cudaSetDevice(device_);
-  cudaError_t error = cudaEventSynchronize(slot->done);
+  const bool sleep = slot->done_sleeping != nullptr && SleepsOnGpuWaits(waits_);
+  cudaError_t error = cudaEventSynchronize(sleep ? slot->done_sleeping : slot->done);
   const double waited = SecondsSince(start);
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -119,6 +125,12 @@ absl::StatusOr<StagingRing::Slot*> StagingRing::Acquire() {
     return CudaError(error, "cudaEventSynchronize(slot done)", __FILE__, __LINE__);
   }
   return slot;
+}
+
+cudaError_t StagingRing::RecordDone(Slot& slot, cudaStream_t stream) {
+  cudaError_t error = cudaEventRecord(slot.done, stream);
+  if (error == cudaSuccess && slot.done_sleeping != nullptr) error = cudaEventRecord(slot.done_sleeping, stream);
+  return error;
 }
 
 void StagingRing::Return(Slot* slot) {
@@ -229,7 +241,7 @@ absl::Status StagingRing::WriteThroughSlots(uint8_t* dst, const uint8_t* src, ui
       std::lock_guard<std::mutex> lock(mu_);
       cudaStream_t stream = TakeCopyStreamLocked();
       error = cudaMemcpyAsync(dst + done, (*slot)->pinned, n, cudaMemcpyHostToDevice, stream);
-      if (error == cudaSuccess) error = cudaEventRecord((*slot)->done, stream);
+      if (error == cudaSuccess) error = RecordDone(**slot, stream);
       stats_.h2d_bytes += n;
       stats_.enqueue_seconds += SecondsSince(asked);
     }
@@ -297,7 +309,7 @@ absl::Status StagingRing::QuantizeStored(uint8_t* stored, uint8_t* to, kernels::
         error = cudaMemcpyAsync(stored + begin, s.device, end - begin, cudaMemcpyDeviceToDevice, compute_stream_);
       }
     }
-    if (error == cudaSuccess) error = cudaEventRecord(s.done, compute_stream_);
+    if (error == cudaSuccess) error = RecordDone(s, compute_stream_);
     stats_.enqueue_seconds += SecondsSince(asked);
   }
   Return(&s);
@@ -327,11 +339,12 @@ std::function<bool()> StagingRing::KernelsMarker() {
 
 void StagingRing::FenceCopies() {
   cudaSetDevice(device_);
+  const unsigned sleep_flag = SleepsOnGpuWaits(waits_) ? cudaEventBlockingSync : 0u;
   std::vector<cudaEvent_t> fences(copy_streams_.size(), nullptr);
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < copy_streams_.size(); ++i) {
-      if (cudaEventCreateWithFlags(&fences[i], cudaEventDisableTiming | wait_flags_) != cudaSuccess ||
+      if (cudaEventCreateWithFlags(&fences[i], cudaEventDisableTiming | sleep_flag) != cudaSuccess ||
           cudaEventRecord(fences[i], copy_streams_[i]) != cudaSuccess) {
         cudaGetLastError();
         if (fences[i] != nullptr) cudaEventDestroy(fences[i]);
@@ -371,7 +384,7 @@ absl::Status StagingRing::EnqueueChunk(Slot& s, const Staged& staged, const floa
           dtype, s.device, tiling, reinterpret_cast<const float*>(s.device + slot_data_bytes_), begin, end,
           dst + begin, compute_stream_));
     }
-    if (error == cudaSuccess) error = cudaEventRecord(s.done, compute_stream_);
+    if (error == cudaSuccess) error = RecordDone(s, compute_stream_);
     stats_.enqueue_seconds += SecondsSince(asked);
   }
   Return(&s);

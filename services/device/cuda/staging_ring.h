@@ -23,6 +23,7 @@
 #include "kernels/dtype.h"
 #include "kernels/quantize.h"
 #include "services/device/cuda/pinned_sources.h"
+#include "services/device/gpu_waits.h"
 #include "services/device/pinned_accounting.h"
 
 namespace weightd::cuda {
@@ -33,11 +34,11 @@ class StagingRing {
   // Every pinned buffer is counted in `pinned` (may be null) while it exists.
   // `copy_streams` host-to-device streams take the chunks' copies in turn (one
   // stream keeps copies in order; several let the copy engines overlap them).
-  // `blocking_waits`: a thread waiting for a slot, or for a fence (FenceCopies),
-  // sleeps instead of spinning.
+  // `waits`: whether a thread waiting for a slot, or for a fence (FenceCopies),
+  // sleeps or spins (services/device/gpu_waits.h).
   static absl::StatusOr<std::unique_ptr<StagingRing>> Create(int device, uint64_t ring_bytes, int slots,
                                                              HostPinnedAccounting* pinned = nullptr,
-                                                             int copy_streams = 1, bool blocking_waits = false);
+                                                             int copy_streams = 1, GpuWaits waits = GpuWaits::kSpin);
   ~StagingRing();
 
   // Copies host `bytes` to device address `dst` (through pinned slots; the copy
@@ -102,7 +103,12 @@ class StagingRing {
     uint8_t* device = nullptr;
     cudaEvent_t copied = nullptr;
     cudaEvent_t done = nullptr;  // the slot's last use (copy or kernel) finished
+    // Under GpuWaits::kAuto, `done` recorded again on a cudaEventBlockingSync event,
+    // for the threads that sleep (`done` stays the spinners').
+    cudaEvent_t done_sleeping = nullptr;
   };
+  // Records the slot's `done` (and `done_sleeping`) on `stream`.
+  cudaError_t RecordDone(Slot& slot, cudaStream_t stream);
   StagingRing(int device, HostPinnedAccounting* pinned) : device_(device), pinned_ledger_(pinned) {}
   // Blocks until a slot is free for this thread and its last use has completed:
   // the least recently returned slot, so a slow filler never holds up the others.
@@ -149,7 +155,7 @@ class StagingRing {
   HostPinnedAccounting* pinned_ledger_;
   uint64_t slot_data_bytes_ = 0;   // source bytes per slot
   uint64_t slot_scale_bytes_ = 0;  // scales per slot, after the data
-  unsigned wait_flags_ = 0;  // cudaEventBlockingSync for events waited on, with blocking waits
+  GpuWaits waits_ = GpuWaits::kSpin;
   std::vector<cudaStream_t> copy_streams_;
   size_t next_copy_ = 0;  // guarded by mu_
   cudaStream_t compute_stream_ = nullptr;
