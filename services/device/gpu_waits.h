@@ -5,9 +5,10 @@
 // Under kAuto (the default) the choice is the calling thread's: a thread that many
 // push streams share (a push's drain, its placements) sleeps, so that its waits
 // leave the cores to the threads receiving the streams; any other thread (a path
-// load's readers, one per core) spins. An 8-stream push ran 1.00-1.09x faster
-// with its threads sleeping, path loads 0.9-1.0x as fast with their readers sleeping
-// (docs/performance.md, "The push path").
+// load's readers, one per core) spins. An 8-stream push ran 0.99-1.22x as fast
+// (mean 1.07x) with its threads sleeping, path loads 0.90-1.03x as fast with their
+// readers sleeping (docs/performance.md, "The push path": "Eight streams, what
+// moved them").
 #pragma once
 
 #include <string>
