@@ -150,6 +150,15 @@ TEST(RunningAmax, NoAnswerForPiecesOutOfOrder) {
   running.CopyAppend(out, 0, std::string_view(bytes, 512));
   EXPECT_EQ(copy, v);
   EXPECT_FALSE(running.amax().has_value());
+  // Bytes sent again (a piece repeated, cutting an element) are copied alike, with no answer.
+  std::vector<float> again(v.size());
+  char* into = reinterpret_cast<char*>(again.data());
+  RunningAmax repeated(kernels::DType::kF32);
+  repeated.CopyAppend(into, 0, std::string_view(bytes, 510));
+  repeated.CopyAppend(into, 0, std::string_view(bytes, 510));
+  repeated.CopyAppend(into, 510, std::string_view(bytes + 510, 1024 - 510));
+  EXPECT_EQ(again, v);
+  EXPECT_FALSE(repeated.amax().has_value());
 }
 
 }  // namespace
