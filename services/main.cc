@@ -166,6 +166,7 @@ ABSL_FLAG(std::string, test_hang_collective, "",
           "--test-hang-collective=broadcast");
 ABSL_FLAG(int, push_idle_timeout_seconds, 300,
           "A push load that receives nothing (no stream opens, no byte arrives) this long fails with DEADLINE_EXCEEDED, "
+          "and so does a push stream that receives nothing this long after it opened, "
           "e.g. --push-idle-timeout-seconds=60");
 ABSL_FLAG(int, shutdown_grace_seconds, 10,
           "On SIGTERM, once every load has failed: how long to wait for threads still in a device call before "

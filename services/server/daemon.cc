@@ -147,6 +147,7 @@ struct Daemon::State {
   std::unique_ptr<HostBudget> host_budget;  // outlives the streams that charge it
   std::unique_ptr<PushPinning> push_pinning;  // outlives the streams it counts
   std::unique_ptr<RawPushCalls> raw_push_calls;
+  std::unique_ptr<DeadlineTimer> push_silence_timer;  // outlives the server, whose calls cancel on it
   std::unique_ptr<Executor> placement;  // outlives `work`, whose drain tasks wait on it
   std::unique_ptr<Executor> work;
   std::unique_ptr<Executor> loaders;
@@ -268,7 +269,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(const DaemonOptions& optio
   state->push_pinning = std::make_unique<PushPinning>(options.pin_pushed_max_streams);
   deps.push_pinning = state->push_pinning.get();
   deps.raw_push_calls = state->raw_push_calls.get();
-  deps.raw_push_first_frame_timeout = options.push_idle_timeout;
+  deps.push_first_message_timeout = options.push_idle_timeout;
+  state->push_silence_timer = std::make_unique<DeadlineTimer>();
+  deps.push_silence_timer = state->push_silence_timer.get();
   deps.max_message_bytes = kMaxMessageBytes;
   state->push_watchdog = std::make_unique<StallWatchdog>(options.push_idle_timeout);
   state->shutdown_grace = options.shutdown_grace;

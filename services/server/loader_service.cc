@@ -135,16 +135,18 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* LoaderService::PushShards(grpc::Callb
     auto it = context->client_metadata().find(key);
     return it == context->client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
   };
-  return new GrpcPushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget, deps_.push_hooks,
-                               deps_.parse_limits, deps_.push_pinning, summary,
-                               named(kPushModelIdKey), named(kPushShardFileKey));
+  auto* reactor = new GrpcPushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget,
+                                            deps_.push_hooks, deps_.parse_limits, deps_.push_pinning, summary,
+                                            named(kPushModelIdKey), named(kPushShardFileKey));
+  if (deps_.push_silence_timer != nullptr) reactor->CutIfSilent(*deps_.push_silence_timer, deps_.push_first_message_timeout);
+  return reactor;
 }
 
 void LoaderService::StartRawPush(UniqueFd fd) {
   auto* reactor = new RawPushShardsReactor(*deps_.registry, *deps_.work, deps_.placement, deps_.host_budget,
                                            deps_.push_hooks, deps_.parse_limits, deps_.push_pinning,
                                            /*response=*/nullptr);
-  reactor->Start(std::move(fd), deps_.max_message_bytes, deps_.raw_push_first_frame_timeout, *deps_.raw_push_calls);
+  reactor->Start(std::move(fd), deps_.max_message_bytes, deps_.push_first_message_timeout, *deps_.raw_push_calls);
 }
 
 grpc::ServerUnaryReactor* LoaderService::GetManifest(grpc::CallbackServerContext* context,

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "services/deadline_timer.h"
 #include "services/device/accounting.h"
 #include "services/device/device_backend.h"
 #include "services/executor.h"
@@ -39,8 +40,12 @@ struct LoaderServiceDeps {
   safetensors::ParseLimits parse_limits;
   PushPinning* push_pinning = nullptr;  // --pin-pushed-tensors (ShardWriter::PinGatheredTensors); none: never
   RawPushCalls* raw_push_calls = nullptr;  // the live raw push connections (StartRawPush)
-  // Before its first frame is whole, a raw push connection silent this long is cut (RawPushCall::Start).
-  std::chrono::milliseconds raw_push_first_frame_timeout{std::chrono::minutes(5)};
+  // A push stream that receives nothing this long from its start is answered DEADLINE_EXCEEDED:
+  // a raw connection before its first frame is whole (RawPushCall::Start), a gRPC
+  // PushShards call before its first message or its end (PushShardsReactor::CutIfSilent,
+  // on `push_silence_timer`; none: never).
+  std::chrono::milliseconds push_first_message_timeout{std::chrono::minutes(5)};
+  DeadlineTimer* push_silence_timer = nullptr;
   uint32_t max_message_bytes = 64 << 20;   // the gRPC server's, and a raw push frame's, limit
   StallWatchdog* push_watchdog = nullptr;  // watches every push and peer load; may be null
   // Peers (docs/cluster.md).

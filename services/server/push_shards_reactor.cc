@@ -64,6 +64,7 @@ void PushShardsReactor<Transport>::OnReadDone(bool ok) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     reading_ = false;
+    heard_ = true;
     if (finished_) return;  // a read that Finish cut short, or a message nobody will process
     if (ok) {
       if (budget_ != nullptr) budget_->ChargeMessage(incoming_.Length());
@@ -400,8 +401,38 @@ void PushShardsReactor<Transport>::Succeed() {
 }
 
 template <class Transport>
+void PushShardsReactor<Transport>::CutIfSilent(DeadlineTimer& timer, std::chrono::milliseconds after) {
+  std::lock_guard<std::mutex> lock(mu_);
+  silence_timer_ = &timer;
+  silence_id_ = timer.At(DeadlineTimer::Clock::now() + after, [this, after] { CutSilent(after); });
+}
+
+template <class Transport>
+void PushShardsReactor<Transport>::CutSilent(std::chrono::milliseconds after) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (heard_ || finished_) return;  // the drain task answers from here on
+    finished_ = true;
+  }
+  const std::string shard = named_file_.empty() ? std::string() : absl::StrCat("shard '", named_file_, "': ");
+  const absl::Status silent = absl::DeadlineExceededError(absl::StrCat(
+      shard, "PushShards stream received nothing in its first ", after.count() / 1000.0,
+      " s (--push-idle-timeout-seconds)"));
+  reactor_order::Release(this);
+  this->Finish(ToGrpcStatus(silent));  // nothing touches `this` after this; OnDone waits for this callback
+}
+
+template <class Transport>
 void PushShardsReactor<Transport>::OnDone() {
   reactor_order::Acquire(this);
+  DeadlineTimer* timer = nullptr;
+  uint64_t id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    timer = silence_timer_;
+    id = silence_id_;
+  }
+  if (timer != nullptr) timer->Cancel(id);  // never runs, or has returned
   delete this;
 }
 

@@ -19,8 +19,9 @@
 //
 // Thread-safety: `mu_` guards the queue and the read/drain/finish flags, which
 // the gRPC reactions and the drain task share. Everything else belongs to the
-// drain task. Finish is called once, by the drain task, outside `mu_`, as its
-// last touch of `this`.
+// drain task. Finish is called once, outside `mu_`, as the caller's last touch
+// of `this`: by the drain task, or by CutIfSilent's timer before any read completed
+// (no drain task has begun then).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -33,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "services/deadline_timer.h"
 #include "services/executor.h"
 #include "services/load/host_budget.h"
 #include "services/load/push_pinning.h"
@@ -72,6 +74,10 @@ class PushShardsReactor : public Transport {
 
   void OnReadDone(bool ok) override;
   void OnDone() override;
+  // gRPC streams (the raw transport bounds its first frame itself): a stream
+  // that has received nothing, not even its end, `after` from now is answered
+  // DEADLINE_EXCEEDED (--push-idle-timeout-seconds). `timer` outlives the call.
+  void CutIfSilent(DeadlineTimer& timer, std::chrono::milliseconds after);
 
  private:
   // The drain task: processes queued messages in order until the queue is empty,
@@ -99,6 +105,8 @@ class PushShardsReactor : public Transport {
   bool TakeReadSlot();
   void Fail(const absl::Status& status);
   void Succeed();
+  // CutIfSilent's deadline: Finish, unless a read has completed.
+  void CutSilent(std::chrono::milliseconds after);
 
   Registry& registry_;
   Executor& executor_;
@@ -123,6 +131,10 @@ class PushShardsReactor : public Transport {
   bool finished_ = false;                // Finish is called or about to be
   bool paused_ = false;                  // the drain waits for host memory (OnAdmitted resumes it)
   bool admitted_early_ = false;          // OnAdmitted came before the drain paused
+  bool heard_ = false;                   // a read has completed (a message or the end)
+
+  DeadlineTimer* silence_timer_ = nullptr;  // CutIfSilent's; cancelled in OnDone
+  uint64_t silence_id_ = 0;
 
   // Owned by the drain task.
   std::string file_;

@@ -104,6 +104,24 @@ TEST_F(FaultE2ETest, AMissingPushedShardTimesOutNamingIt) {
   ExpectServesAndReturnsTo(0);
 }
 
+// A gRPC PushShards call that sends nothing holds no reactor forever: once
+// --push-idle-timeout-seconds have passed it is answered DEADLINE_EXCEEDED,
+// naming the shard its metadata names (the raw connection's twin is in
+// raw_push_e2e_test.cc). Its load, which waits for that shard, fails on its own.
+TEST_F(FaultE2ETest, APushStreamThatSendsNothingIsAnsweredAfterTheIdleTimeout) {
+  StartDaemon({"--push-idle-timeout-seconds=1"});
+  PushLoad load(daemon_, "silent", {"model.safetensors"});
+  ShardStream stream(load, "model.safetensors", 64);
+  const grpc::Status status = stream.status();  // no message, no WritesDone: only the daemon can end it
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  EXPECT_NE(status.error_message().find("shard 'model.safetensors': PushShards stream received nothing in its "
+                                        "first 1 s (--push-idle-timeout-seconds)"),
+            std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(load.Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ExpectServesAndReturnsTo(0);
+}
+
 TEST_F(FaultE2ETest, AStalledStreamTimesOutAndFreesThePlannedMemory) {
   StartDaemon({"--push-idle-timeout-seconds=1"});
   const std::string file = OneTensorShard("a.weight", 1 << 16);
