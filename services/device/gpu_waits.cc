@@ -13,7 +13,8 @@ absl::StatusOr<GpuWaits> ParseGpuWaits(const std::string& value) {
   if (value == "true") return GpuWaits::kSleep;
   if (value == "false") return GpuWaits::kSpin;
   if (value == "auto") return GpuWaits::kAuto;
-  return absl::InvalidArgumentError(absl::StrCat("--staging-blocking-waits=", value, ": use auto, true or false"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--staging-blocking-waits must be auto, true or false, not '", value, "'"));
 }
 
 SleepOnGpuWaits::SleepOnGpuWaits() : before_(sleeping) { sleeping = true; }

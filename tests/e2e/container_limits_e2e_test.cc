@@ -90,7 +90,7 @@ TEST_F(ContainerLimitsE2ETest, ThreadRingAndPinFlagsOutOfRangeAreRefusedNamingTh
       {"--staging-ring-bytes=0", "--staging-ring-bytes must be more than 0 (or auto)"},
       {"--staging-ring-bytes=lots", "--staging-ring-bytes: "},
       {"--pin-pushed-tensors=maybe", "--pin-pushed-tensors must be auto, true or false, not 'maybe'"},
-      {"--staging-blocking-waits=maybe", "--staging-blocking-waits=maybe: use auto, true or false"},
+      {"--staging-blocking-waits=maybe", "--staging-blocking-waits must be auto, true or false, not 'maybe'"},
   };
   for (const auto& [flag, message] : cases) {
     CommandResult run = RunCommand({BinPath("weightd"), flag, "--listen=unix:" + daemon_.dir() + "/w.sock",

@@ -14,7 +14,7 @@ TEST(GpuWaitsTest, ParsesTheFlagsValues) {
   EXPECT_EQ(*ParseGpuWaits("false"), GpuWaits::kSpin);
   absl::StatusOr<GpuWaits> bad = ParseGpuWaits("yes");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(bad.status().message(), "--staging-blocking-waits=yes: use auto, true or false");
+  EXPECT_EQ(bad.status().message(), "--staging-blocking-waits must be auto, true or false, not 'yes'");
 }
 
 TEST(GpuWaitsTest, UnderAutoOnlyAMarkedThreadSleeps) {
